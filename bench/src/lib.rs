@@ -1,0 +1,1 @@
+//! Shared helpers for weft's benchmarks (ratio printing against baselines).

@@ -1,0 +1,3 @@
+//! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
+//! and the netlink and nftables helpers they share.
+#![forbid(unsafe_code)]

@@ -1,0 +1,6 @@
+//! The `netsim` command line.
+
+fn main() -> anyhow::Result<()> {
+    eprintln!("netsim: not yet implemented");
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! weftd, the weft node router daemon.
+
+fn main() -> anyhow::Result<()> {
+    eprintln!("weftd: not yet implemented");
+    Ok(())
+}
