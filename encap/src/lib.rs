@@ -47,6 +47,7 @@ use std::ops::Range;
 pub mod checksum;
 pub mod error;
 pub mod flow;
+pub mod icmp;
 pub mod inner;
 pub mod ipip;
 pub mod ttl;
