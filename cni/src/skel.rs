@@ -271,7 +271,8 @@ fn required(cmd: &str, var: &str) -> bool {
         "CNI_COMMAND" => true,
         "CNI_CONTAINERID" | "CNI_IFNAME" => matches!(cmd, "ADD" | "CHECK" | "DEL"),
         "CNI_NETNS" => matches!(cmd, "ADD" | "CHECK"),
-        "CNI_PATH" => matches!(cmd, "ADD" | "CHECK" | "DEL" | "GC" | "STATUS"),
+        // libcni always sets it; GC/STATUS do not strictly need it.
+        "CNI_PATH" => matches!(cmd, "ADD" | "CHECK" | "DEL"),
         _ => false,
     }
 }
@@ -607,7 +608,7 @@ mod tests {
     #[test]
     fn status_and_gc_need_no_container() {
         let conf = r#"{"cniVersion":"1.1.0","name":"n"}"#;
-        let (out, _) = go(&[("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/x")], conf);
+        let (out, _) = go(&[("CNI_COMMAND", "STATUS")], conf);
         assert_eq!(out.exit_code, 0);
         let (out, _) = go(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")], conf);
         assert_eq!(out.exit_code, 0);
