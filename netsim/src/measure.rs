@@ -32,6 +32,12 @@ impl BenchLock {
             .write(true)
             .open(BENCH_LOCK)
             .map_err(|e| Error::io(format!("open {BENCH_LOCK}"), e))?;
+        let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(Self(l)),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
+            Err((_, e)) => return Err(Error::io(format!("flock {BENCH_LOCK}"), e.into())),
+        };
+        eprintln!("netsim: waiting for {BENCH_LOCK} (another benchmark is running)");
         Flock::lock(f, FlockArg::LockExclusive)
             .map(Self)
             .map_err(|(_, e)| Error::io(format!("flock {BENCH_LOCK}"), e.into()))
