@@ -5,3 +5,4 @@
 pub mod link;
 pub mod nft;
 pub mod ns;
+pub mod plugin;

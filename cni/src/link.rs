@@ -458,6 +458,38 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The output interface of the route the kernel would use to reach `ip`.
+    pub async fn route_oif(&self, ip: IpAddr) -> Result<Option<u32>, LinkError> {
+        use netlink_packet_route::route::RouteAttribute;
+        use rtnetlink::RouteMessageBuilder;
+        let msg = match ip {
+            IpAddr::V4(a) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .build(),
+        };
+        let mut s = self.handle.route().get(msg).execute();
+        match s.try_next().await {
+            Ok(Some(r)) => Ok(r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = nl_err(format!("route get {ip}"))(e);
+                if matches!(e.errno(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
 /// The kind string of a bridge.
 pub const BRIDGE_KIND: &str = "bridge";
 

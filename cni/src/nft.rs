@@ -751,14 +751,14 @@ mod tests {
             }
         );
         assert_eq!(
-            ops[4],
+            ops[3],
             Op::FlushChain {
                 table: t.clone(),
                 chain: "own".into()
             }
         );
         assert_eq!(
-            ops[5],
+            ops[4],
             Op::DelChain {
                 table: t,
                 chain: "own".into()
@@ -776,5 +776,35 @@ mod tests {
         assert_eq!(msgs[1].ty, SUBSYS_NFTABLES << 8);
         assert_eq!(msgs[2].ty, NFNL_MSG_BATCH_END);
         assert_eq!(seqs, vec![101]);
+    }
+}
+
+/// A short deterministic id for kernel object names, from the parts that
+/// identify an attachment (network name, container id, ifname): FNV-1a 64,
+/// as 16 hex digits.
+pub fn owner_id(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0u8)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn owner_id_is_stable_and_separates_parts() {
+        assert_eq!(
+            super::owner_id(&["net", "cid"]),
+            super::owner_id(&["net", "cid"])
+        );
+        assert_ne!(
+            super::owner_id(&["ne", "tcid"]),
+            super::owner_id(&["net", "cid"])
+        );
+        assert_eq!(super::owner_id(&["a"]).len(), 16);
     }
 }

@@ -53,6 +53,8 @@ pub enum MetaKey {
     Mark = 3,
     /// Input interface index.
     Iif = 4,
+    /// Input interface name (16 bytes, NUL padded).
+    IifName = 6,
     /// Netfilter protocol family (inet tables).
     NfProto = 15,
     /// Layer 4 protocol number.

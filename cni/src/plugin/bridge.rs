@@ -1,0 +1,4 @@
+//! The `bridge` plugin.
+
+pub mod config;
+pub mod plan;

@@ -1,0 +1,4 @@
+//! The plugins.
+
+pub mod bridge;
+pub mod portmap;

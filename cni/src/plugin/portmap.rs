@@ -1,0 +1,4 @@
+//! The `portmap` plugin.
+
+pub mod config;
+pub mod plan;
