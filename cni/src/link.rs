@@ -490,6 +490,42 @@ impl Netlink {
     }
 }
 
+/// A single-threaded runtime for one plugin invocation.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+}
+
+impl Netlink {
+    /// Turns VLAN filtering on for an existing bridge.
+    pub async fn set_vlan_filtering(&self, index: u32, name: &str) -> Result<(), LinkError> {
+        let msg = LinkBridge::new(name)
+            .index(index)
+            .vlan_filtering(true)
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("enable vlan_filtering on {name}")))
+    }
+
+    /// Removes a VLAN from a bridge port.
+    pub async fn del_vlan(&self, index: u32, vid: u16) -> Result<(), LinkError> {
+        let msg = LinkBridgeVlan::new(index)
+            .vlan(vid, BridgeVlanInfoFlags::empty())
+            .build();
+        self.handle
+            .link()
+            .del_with_message(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("delete vlan {vid} on {index}")))
+    }
+}
+
 /// The kind string of a bridge.
 pub const BRIDGE_KIND: &str = "bridge";
 

@@ -654,20 +654,30 @@ impl NfSocket {
     }
 
     /// Deletes conntrack entries of protocol `proto` whose original
-    /// destination port is `port` (both IP families). Returns how many.
-    pub fn flush_conntrack_dport(&mut self, proto: u8, port: u16) -> Result<usize, NftError> {
+    /// destination port is one of `ports` (both IP families). Returns how many.
+    pub fn flush_conntrack_dports(&mut self, proto: u8, ports: &[u16]) -> Result<usize, NftError> {
+        if ports.is_empty() {
+            return Ok(0);
+        }
+        // A dump walks the whole (global) conntrack hash; skip it when this
+        // namespace tracks nothing at all.
+        let count = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count");
+        if count.is_ok_and(|c| c.trim() == "0") {
+            return Ok(0);
+        }
         let mut n = 0;
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            let entries =
-                self.dump(|m, seq| conntrack::dump_request(m, seq, family, proto, port))?;
+        // AF_UNSPEC: one walk for both families.
+        for family in [libc::AF_UNSPEC as u8] {
+            let entries = self.dump(|m, seq| conntrack::dump_request(m, seq, family))?;
             let tuples: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
                 .iter()
-                .filter_map(|p| conntrack::matching_tuple(p, proto, port))
+                .filter_map(|p| conntrack::matching_tuple(p, proto, ports))
                 .collect();
             for (tuple, zone) in tuples {
                 let seq = self.next_seq(1);
                 let mut m = MsgBuf::default();
-                conntrack::delete_request(&mut m, seq, family, &tuple, zone.as_deref());
+                let fam = conntrack::tuple_family(&tuple).unwrap_or(family);
+                conntrack::delete_request(&mut m, seq, fam, &tuple, zone.as_deref());
                 self.sock.send(m.bytes(), 0)?;
                 self.recv(0)?;
                 let errno = nla::messages(&self.buf)

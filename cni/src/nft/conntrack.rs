@@ -12,15 +12,11 @@ const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_DST_PORT: u16 = 3;
 const CTA_ZONE: u16 = 18;
-const CTA_FILTER: u16 = 25;
-const CTA_FILTER_ORIG_FLAGS: u16 = 1;
-const CTA_FILTER_REPLY_FLAGS: u16 = 2;
-const FILTER_PROTO_NUM: u32 = 1 << 3;
-const FILTER_PROTO_DST_PORT: u32 = 1 << 5;
 
-/// A filtered dump of one family's entries (the kernel filters since 5.8;
-/// [`matching_tuple`] re-checks either way).
-pub(super) fn dump_request(m: &mut MsgBuf, seq: u32, family: u8, proto: u8, port: u16) {
+/// A dump of the namespace's entries. The kernel refuses a tuple filter with
+/// `AF_UNSPEC`, and two filtered per-family dumps would walk the (global)
+/// hash twice, so this is one unfiltered walk; [`matching_tuple`] filters.
+pub(super) fn dump_request(m: &mut MsgBuf, seq: u32, family: u8) {
     m.begin(
         (SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
         NLM_F_REQUEST | NLM_F_DUMP,
@@ -28,19 +24,6 @@ pub(super) fn dump_request(m: &mut MsgBuf, seq: u32, family: u8, proto: u8, port
         family,
         0,
     );
-    m.nest(CTA_TUPLE_ORIG);
-    m.nest(CTA_TUPLE_PROTO);
-    m.put_u8(CTA_PROTO_NUM, proto);
-    m.put_be16(CTA_PROTO_DST_PORT, port);
-    m.nest_end();
-    m.nest_end();
-    m.nest(CTA_FILTER);
-    m.put(
-        CTA_FILTER_ORIG_FLAGS,
-        &(FILTER_PROTO_NUM | FILTER_PROTO_DST_PORT).to_ne_bytes(),
-    );
-    m.put(CTA_FILTER_REPLY_FLAGS, &0u32.to_ne_bytes());
-    m.nest_end();
     m.end();
 }
 
@@ -48,14 +31,14 @@ pub(super) fn dump_request(m: &mut MsgBuf, seq: u32, family: u8, proto: u8, port
 pub(super) fn matching_tuple(
     payload: &[u8],
     proto: u8,
-    port: u16,
+    ports: &[u16],
 ) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let attrs = payload.get(4..)?;
     let orig = nla::find(attrs, CTA_TUPLE_ORIG)?;
     let p = nla::find(orig, CTA_TUPLE_PROTO)?;
     let num = *nla::find(p, CTA_PROTO_NUM)?.first()?;
     let dport = nla::as_be16(nla::find(p, CTA_PROTO_DST_PORT)?)?;
-    if num != proto || dport != port {
+    if num != proto || !ports.contains(&dport) {
         return None;
     }
     Some((
@@ -84,4 +67,16 @@ pub(super) fn delete_request(
         m.put(CTA_ZONE, z);
     }
     m.end();
+}
+
+/// The address family of an original tuple (from its IP attributes).
+pub(super) fn tuple_family(orig: &[u8]) -> Option<u8> {
+    let ip = nla::find(orig, 1)?; // CTA_TUPLE_IP
+    let (ty, _) = nla::attrs(ip).next()?;
+    // CTA_IP_V4_SRC/DST = 1/2, CTA_IP_V6_SRC/DST = 3/4
+    Some(if ty <= 2 {
+        libc::AF_INET as u8
+    } else {
+        libc::AF_INET6 as u8
+    })
 }

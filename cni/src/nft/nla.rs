@@ -81,16 +81,6 @@ impl MsgBuf {
         self.put(ty, &v.to_be_bytes());
     }
 
-    /// Appends a big-endian u16 attribute.
-    pub(crate) fn put_be16(&mut self, ty: u16, v: u16) {
-        self.put(ty, &v.to_be_bytes());
-    }
-
-    /// Appends a u8 attribute.
-    pub(crate) fn put_u8(&mut self, ty: u16, v: u8) {
-        self.put(ty, &[v]);
-    }
-
     /// Opens a nested attribute; close it with [`MsgBuf::nest_end`].
     pub(crate) fn nest(&mut self, ty: u16) {
         self.nests.push(self.buf.len());
