@@ -183,6 +183,11 @@ impl LeaseStore for DiskStore {
             return Err(CniError::io(format!("writing {}", p.display()), e));
         }
         drop(f);
+        // Fault injection for the crash tests: die like a SIGKILL right after
+        // the lease file exists and before the index knows about it.
+        if std::env::var_os("WEFT_CNI_TEST_FAULT").is_some_and(|v| v == "abort-after-reserve") {
+            std::process::abort();
+        }
         self.index.added(owner, ip)?;
         let lp = self.dir.join(format!("{LAST_IP_PREFIX}{set}"));
         fs::write(&lp, ip.to_string()).map_err(io("writing", &lp))?;
