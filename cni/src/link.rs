@@ -512,6 +512,29 @@ impl Netlink {
             .map_err(nl_err(format!("enable vlan_filtering on {name}")))
     }
 
+    /// Whether the bridge reports VLAN filtering as on (kernels without
+    /// `CONFIG_BRIDGE_VLAN_FILTERING` accept the request but never report it).
+    pub async fn vlan_filtering_on(&self, index: u32) -> Result<bool, LinkError> {
+        use netlink_packet_route::link::InfoBridge;
+        let mut s = self.handle.link().get().match_index(index).execute();
+        let Some(m) = s
+            .try_next()
+            .await
+            .map_err(nl_err(format!("get link {index}")))?
+        else {
+            return Ok(false);
+        };
+        Ok(m.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+                NlInfo::Data(InfoData::Bridge(opts)) => opts
+                    .iter()
+                    .any(|o| matches!(o, InfoBridge::VlanFiltering(true))),
+                _ => false,
+            }),
+            _ => false,
+        }))
+    }
+
     /// Removes a VLAN from a bridge port.
     pub async fn del_vlan(&self, index: u32, vid: u16) -> Result<(), LinkError> {
         let msg = LinkBridgeVlan::new(index)

@@ -44,9 +44,7 @@ pub async fn ensure_bridge(
         Some(l) => l,
         None => {
             let mtu = (conf.mtu != 0).then_some(conf.mtu);
-            host.add_bridge(name, mtu, vlan.needed())
-                .await
-                .map_err(internal)?;
+            host.add_bridge(name, mtu, false).await.map_err(internal)?;
             host.link_by_name(name)
                 .await
                 .map_err(internal)?
@@ -59,9 +57,17 @@ pub async fn ensure_bridge(
         )));
     }
     if vlan.needed() {
-        host.set_vlan_filtering(br.index, name).await.map_err(|e| {
-            internal(format!("bridge {name}: VLAN filtering unavailable (kernel without CONFIG_BRIDGE_VLAN_FILTERING?): {e}"))
-        })?;
+        let unavailable = |why: String| {
+            internal(format!(
+                "bridge {name}: VLAN filtering unavailable (kernel without CONFIG_BRIDGE_VLAN_FILTERING?): {why}"
+            ))
+        };
+        host.set_vlan_filtering(br.index, name)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !host.vlan_filtering_on(br.index).await.map_err(internal)? {
+            return Err(unavailable("the kernel did not enable it".into()));
+        }
     }
     if !br.up || conf.promisc_mode {
         host.set_link(br.index, true, conf.promisc_mode.then_some(true), None)
