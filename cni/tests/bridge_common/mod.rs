@@ -85,7 +85,7 @@ impl Lab {
             return Vec::new();
         };
         let mut v: Vec<String> = rd
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
             .collect();
