@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod fsm;
 pub mod prefix;
 pub mod wire;
 

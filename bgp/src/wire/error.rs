@@ -18,7 +18,7 @@ pub enum Verdict {
 }
 
 /// A message that must reset the session, with the NOTIFICATION to send.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DecodeError {
     /// Fewer bytes than the header or the header's length field need. Not an
     /// error of the peer yet: read more.

@@ -868,15 +868,23 @@ mod differential {
             }
             (Message::Update(u), BgpMessage::Update(tu)) => {
                 let ours: Vec<String> = u.nlri.iter().map(ToString::to_string).collect();
-                let their: Vec<String> = tu.nlri().iter().map(|n| n.network().address().to_string()).collect();
+                let their: Vec<String> = tu
+                    .nlri()
+                    .iter()
+                    .map(|n| n.network().address().to_string())
+                    .collect();
                 prop_assert_eq!(ours, their);
                 let ours: Vec<String> = u.withdrawn.iter().map(ToString::to_string).collect();
-                let their: Vec<String> =
-                    tu.withdraw_routes().iter().map(|n| n.network().address().to_string()).collect();
+                let their: Vec<String> = tu
+                    .withdraw_routes()
+                    .iter()
+                    .map(|n| n.network().address().to_string())
+                    .collect();
                 prop_assert_eq!(ours, their);
             }
-            (Message::Notification(_), BgpMessage::Notification(_)) | (Message::Keepalive, BgpMessage::KeepAlive) => {}
-            (Message::RouteRefresh(_), BgpMessage::RouteRefresh(_)) => {}
+            (Message::Notification(_), BgpMessage::Notification(_))
+            | (Message::Keepalive, BgpMessage::KeepAlive)
+            | (Message::RouteRefresh(_), BgpMessage::RouteRefresh(_)) => {}
             (a, b) => prop_assert!(false, "kind mismatch: ours {a:?} theirs {b:?}"),
         }
         // What netgauze understood, written back, must mean the same to us.
