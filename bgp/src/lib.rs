@@ -10,7 +10,9 @@
 #![warn(missing_docs)]
 
 pub mod fsm;
+pub mod policy;
 pub mod prefix;
+pub mod rib;
 pub mod wire;
 
 pub use prefix::Prefix;
