@@ -959,3 +959,22 @@ mod differential {
         assert!(both * 2 > total, "netgauze accepted only {both} of {total}");
     }
 }
+
+#[test]
+fn ipv6_announcement_with_ibgp_attributes_round_trips() {
+    let attrs = PathAttrs {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        local_pref: Some(100),
+        communities: vec![0xfc00_0007],
+        ..PathAttrs::default()
+    };
+    let nh = MpNextHop {
+        global: IpAddr::V6("fd00::1".parse().unwrap()),
+        link_local: None,
+    };
+    let msgs = pack_updates(&attrs, nh, &[p("fd00:244:1::/64")], &FOUR);
+    let u = decode_update(&msgs[0], &FOUR).unwrap();
+    assert_eq!(u.verdict, Verdict::Clean, "{u:?}");
+    assert_eq!(u.announced(), vec![(p("fd00:244:1::/64"), nh)]);
+}
