@@ -381,6 +381,17 @@ impl Config {
             err("dataplane.vtep_mac", format!("{m} is not a unicast MAC"));
         }
 
+        if mode == Mode::Ipip {
+            if let Some(v6) = self.pod_cidr_v6 {
+                err(
+                    "pod_cidr_v6",
+                    format!("{v6}: ipip carries IPv4 pod traffic only"),
+                );
+            }
+            if !self.pod_cidr.is_ipv4() {
+                err("pod_cidr", "ipip carries IPv4 pod traffic only".into());
+            }
+        }
         let own = self.own_pod_cidrs();
         for (i, r) in self.static_routes.iter().enumerate() {
             let p = |f: &str| format!("static_routes[{i}].{f}");
@@ -442,6 +453,9 @@ impl Config {
                     &p("via"),
                     "host-gw needs a gateway of the pod range's family".to_owned(),
                 );
+            }
+            if mode == Mode::Ipip && !r.pod_cidr.is_ipv4() {
+                err(&p("pod_cidr"), "ipip carries IPv4 pod traffic only".into());
             }
             if let Some(m) = r.vtep_mac
                 && m.0[0] & 1 == 1

@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod metrics;
 pub mod netlink;
 pub mod reconcile;
 pub mod route_table;
