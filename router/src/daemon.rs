@@ -113,7 +113,12 @@ pub async fn run(
         None => None,
     };
 
+    let mut state = LoopState {
+        underlay_mtu: underlay.mtu,
+        underlay_ip: cfg.underlay_ip,
+    };
     let result = control_loop(
+        &mut state,
         &sync,
         &mut table,
         &mut updates,
@@ -136,7 +141,13 @@ pub async fn run(
     result
 }
 
+struct LoopState {
+    underlay_mtu: u32,
+    underlay_ip: std::net::IpAddr,
+}
+
 async fn control_loop(
+    state: &mut LoopState,
     sync: &RouteSync,
     table: &mut RouteTable,
     updates: &mut mpsc::Receiver<RouteUpdate>,
@@ -154,6 +165,7 @@ async fn control_loop(
             dirty = false;
             let hops = table.next_hops();
             if let Some(dp) = dataplane {
+                follow_underlay_mtu(state, sync, dp, tun_ifindex).await?;
                 dp.set_routes(&hops);
             }
             let desired = desired_routes(&hops, tun_ifindex);
@@ -177,6 +189,34 @@ async fn control_loop(
             _ = resync.tick() => dirty = true,
         }
     }
+}
+
+/// Keeps the TUN MTU fitting the underlay when the underlay MTU changes
+/// at run time, so a reduced underlay never blackholes big packets.
+async fn follow_underlay_mtu(
+    state: &mut LoopState,
+    sync: &RouteSync,
+    dp: &Dataplane,
+    tun_ifindex: Option<u32>,
+) -> Result<(), DaemonError> {
+    let Some(link) = sync.underlay_link(state.underlay_ip).await? else {
+        warn!(ip = %state.underlay_ip, "underlay address disappeared");
+        return Ok(());
+    };
+    if link.mtu == state.underlay_mtu {
+        return Ok(());
+    }
+    info!(
+        old = state.underlay_mtu,
+        new = link.mtu,
+        "underlay MTU changed"
+    );
+    state.underlay_mtu = link.mtu;
+    if let (Some(tun_mtu), Some(idx)) = (dp.underlay_mtu_changed(link.mtu), tun_ifindex) {
+        sync.set_mtu(idx, tun_mtu).await?;
+        info!(tun_mtu, "TUN MTU follows the underlay");
+    }
+    Ok(())
 }
 
 fn log_ops(ops: &[RouteOp]) {

@@ -159,6 +159,20 @@ impl RouteSync {
         }
     }
 
+    /// Sets the MTU of interface `ifindex`.
+    pub async fn set_mtu(&self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(
+                rtnetlink::LinkUnspec::new_with_index(ifindex)
+                    .mtu(mtu)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(req(format!("setting MTU {mtu} on link #{ifindex}")))
+    }
+
     /// The interface that holds `ip`, with its MTU and subnet.
     pub async fn underlay_link(&self, ip: IpAddr) -> Result<Option<UnderlayLink>, NetlinkError> {
         let mut found = None;

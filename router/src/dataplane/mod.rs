@@ -79,8 +79,10 @@ pub struct Dataplane {
     own: Vec<Cidr>,
     /// Offloads in use.
     pub offloads: Offloads,
-    /// The TUN's MTU.
+    /// The TUN's MTU at start.
     pub mtu: u32,
+    mtu_fixed: bool,
+    mode: Mode,
 }
 
 impl Dataplane {
@@ -156,10 +158,12 @@ impl Dataplane {
             port,
             local_ip,
             local_mac: MacAddr(cfg.vtep_mac().0),
-            underlay_mtu: underlay.mtu as usize,
             icmp6_src,
         };
         let shared = Arc::new(Shared::default());
+        shared
+            .underlay_mtu
+            .store(underlay.mtu as usize, Ordering::Relaxed);
         let mut threads = Vec::new();
         let devices = tun.into_queues();
         for (q, (dev, (rx, tx))) in devices.into_iter().zip(unders).enumerate() {
@@ -201,12 +205,23 @@ impl Dataplane {
             own: cfg.own_pod_cidrs(),
             offloads,
             mtu,
+            mtu_fixed: dp.mtu.is_some(),
+            mode: dp.mode,
         })
     }
 
     /// Hands the workers a new set of routes.
     pub fn set_routes(&self, hops: &[(Cidr, NextHop)]) {
         self.shared.set_table(PeerTable::new(hops, &self.own));
+    }
+
+    /// Tells the workers the underlay MTU changed; returns the TUN MTU that
+    /// now fits (None when the MTU is configured explicitly).
+    pub fn underlay_mtu_changed(&self, underlay_mtu: u32) -> Option<u32> {
+        self.shared
+            .underlay_mtu
+            .store(underlay_mtu as usize, Ordering::Relaxed);
+        (!self.mtu_fixed).then(|| underlay_mtu.saturating_sub(self.mode.overhead()))
     }
 
     /// Stops forwarding; the TUN disappears with the last descriptor.

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
+    /// Largest outer packet the underlay carries now.
+    pub(crate) underlay_mtu: AtomicUsize,
     generation: AtomicU64,
     table: Mutex<Arc<PeerTable>>,
 }
@@ -95,8 +97,6 @@ pub(crate) struct Codec {
     pub(crate) port: u16,
     pub(crate) local_ip: Ipv4Addr,
     pub(crate) local_mac: MacAddr,
-    /// Largest outer packet the underlay carries.
-    pub(crate) underlay_mtu: usize,
     /// Source for ICMPv6 replies (an address of this node's IPv6 pod range).
     pub(crate) icmp6_src: Ipv6Addr,
 }
@@ -150,7 +150,7 @@ fn inner_dst(p: &[u8]) -> Option<IpAddr> {
 /// Egress: TUN queue -> encapsulate -> underlay.
 pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Shared) {
     let offset = MAX_HEADROOM;
-    let seg_cap = offset + codec.underlay_mtu.max(1500) + 64;
+    let seg_cap = offset + shared.underlay_mtu.load(Ordering::Relaxed).max(1500) + 64;
     let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
     let mut bufs: Vec<Vec<u8>> = vec![vec![0u8; seg_cap]; EGRESS_BATCH];
     let mut sizes = vec![0usize; EGRESS_BATCH];
@@ -158,7 +158,6 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
     let mut out: Vec<(usize, Range<usize>)> = vec![(usize::MAX, 0..0); EGRESS_BATCH];
     let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
     let mut view = View::new(shared);
-    let max_inner = codec.underlay_mtu.saturating_sub(codec.overhead());
     let mut ip_id: u16 = 0;
 
     while !shared.stop.load(Ordering::Relaxed) {
@@ -178,6 +177,10 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
             continue;
         }
         view.refresh(shared);
+        let max_inner = shared
+            .underlay_mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(codec.overhead());
 
         // Encapsulate in place.
         for i in 0..used {
@@ -192,7 +195,7 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
                 view.counts.drop_packet(Reason::NO_ROUTE, None);
                 continue;
             };
-            if sizes[i] > max_inner {
+            if sizes[i] > max_inner || sizes[i] + offset > seg_cap {
                 if too_big_reply(tun, pkt, max_inner, &codec, &mut icmp_buf) {
                     view.counts.icmp_too_big();
                 }

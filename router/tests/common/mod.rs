@@ -491,3 +491,88 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, len: usize) {
     assert_eq!(total, len, "received byte count");
     assert_eq!(hash, expect.0, "payload hash mismatch");
 }
+
+/// A kernel vxlan device on node `n`, configured the way flannel (or
+/// calico) does: one device, a /32 address, and per peer an onlink route,
+/// a permanent neighbour and an FDB entry.
+#[derive(Debug, Clone)]
+pub struct KernelVtep {
+    /// Device name.
+    pub name: String,
+    /// VNI.
+    pub vni: u32,
+    /// UDP port.
+    pub port: u16,
+    /// This device's MAC.
+    pub mac: String,
+}
+
+impl Cluster {
+    /// Replaces weftd on node `n` by a kernel vxlan device; `peers` are
+    /// (node number, peer VTEP MAC).
+    pub fn kernel_vtep(&self, n: u8, vtep: &KernelVtep, peers: &[(u8, String)]) {
+        let ns = &self.node(n).ns;
+        let (vni, port) = (vtep.vni.to_string(), vtep.port.to_string());
+        ns.ip(&[
+            "link",
+            "add",
+            &vtep.name,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &underlay(n),
+            "dev",
+            "eth0",
+            "dstport",
+            &port,
+            "nolearning",
+        ])
+        .unwrap();
+        let mtu = (self.opts.underlay_mtu.unwrap_or(1500) - 50).to_string();
+        ns.ip(&[
+            "link", "set", &vtep.name, "address", &vtep.mac, "mtu", &mtu, "up",
+        ])
+        .unwrap();
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("10.244.{n}.0/32"),
+            "dev",
+            &vtep.name,
+        ])
+        .unwrap();
+        for (p, mac) in peers {
+            let gw = format!("10.244.{p}.0");
+            ns.ip(&[
+                "route",
+                "add",
+                &pod_cidr(*p),
+                "via",
+                &gw,
+                "dev",
+                &vtep.name,
+                "onlink",
+            ])
+            .unwrap();
+            ns.ip(&[
+                "neigh",
+                "add",
+                &gw,
+                "lladdr",
+                mac,
+                "dev",
+                &vtep.name,
+                "nud",
+                "permanent",
+            ])
+            .unwrap();
+            ns.run(
+                "bridge",
+                &["fdb", "add", mac, "dev", &vtep.name, "dst", &underlay(*p)],
+            )
+            .unwrap();
+        }
+    }
+}
