@@ -116,6 +116,7 @@ pub async fn run(
     let mut state = LoopState {
         underlay_mtu: underlay.mtu,
         underlay_ip: cfg.underlay_ip,
+        tun_ifindex,
     };
     let result = control_loop(
         &mut state,
@@ -124,7 +125,6 @@ pub async fn run(
         &mut updates,
         &mut kernel,
         dataplane.as_ref(),
-        tun_ifindex,
         stop,
     )
     .await;
@@ -144,6 +144,7 @@ pub async fn run(
 struct LoopState {
     underlay_mtu: u32,
     underlay_ip: std::net::IpAddr,
+    tun_ifindex: Option<u32>,
 }
 
 async fn control_loop(
@@ -153,7 +154,6 @@ async fn control_loop(
     updates: &mut mpsc::Receiver<RouteUpdate>,
     kernel: &mut mpsc::Receiver<()>,
     dataplane: Option<&Dataplane>,
-    tun_ifindex: Option<u32>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     tokio::pin!(stop);
@@ -165,10 +165,10 @@ async fn control_loop(
             dirty = false;
             let hops = table.next_hops();
             if let Some(dp) = dataplane {
-                follow_underlay_mtu(state, sync, dp, tun_ifindex).await?;
+                follow_underlay_mtu(state, sync, dp).await?;
                 dp.set_routes(&hops);
             }
-            let desired = desired_routes(&hops, tun_ifindex);
+            let desired = desired_routes(&hops, state.tun_ifindex);
             let ops = sync.reconcile(&desired).await?;
             log_ops(&ops);
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
@@ -197,7 +197,6 @@ async fn follow_underlay_mtu(
     state: &mut LoopState,
     sync: &RouteSync,
     dp: &Dataplane,
-    tun_ifindex: Option<u32>,
 ) -> Result<(), DaemonError> {
     let Some(link) = sync.underlay_link(state.underlay_ip).await? else {
         warn!(ip = %state.underlay_ip, "underlay address disappeared");
@@ -212,7 +211,7 @@ async fn follow_underlay_mtu(
         "underlay MTU changed"
     );
     state.underlay_mtu = link.mtu;
-    if let (Some(tun_mtu), Some(idx)) = (dp.underlay_mtu_changed(link.mtu), tun_ifindex) {
+    if let (Some(tun_mtu), Some(idx)) = (dp.underlay_mtu_changed(link.mtu), state.tun_ifindex) {
         sync.set_mtu(idx, tun_mtu).await?;
         info!(tun_mtu, "TUN MTU follows the underlay");
     }

@@ -409,14 +409,16 @@ pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Sh
                     Mode::Vxlan => match vxlan::decap(dgram, codec.vni) {
                         Ok(f) => (*src.ip(), f.inner),
                         Err(e) => {
-                            view.counts.drop_packet(Reason::decap(e), None);
+                            let known = view.table.peer_by_underlay(*src.ip());
+                            view.counts.drop_packet(Reason::decap(e), known);
                             continue;
                         }
                     },
                     Mode::Udp | Mode::HostGw => match udp::decap(dgram) {
                         Ok(p) => (*src.ip(), p),
                         Err(e) => {
-                            view.counts.drop_packet(Reason::decap(e), None);
+                            let known = view.table.peer_by_underlay(*src.ip());
+                            view.counts.drop_packet(Reason::decap(e), known);
                             continue;
                         }
                     },
