@@ -1,3 +1,19 @@
 //! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
 //! and the netlink and nftables helpers they share.
+//!
+//! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
+//! - [`spec`]: config keys, results and their version conversion.
+//! - [`error`]: [`CniError`] and its mapping to spec error codes.
+//! - [`delegate`]: running an IPAM plugin from a main plugin.
+//! - [`ipam`]: host-local's allocator and on-disk lease store.
+//! - [`plugin`]: the plugins.
 #![forbid(unsafe_code)]
+
+pub mod delegate;
+pub mod error;
+pub mod ipam;
+pub mod plugin;
+pub mod skel;
+pub mod spec;
+
+pub use error::CniError;

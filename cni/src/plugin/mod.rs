@@ -1,0 +1,3 @@
+//! The plugins, each a [`crate::skel::Plugin`].
+
+pub mod host_local;
