@@ -400,6 +400,29 @@ mod tests {
     }
 
     #[test]
+    fn damaged_index_files_are_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = Owner::new("c1", "eth0");
+        {
+            let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+            s.reserve("10.0.0.2".parse().unwrap(), &o, 0).unwrap();
+        }
+        for (file, junk) in [
+            ("owners", &b"garbage"[..]),
+            ("state", &b"weft-ipam-index 1 valid=1"[..]),
+        ] {
+            fs::write(tmp.path().join(".weft/net").join(file), junk).unwrap();
+            let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+            assert_eq!(s.index().opened_by, OpenedBy::Rebuild, "{file}");
+            assert_eq!(s.owned(&o).unwrap().len(), 1, "{file}");
+        }
+        // The whole index directory gone: rebuilt too.
+        fs::remove_dir_all(tmp.path().join(".weft")).unwrap();
+        let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+        assert_eq!(s.release(&o).unwrap().len(), 1);
+    }
+
+    #[test]
     fn lock_times_out_with_code_11() {
         let tmp = tempfile::tempdir().unwrap();
         let _held = DiskStore::open(tmp.path(), "net", T).unwrap();
