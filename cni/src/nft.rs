@@ -20,6 +20,7 @@ use nla::{MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
 /// `NFNL_SUBSYS_NFTABLES`.
 const SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -117,6 +118,14 @@ pub struct Hook {
 pub enum Op {
     /// Create the table if missing.
     AddTable(Table),
+    /// Create the table, failing with EEXIST if it exists; `userdata` marks
+    /// the skeleton version.
+    CreateTable {
+        /// Table.
+        table: Table,
+        /// `NFTA_TABLE_USERDATA`.
+        userdata: Vec<u8>,
+    },
     /// Create (or keep) a chain; base chain when `hook` is set.
     AddChain {
         /// Table.
@@ -187,7 +196,9 @@ pub enum Op {
 impl Op {
     fn describe(&self) -> String {
         match self {
-            Self::AddTable(t) => format!("add table {}", t.name),
+            Self::AddTable(t) | Self::CreateTable { table: t, .. } => {
+                format!("add table {}", t.name)
+            }
             Self::AddChain { table, name, .. } => format!("add chain {} {name}", table.name),
             Self::AddSet { table, name, .. } => format!("add set {} {name}", table.name),
             Self::AddRule { table, chain, .. } => format!("add rule {} {chain}", table.name),
@@ -212,6 +223,13 @@ impl Op {
                 );
                 m.put_str(1, &t.name);
                 m.put_be32(2, 0);
+            }
+            Self::CreateTable { table, userdata } => {
+                let f = flags | NLM_F_CREATE | NLM_F_EXCL;
+                m.begin(ty(NFT_MSG_NEWTABLE), f, seq, table.family as u8, 0);
+                m.put_str(1, &table.name);
+                m.put_be32(2, 0);
+                m.put(6, userdata);
             }
             Self::AddChain { table, name, hook } => {
                 m.begin(
@@ -594,6 +612,45 @@ impl NfSocket {
             }
             if done {
                 return Ok(out);
+            }
+        }
+    }
+
+    /// The userdata of `table`: `None` when the table does not exist,
+    /// `Some(empty)` when it has none.
+    pub fn table_userdata(&mut self, table: &Table) -> Result<Option<Vec<u8>>, NftError> {
+        let seq = self.next_seq(1);
+        let mut m = MsgBuf::default();
+        m.begin(
+            (SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+            NLM_F_REQUEST,
+            seq,
+            table.family as u8,
+            0,
+        );
+        m.put_str(1, &table.name);
+        m.end();
+        self.sock.send(m.bytes(), 0)?;
+        loop {
+            self.recv(0)?;
+            for msg in nla::messages(&self.buf) {
+                if msg.seq != seq {
+                    continue;
+                }
+                if msg.ty == nla::NLMSG_ERROR {
+                    return match nla::error_code(msg.payload).map_or(0, |(e, _)| e) {
+                        libc::ENOENT => Ok(None),
+                        0 => Ok(Some(Vec::new())),
+                        errno => Err(NftError::Kernel {
+                            op: format!("get table {}", table.name),
+                            errno,
+                        }),
+                    };
+                }
+                let attrs = msg.payload.get(4..).unwrap_or_default();
+                return Ok(Some(
+                    nla::find(attrs, 6).map(<[u8]>::to_vec).unwrap_or_default(),
+                ));
             }
         }
     }

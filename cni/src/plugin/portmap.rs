@@ -125,9 +125,8 @@ impl Plugin for PortMap {
         let mut sock = NfSocket::open().map_err(nft_err)?;
         let old_udp = release(&mut sock, &names).map_err(nft_err)?;
         if !p.ops.is_empty() {
-            let mut ops = skeleton::inet_ops();
-            ops.extend(p.ops.iter().cloned());
-            sock.apply(&ops).map_err(nft_err)?;
+            skeleton::ensure(&mut sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
+            sock.apply(&p.ops).map_err(nft_err)?;
         }
         if p.localnet {
             if let Some(v4) = ips.iter().copied().find(IpAddr::is_ipv4) {
