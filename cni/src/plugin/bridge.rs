@@ -256,6 +256,22 @@ impl Plugin for Bridge {
         r
     }
 
+    fn status(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        match inv.net.ipam_type() {
+            Some(t) => delegate::exec_status(t, &inv.stdin, inv),
+            None => Ok(()),
+        }
+    }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        match inv.net.ipam_type() {
+            Some(t) => delegate::exec_gc(t, &inv.stdin, inv),
+            None => Ok(()),
+        }
+    }
+
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         let (conf, _) = load(inv)?;
         let prev = inv
