@@ -117,6 +117,49 @@ fn hostport_from_outside_host_localhost_and_hairpin() {
     assert_eq!(srv81.join().unwrap().len(), 1);
     assert!(!ip1.is_empty());
 
+    // route_localnet is on for the bridge: the guard must stop a pod from
+    // reaching the host's loopback services through its gateway
+    let lo_srv = tcp_server(&host, "0.0.0.0:9999", 1);
+    for args in [
+        &["rule", "add", "pref", "100", "lookup", "local"][..],
+        &["rule", "del", "pref", "0"],
+        &[
+            "rule",
+            "add",
+            "pref",
+            "10",
+            "to",
+            "127.0.0.5",
+            "lookup",
+            "100",
+        ],
+        &["route", "add", "127.0.0.5/32", "via", gw, "table", "100"],
+    ] {
+        p1.ip(args).unwrap();
+    }
+    // (the pod must accept replies from 127/8 too: an attacker's pod would)
+    p1.run(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.conf.all.route_localnet=1",
+            "net.ipv4.conf.eth0.route_localnet=1",
+        ],
+    )
+    .unwrap();
+    assert!(
+        tcp_probe(p1.name(), "127.0.0.5:9999").is_err(),
+        "pod reached the host's 127/8 through the gateway"
+    );
+    // control: without the guard the same probe gets through
+    assert!(
+        lab.sh("nft flush chain inet weft-cni guard; echo done")
+            .contains("done")
+    );
+    let seen = tcp_probe(p1.name(), "127.0.0.5:9999");
+    assert!(seen.is_ok(), "control probe failed: {seen:?}");
+    lo_srv.join().unwrap();
+
     // DEL without mappings and without prevResult still removes everything
     let bare = Attachment::new("pm1", "eth0").with_netns(Some(&netns_path(&p1)));
     rt.del_list(&list, &bare, None).unwrap();
