@@ -89,9 +89,8 @@ pub async fn create_veth(
     ifname: &str,
     mac: Option<[u8; 6]>,
 ) -> Result<Link, CniError> {
-    let mtu = (conf.mtu != 0)
-        .then_some(conf.mtu)
-        .or(Some(br.mtu).filter(|m| *m != 0 && *m != 1500));
+    // As the reference: the configured MTU, else the kernel default.
+    let mtu = (conf.mtu != 0).then_some(conf.mtu);
     host.add_veth(&names.host_veth, ifname, netns, mtu, mac).await.map_err(|e| match e.errno() {
         Some(libc::EEXIST) => internal(format!(
             "failed to create veth {}: a link with that name already exists (attachment already set up?)",
