@@ -160,9 +160,24 @@ fn hostport_from_outside_host_localhost_and_hairpin() {
     assert!(seen.is_ok(), "control probe failed: {seen:?}");
     lo_srv.join().unwrap();
 
+    // a UDP flow through the mapping: its conntrack entry goes with the DEL
+    spawn_in(out.name(), || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"y", format!("{HOST_OUT4}:5353")).unwrap();
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(udp_conntrack(&lab, 5353) >= 1, "no UDP flow to flush");
+
     // DEL without mappings and without prevResult still removes everything
     let bare = Attachment::new("pm1", "eth0").with_netns(Some(&netns_path(&p1)));
     rt.del_list(&list, &bare, None).unwrap();
+    assert_eq!(
+        udp_conntrack(&lab, 5353),
+        0,
+        "UDP conntrack entry not flushed on DEL"
+    );
     rt.del_list(&list, &bare, None).unwrap();
     let nft = lab.nft();
     assert!(
