@@ -117,6 +117,41 @@ fn hostport_from_outside_host_localhost_and_hairpin() {
     assert_eq!(srv81.join().unwrap().len(), 1);
     assert!(!ip1.is_empty());
 
+    // conditions: a second pod whose host port excludes the outside node
+    let p2 = lab.pod(2);
+    let att2 = Attachment::new("pm2", "eth0").with_netns(Some(&netns_path(&p2)));
+    let r2 = rt
+        .exec(
+            "ADD",
+            Some(&att2),
+            &inject(&plugins[0], Some(&list), None, &att2),
+        )
+        .expect_ok("bridge ADD 2");
+    let mut pm2 = inject(&plugins[1], Some(&list), Some(&r2), &att2);
+    pm2["conditionsV4"] = json!(["!", "-s", format!("{OUTSIDE4}/32")]);
+    pm2["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8090, "containerPort": 90, "protocol": "tcp"}]});
+    rt.exec("ADD", Some(&att2), &pm2)
+        .expect_ok("portmap ADD with conditions");
+    let srv90 = tcp_server(p2.name(), "0.0.0.0:90", 1);
+    assert!(
+        tcp_probe(out.name(), &format!("{HOST_OUT4}:8090")).is_err(),
+        "condition did not exclude the outside node"
+    );
+    let seen = tcp_probe(&host, &format!("{HOST_OUT4}:8090")).unwrap();
+    assert!(
+        seen.contains(HOST_OUT4),
+        "host via conditions: pod saw {seen}"
+    );
+    srv90.join().unwrap();
+    rt.exec("DEL", Some(&att2), &pm2).expect_ok("portmap DEL 2");
+    rt.exec(
+        "DEL",
+        Some(&att2),
+        &inject(&plugins[0], Some(&list), Some(&r2), &att2),
+    )
+    .expect_ok("bridge DEL 2");
+
     // route_localnet is on for the bridge: the guard must stop a pod from
     // reaching the host's loopback services through its gateway
     let lo_srv = tcp_server(&host, "0.0.0.0:9999", 1);
