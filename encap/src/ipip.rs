@@ -108,7 +108,7 @@ pub fn encap(
 /// [`DecapError::InnerNotIpv4`] and the errors of [`InnerPacket::parse`].
 pub fn decap(packet: &[u8]) -> Result<IpipPacket<'_>, DecapError> {
     let (hlen, total) = inner::outer_v4(packet)?;
-    if !cfg!(fuzzing) && checksum::checksum(&packet[..hlen]) != 0 {
+    if !cfg!(fuzzing) && !checksum::header_ok(&packet[..hlen]) {
         return Err(DecapError::OuterChecksum);
     }
     if total != packet.len() || total < hlen {
