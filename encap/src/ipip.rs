@@ -247,6 +247,26 @@ mod tests {
     }
 
     #[test]
+    fn decap_accepts_outer_options() {
+        let p = inner();
+        // 24-byte outer header: four NOP options.
+        let mut b = vec![
+            0x46, 0, 0, 0, 0, 1, 0x40, 0, 9, 4, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 1, 1,
+        ];
+        let total = u16::try_from(24 + p.len()).unwrap();
+        b[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = checksum::checksum(&b);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&p);
+        let d = decap(&b).unwrap();
+        assert_eq!(d.inner_range, 24..b.len());
+        assert_eq!(d.inner.bytes(), &p[..]);
+        assert_eq!(d.outer_src, Ipv4Addr::new(1, 2, 3, 4));
+        b[20] = 0; // corrupt an option byte: checksum no longer matches
+        assert_eq!(decap(&b), Err(DecapError::OuterChecksum));
+    }
+
+    #[test]
     fn decap_rejects() {
         let g = good();
         assert_eq!(
