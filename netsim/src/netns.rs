@@ -71,6 +71,15 @@ impl Netns {
         Ok(ns)
     }
 
+    /// A handle to a name that was never created (for unit tests that must
+    /// not touch the kernel); dropping it deletes nothing that exists.
+    #[cfg(test)]
+    pub(crate) fn handle_for_tests(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
     /// The namespace name.
     pub fn name(&self) -> &str {
         &self.name

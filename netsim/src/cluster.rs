@@ -1,0 +1,416 @@
+//! A running cluster: fabric, nodes, optional ToR and pods in namespaces,
+//! torn down on drop (also on panic and error).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::attach::{AttachRequest, BridgeAttach, PodAttach};
+use crate::error::{Error, Result};
+use crate::mode::{self, Mode, Step, UNDERLAY_IF};
+use crate::netns::Netns;
+use crate::run::{self, RunPrefix};
+use crate::topology::{Ipv4Cidr, NodePlan, Topology};
+use crate::weftd::{WeftdConfig, WeftdProcess, default_weftd_path};
+
+/// Name of the pod bridge on each node.
+pub const POD_BRIDGE: &str = "cni0";
+/// Name of the fabric bridge.
+pub const FABRIC_BRIDGE: &str = "br0";
+/// Interface name inside pods.
+pub const POD_IF: &str = "eth0";
+
+/// A pod address: `(node index, pod index)`, both 0-based.
+pub type PodId = (usize, usize);
+
+/// A node namespace with its addresses.
+#[derive(Debug)]
+pub struct Node {
+    ns: Netns,
+    plan: NodePlan,
+}
+
+impl Node {
+    /// The node's namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// Node number (from 1; node index + 1).
+    pub fn number(&self) -> usize {
+        self.plan.number
+    }
+
+    /// Underlay address.
+    pub fn underlay_ip(&self) -> Ipv4Addr {
+        self.plan.underlay_ip
+    }
+
+    /// Underlay interface name inside the node.
+    pub fn underlay_if(&self) -> &'static str {
+        UNDERLAY_IF
+    }
+
+    /// The node's pod CIDR.
+    pub fn pod_cidr(&self) -> Ipv4Cidr {
+        self.plan.pod_cidr
+    }
+
+    /// The pod gateway address on `cni0`.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.plan.gateway
+    }
+}
+
+/// A pod namespace attached to its node.
+#[derive(Debug)]
+pub struct Pod {
+    ns: Netns,
+    ip: Ipv4Addr,
+    id: PodId,
+    host_veth: String,
+}
+
+impl Pod {
+    /// The pod's namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// The pod's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// `(node index, pod index)`.
+    pub fn id(&self) -> PodId {
+        self.id
+    }
+
+    /// The host-side veth in the node namespace.
+    pub fn host_veth(&self) -> &str {
+        &self.host_veth
+    }
+}
+
+/// A cluster in namespaces. Dropping it stops weftd, deletes every namespace
+/// and removes the run's state file and directory.
+pub struct Cluster {
+    pub(crate) topo: Topology,
+    pub(crate) weftds: Vec<WeftdProcess>,
+    pub(crate) pods: Vec<Vec<Pod>>,
+    pub(crate) nodes: Vec<Node>,
+    tor: Option<Netns>,
+    fabric: Option<Netns>,
+    mode: Option<Mode>,
+    weftd_path: PathBuf,
+    attach: Box<dyn PodAttach>,
+    pub(crate) prefix: RunPrefix,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("prefix", &self.prefix.as_str())
+            .field("topo", &self.topo)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    pub(crate) fn create(
+        topo: Topology,
+        weftd: Option<PathBuf>,
+        attach: Option<Box<dyn PodAttach>>,
+    ) -> Result<Self> {
+        let prefix = RunPrefix::claim(&topo.prefix_tag)?;
+        let mut c = Self {
+            weftds: Vec::new(),
+            pods: Vec::new(),
+            nodes: Vec::new(),
+            tor: None,
+            fabric: None,
+            mode: None,
+            weftd_path: weftd.unwrap_or_else(default_weftd_path),
+            attach: attach.unwrap_or_else(|| Box::new(BridgeAttach)),
+            prefix,
+            topo,
+        };
+        // Any error below drops `c`, which removes what was made so far.
+        c.build_fabric()?;
+        for i in 0..c.topo.nodes {
+            c.build_node(i)?;
+        }
+        if c.topo.tor {
+            c.build_tor()?;
+        }
+        for i in 0..c.topo.nodes {
+            c.pods.push(Vec::new());
+            for j in 0..c.topo.pods_per_node {
+                c.build_pod(i, j)?;
+            }
+        }
+        Ok(c)
+    }
+
+    fn ns_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix.as_str())
+    }
+
+    fn build_fabric(&mut self) -> Result<()> {
+        let fab = Netns::create(&self.ns_name("fab"))?;
+        fab.ip(&["link", "add", FABRIC_BRIDGE, "type", "bridge"])?;
+        fab.ip(&[
+            "link",
+            "set",
+            FABRIC_BRIDGE,
+            "mtu",
+            &self.topo.underlay_mtu.to_string(),
+            "up",
+        ])?;
+        self.fabric = Some(fab);
+        Ok(())
+    }
+
+    fn fabric(&self) -> Result<&Netns> {
+        self.fabric
+            .as_ref()
+            .ok_or_else(|| Error::Topology("fabric missing".into()))
+    }
+
+    /// Joins `ns` to the fabric with a veth: `port` in the fabric, `eth0` in `ns`.
+    fn plug_underlay(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> Result<()> {
+        let fab = self.fabric()?;
+        let mtu = self.topo.underlay_mtu.to_string();
+        fab.ip(&[
+            "link",
+            "add",
+            port,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            UNDERLAY_IF,
+            "mtu",
+            &mtu,
+            "netns",
+            ns.name(),
+        ])?;
+        fab.ip(&["link", "set", port, "master", FABRIC_BRIDGE, "up"])?;
+        // Always: a userspace receiver of kernel-encapsulated frames needs
+        // finished checksums on the wire.
+        fab.run("ethtool", &["-K", port, "tx", "off"])?;
+        ns.run("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
+        let len = self.topo.underlay()?.len;
+        ns.ip(&["addr", "add", &format!("{addr}/{len}"), "dev", UNDERLAY_IF])?;
+        ns.ip(&["link", "set", UNDERLAY_IF, "up"])?;
+        ns.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(())
+    }
+
+    fn build_node(&mut self, i: usize) -> Result<()> {
+        let plan = self.topo.node_plan(i)?;
+        let ns = Netns::create(&self.ns_name(&format!("n{}", plan.number)))?;
+        self.plug_underlay(&ns, &format!("n{}", plan.number), plan.underlay_ip)?;
+        if !self.topo.underlay_offload {
+            ns.run(
+                "ethtool",
+                &["-K", UNDERLAY_IF, "tso", "off", "gso", "off", "gro", "off"],
+            )?;
+        }
+        self.nodes.push(Node { ns, plan });
+        Ok(())
+    }
+
+    fn build_tor(&mut self) -> Result<()> {
+        let ns = Netns::create(&self.ns_name("tor"))?;
+        let ip = self.topo.tor_ip()?;
+        self.plug_underlay(&ns, "tor", ip)?;
+        self.tor = Some(ns);
+        Ok(())
+    }
+
+    fn build_pod(&mut self, i: usize, j: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        let ns = Netns::create(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
+        let host_veth = format!("veth{}", j + 1);
+        let req = AttachRequest {
+            node: &node.ns,
+            pod: &ns,
+            container_id: format!("{}-{}", self.prefix.as_str(), ns.name()),
+            ifname: POD_IF,
+            host_veth: host_veth.clone(),
+            pod_cidr: node.plan.pod_cidr,
+            gateway: node.plan.gateway,
+            ip: node.plan.pod_ips[j],
+            bridge: POD_BRIDGE,
+            mtu: self.mode.map_or(self.topo.underlay_mtu, |m| {
+                m.pod_mtu(self.topo.underlay_mtu)
+            }),
+        };
+        let ip = self.attach.attach(&req)?;
+        self.pods[i].push(Pod {
+            ns,
+            ip,
+            id: (i, j),
+            host_veth,
+        });
+        Ok(())
+    }
+
+    /// The run prefix every resource name starts with.
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_str()
+    }
+
+    /// The run's temporary directory (configs, logs); removed on drop.
+    pub fn run_dir(&self) -> &Path {
+        self.prefix.dir()
+    }
+
+    /// The declaration this cluster was built from.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Node by 0-based index. Panics when out of range, like slice indexing.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Pod `j` of node `i` (both 0-based). Panics when out of range.
+    pub fn pod(&self, i: usize, j: usize) -> &Pod {
+        &self.pods[i][j]
+    }
+
+    /// Every pod, node by node.
+    pub fn all_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().flatten()
+    }
+
+    /// The fabric (underlay switch) namespace.
+    pub fn fabric_ns(&self) -> Option<&Netns> {
+        self.fabric.as_ref()
+    }
+
+    /// The ToR router namespace, when the topology has one.
+    pub fn tor(&self) -> Option<&Netns> {
+        self.tor.as_ref()
+    }
+
+    /// The forwarding mode in effect.
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode
+    }
+
+    /// Sets the weftd binary used by weft modes.
+    pub fn set_weftd(&mut self, path: impl Into<PathBuf>) {
+        self.weftd_path = path.into();
+    }
+
+    /// The weftd binary used by weft modes.
+    pub fn weftd_path(&self) -> &Path {
+        &self.weftd_path
+    }
+
+    /// Running weftd processes (one per node in a weft mode).
+    pub fn weftds(&self) -> &[WeftdProcess] {
+        &self.weftds
+    }
+
+    fn run_step(&self, node: &Netns, step: &Step) -> Result<()> {
+        let mut cmd = std::process::Command::new(step.tool);
+        cmd.arg("-n").arg(node.name()).args(&step.args);
+        crate::netns::run_checked(&mut cmd)?;
+        Ok(())
+    }
+
+    /// Removes the current mode's forwarding state (stops weftd). Errors
+    /// when weftd did not stop cleanly on SIGTERM.
+    pub fn clear_mode(&mut self) -> Result<()> {
+        let Some(old) = self.mode.take() else {
+            return Ok(());
+        };
+        let mut first_err = None;
+        for w in self.weftds.drain(..) {
+            if let Err(e) = w.stop() {
+                first_err.get_or_insert(e);
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            for step in mode::kernel_teardown(old, &self.topo, i)? {
+                let _ = self.run_step(&n.ns, &step);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Switches every node to `mode`: clears the previous mode, sets pod
+    /// MTUs, then programs the kernel or starts weftd on every node.
+    pub fn apply_mode(&mut self, mode: Mode) -> Result<()> {
+        self.clear_mode()?;
+        let mtu = mode.pod_mtu(self.topo.underlay_mtu).to_string();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for pod in &self.pods[i] {
+                pod.ns.ip(&["link", "set", POD_IF, "mtu", &mtu])?;
+                node.ns.ip(&["link", "set", &pod.host_veth, "mtu", &mtu])?;
+            }
+            if !self.pods[i].is_empty() {
+                node.ns.ip(&["link", "set", POD_BRIDGE, "mtu", &mtu])?;
+            }
+        }
+        self.mode = Some(mode);
+        match mode {
+            Mode::KernelHostGw | Mode::KernelVxlan => {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    for step in mode::kernel_setup(mode, &self.topo, i)? {
+                        self.run_step(&n.ns, &step).map_err(|e| Error::Mode {
+                            mode: mode.to_string(),
+                            msg: e.to_string(),
+                        })?;
+                    }
+                }
+            }
+            Mode::Weft(w) => {
+                for i in 0..self.nodes.len() {
+                    let cfg = WeftdConfig::for_node(&self.topo, i, w)?;
+                    let p = WeftdProcess::start(
+                        &self.weftd_path,
+                        &self.nodes[i].ns,
+                        &cfg,
+                        self.prefix.dir(),
+                    )?;
+                    self.weftds.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Total CPU seconds used so far by this cluster's weftd processes.
+    pub fn router_cpu_seconds(&self) -> Option<f64> {
+        if self.weftds.is_empty() {
+            return None;
+        }
+        self.weftds.iter().map(WeftdProcess::cpu_seconds).sum()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.weftds.clear();
+        self.pods.clear();
+        self.nodes.clear();
+        self.tor = None;
+        self.fabric = None;
+        // Safety net for anything created but not yet owned by a guard.
+        run::remove_run(self.prefix.as_str());
+    }
+}

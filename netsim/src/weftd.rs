@@ -1,0 +1,274 @@
+//! Running the real `weftd` in node namespaces: config generation (pure)
+//! and the process lifecycle (start, wait ready, SIGTERM).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::mode::WeftMode;
+use crate::netns::Netns;
+use crate::process::{ChildGuard, process_cpu_seconds};
+use crate::topology::Topology;
+
+/// How long weftd may take to install its routes.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long weftd may take to exit after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// weftd's config file (the subset netsim writes; see the router issue).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeftdConfig {
+    /// Node name.
+    pub node_name: String,
+    /// This node's underlay address.
+    pub underlay_ip: String,
+    /// This node's pod CIDR.
+    pub pod_cidr: String,
+    /// The cluster CIDR.
+    pub cluster_cidr: String,
+    /// Dataplane settings.
+    pub dataplane: DataplaneConfig,
+    /// One route per other node.
+    pub static_routes: Vec<StaticRoute>,
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataplaneConfig {
+    /// `host-gw`, `vxlan`, `udp` or `ipip`.
+    pub mode: String,
+}
+
+/// `[[static_routes]]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaticRoute {
+    /// The peer's pod CIDR.
+    pub pod_cidr: String,
+    /// The peer's underlay address.
+    pub via: String,
+}
+
+impl WeftdConfig {
+    /// The config of node `index` (0-based) of `topo` in `mode`.
+    pub fn for_node(topo: &Topology, index: usize, mode: WeftMode) -> Result<Self> {
+        let me = topo.node_plan(index)?;
+        let static_routes = topo
+            .plans()?
+            .into_iter()
+            .filter(|p| p.number != me.number)
+            .map(|p| StaticRoute {
+                pod_cidr: p.pod_cidr.to_string(),
+                via: p.underlay_ip.to_string(),
+            })
+            .collect();
+        Ok(Self {
+            node_name: format!("node-{}", me.number),
+            underlay_ip: me.underlay_ip.to_string(),
+            pod_cidr: me.pod_cidr.to_string(),
+            cluster_cidr: topo.cluster_cidr.clone(),
+            dataplane: DataplaneConfig {
+                mode: mode.config_name().to_owned(),
+            },
+            static_routes,
+        })
+    }
+
+    /// The TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Weftd {
+            node: self.node_name.clone(),
+            msg: format!("serializing config: {e}"),
+        })
+    }
+
+    /// Peer pod CIDRs, whose routes mark weftd as ready.
+    pub fn peer_cidrs(&self) -> Vec<String> {
+        self.static_routes
+            .iter()
+            .map(|r| r.pod_cidr.clone())
+            .collect()
+    }
+}
+
+/// The default weftd path: next to the running executable, or one level
+/// up when that is a test binary in `deps/`.
+pub fn default_weftd_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let here = dir.join("weftd");
+    if here.exists() || !dir.ends_with("deps") {
+        return here;
+    }
+    dir.parent().map_or(here, |p| p.join("weftd"))
+}
+
+/// A weftd process running in a node namespace; SIGTERMed on drop.
+#[derive(Debug)]
+pub struct WeftdProcess {
+    child: ChildGuard,
+    node: String,
+    log: PathBuf,
+}
+
+impl WeftdProcess {
+    /// Writes `cfg` to `dir/<node>.toml`, starts `weftd --config` inside
+    /// `node` and waits until every peer route is in the node's table.
+    pub fn start(weftd: &Path, node: &Netns, cfg: &WeftdConfig, dir: &Path) -> Result<Self> {
+        let err = |msg: String| Error::Weftd {
+            node: node.name().to_owned(),
+            msg,
+        };
+        if !weftd.exists() {
+            return Err(err(format!(
+                "binary {} not found (build it, or pass --weftd)",
+                weftd.display()
+            )));
+        }
+        let cfg_path = dir.join(format!("{}.toml", node.name()));
+        std::fs::write(&cfg_path, cfg.to_toml()?)
+            .map_err(|e| Error::io(format!("write {}", cfg_path.display()), e))?;
+        let log = dir.join(format!("{}-weftd.log", node.name()));
+        let mut cmd = node.command(&weftd.to_string_lossy());
+        cmd.arg("--config").arg(&cfg_path);
+        let child = ChildGuard::spawn(cmd, "weftd", Some(&log))?;
+        let mut me = Self {
+            child,
+            node: node.name().to_owned(),
+            log,
+        };
+        me.wait_ready(node, &cfg.peer_cidrs())?;
+        Ok(me)
+    }
+
+    fn wait_ready(&mut self, node: &Netns, peers: &[String]) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let min_alive = Instant::now() + Duration::from_millis(200);
+        loop {
+            if let Some(st) = self.child.try_wait() {
+                return Err(Error::Weftd {
+                    node: self.node.clone(),
+                    msg: format!("exited early ({st}); log:\n{}", self.log_tail()),
+                });
+            }
+            let routes_ok = peers.iter().all(|cidr| {
+                node.ip(&["-4", "route", "show", cidr])
+                    .is_ok_and(|o| !o.stdout.is_empty())
+            });
+            if routes_ok && (!peers.is_empty() || Instant::now() >= min_alive) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Weftd {
+                    node: self.node.clone(),
+                    msg: format!(
+                        "routes {peers:?} not installed after {READY_TIMEOUT:?}; log:\n{}",
+                        self.log_tail()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines weftd logged.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<_> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
+    }
+
+    /// CPU seconds (user + system) used so far.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.pid().and_then(process_cpu_seconds)
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]. Errors if it had to be killed
+    /// or exited unsuccessfully.
+    pub fn stop(mut self) -> Result<()> {
+        match self.child.terminate(STOP_GRACE) {
+            Some((st, true)) if st.success() => Ok(()),
+            Some((st, true)) => Err(Error::Weftd {
+                node: self.node.clone(),
+                msg: format!("exited with {st} on SIGTERM; log:\n{}", self.log_tail()),
+            }),
+            Some((_, false)) => Err(Error::Weftd {
+                node: self.node.clone(),
+                msg: format!("ignored SIGTERM for {STOP_GRACE:?}, killed"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WeftdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.terminate(STOP_GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_for_node_two_of_three() {
+        let t = Topology {
+            nodes: 3,
+            ..Topology::default()
+        };
+        let c = WeftdConfig::for_node(&t, 1, WeftMode::Vxlan).unwrap();
+        let text = c.to_toml().unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["node_name"].as_str(), Some("node-2"));
+        assert_eq!(v["underlay_ip"].as_str(), Some("172.31.0.2"));
+        assert_eq!(v["pod_cidr"].as_str(), Some("10.244.2.0/24"));
+        assert_eq!(v["cluster_cidr"].as_str(), Some("10.244.0.0/16"));
+        assert_eq!(v["dataplane"]["mode"].as_str(), Some("vxlan"));
+        let routes = v["static_routes"].as_array().unwrap();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0]["pod_cidr"].as_str(), Some("10.244.1.0/24"));
+        assert_eq!(routes[0]["via"].as_str(), Some("172.31.0.1"));
+        assert_eq!(routes[1]["pod_cidr"].as_str(), Some("10.244.3.0/24"));
+        assert_eq!(routes[1]["via"].as_str(), Some("172.31.0.3"));
+        assert!(text.contains("[[static_routes]]"), "{text}");
+        assert_eq!(c.peer_cidrs(), vec!["10.244.1.0/24", "10.244.3.0/24"]);
+    }
+
+    #[test]
+    fn every_weft_mode_has_its_config_name() {
+        let t = Topology::default();
+        for (m, name) in [
+            (WeftMode::HostGw, "host-gw"),
+            (WeftMode::Vxlan, "vxlan"),
+            (WeftMode::Udp, "udp"),
+            (WeftMode::Ipip, "ipip"),
+        ] {
+            let c = WeftdConfig::for_node(&t, 0, m).unwrap();
+            assert_eq!(c.dataplane.mode, name);
+        }
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_clear_error() {
+        let ns_name = "netsim-unit-never-created";
+        // No namespace needed: the binary check comes first.
+        let fake = Netns::handle_for_tests(ns_name);
+        let cfg = WeftdConfig::for_node(&Topology::default(), 0, WeftMode::Udp).unwrap();
+        let err = WeftdProcess::start(
+            Path::new("/nonexistent/weftd"),
+            &fake,
+            &cfg,
+            &std::env::temp_dir(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not found"), "{err}");
+    }
+}
