@@ -53,13 +53,14 @@
 //! # Ok::<(), weft_encap::EncapError>(())
 //! ```
 //!
-//! For ipip and udp the outer source address is part of what the caller
-//! received (`recvfrom`); [`ipip::IpipPacket`] also reports the outer
+//! For vxlan and udp the outer source address is what the caller's
+//! `recvfrom` returned; [`ipip::IpipPacket`] also reports the outer
 //! header's addresses because raw sockets hand the outer header up.
 //!
 //! Helpers: [`ttl::decrement`] (RFC 1624 incremental checksum),
 //! [`icmp::frag_needed_v4`] and [`icmp::packet_too_big_v6`] replies for
-//! packets over the tunnel MTU (and time-exceeded replies), [`flow::hash`] over the inner 5-tuple.
+//! packets over the tunnel MTU (and time-exceeded replies), [`flow::hash`]
+//! over the inner 5-tuple.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
