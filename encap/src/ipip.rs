@@ -108,7 +108,7 @@ pub fn encap(
 /// [`DecapError::InnerNotIpv4`] and the errors of [`InnerPacket::parse`].
 pub fn decap(packet: &[u8]) -> Result<IpipPacket<'_>, DecapError> {
     let (hlen, total) = inner::outer_v4(packet)?;
-    if !cfg!(fuzzing) && checksum::checksum(&packet[..hlen]) != 0 {
+    if !cfg!(fuzzing) && !checksum::header_ok(&packet[..hlen]) {
         return Err(DecapError::OuterChecksum);
     }
     if total != packet.len() || total < hlen {
@@ -244,6 +244,26 @@ mod tests {
         let c = checksum::checksum(&b[..20]);
         b[10..12].copy_from_slice(&c.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn decap_accepts_outer_options() {
+        let p = inner();
+        // 24-byte outer header: four NOP options.
+        let mut b = vec![
+            0x46, 0, 0, 0, 0, 1, 0x40, 0, 9, 4, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 1, 1,
+        ];
+        let total = u16::try_from(24 + p.len()).unwrap();
+        b[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = checksum::checksum(&b);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&p);
+        let d = decap(&b).unwrap();
+        assert_eq!(d.inner_range, 24..b.len());
+        assert_eq!(d.inner.bytes(), &p[..]);
+        assert_eq!(d.outer_src, Ipv4Addr::new(1, 2, 3, 4));
+        b[20] = 0; // corrupt an option byte: checksum no longer matches
+        assert_eq!(decap(&b), Err(DecapError::OuterChecksum));
     }
 
     #[test]

@@ -147,36 +147,21 @@ pub fn decap(datagram: &[u8], expected_vni: u32) -> Result<VxlanFrame<'_>, Decap
             needed: HEADROOM,
         });
     };
-    if h[0] & FLAG_I == 0 {
-        return Err(DecapError::VxlanNoIFlag);
-    }
-    if h[0] & !FLAG_I != 0 || h[1] != 0 || h[2] != 0 || h[3] != 0 || h[7] != 0 {
-        return Err(DecapError::VxlanReservedBits);
-    }
-    let vni = u32::from_be_bytes([0, h[4], h[5], h[6]]);
-    if vni != expected_vni {
-        return Err(DecapError::VniMismatch {
-            got: vni,
-            expected: expected_vni,
-        });
+    // Fast path: the whole first word compared at once (flags exactly I,
+    // reserved bytes zero, VNI as expected); the cold path says why not.
+    let w0 = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    if w0 != (u64::from(FLAG_I) << 56) | (u64::from(expected_vni) << 8) {
+        return Err(header_error(w0, expected_vni));
     }
     let ethertype = u16::from_be_bytes([h[20], h[21]]);
-    let want = match ethertype {
-        ETHERTYPE_IPV4 => IpVersion::V4,
-        ETHERTYPE_IPV6 => IpVersion::V6,
-        other => return Err(DecapError::EtherType(other)),
-    };
     let nibble = frame_rest.first().map_or(0, |b| b >> 4);
-    match IpVersion::of(frame_rest) {
-        Some(v) if v == want => {}
-        Some(_) => {
-            return Err(DecapError::EtherTypeMismatch {
-                ethertype,
-                version: nibble,
-            });
-        }
-        None => return Err(DecapError::InnerVersion(nibble)),
+    if !matches!(
+        (ethertype, nibble),
+        (ETHERTYPE_IPV4, 4) | (ETHERTYPE_IPV6, 6)
+    ) {
+        return Err(ether_error(ethertype, nibble));
     }
+    let vni = expected_vni;
     // Ethernet pads frames to 60 bytes: only then may bytes follow the packet.
     let inner = if HEADROOM - HEADER_LEN + frame_rest.len() <= MIN_ETH_FRAME {
         InnerPacket::parse_prefix(frame_rest)?
@@ -190,6 +175,35 @@ pub fn decap(datagram: &[u8], expected_vni: u32) -> Result<VxlanFrame<'_>, Decap
         inner_range: HEADROOM..HEADROOM + inner.len(),
         inner,
     })
+}
+
+/// Why the first VXLAN word was refused.
+#[cold]
+fn header_error(w0: u64, expected: u32) -> DecapError {
+    let [flags, r1, r2, r3, v0, v1, v2, r4] = w0.to_be_bytes();
+    if flags & FLAG_I == 0 {
+        DecapError::VxlanNoIFlag
+    } else if flags & !FLAG_I != 0 || r1 != 0 || r2 != 0 || r3 != 0 || r4 != 0 {
+        DecapError::VxlanReservedBits
+    } else {
+        DecapError::VniMismatch {
+            got: u32::from_be_bytes([0, v0, v1, v2]),
+            expected,
+        }
+    }
+}
+
+/// Why the ethertype / inner version pair was refused.
+#[cold]
+fn ether_error(ethertype: u16, nibble: u8) -> DecapError {
+    match (ethertype, nibble) {
+        (ETHERTYPE_IPV4 | ETHERTYPE_IPV6, 4 | 6) => DecapError::EtherTypeMismatch {
+            ethertype,
+            version: nibble,
+        },
+        (ETHERTYPE_IPV4 | ETHERTYPE_IPV6, _) => DecapError::InnerVersion(nibble),
+        _ => DecapError::EtherType(ethertype),
+    }
 }
 
 /// Linux's `udp_flow_src_port`: maps a flow hash onto `ports` (inclusive)
