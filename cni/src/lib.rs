@@ -1,3 +1,23 @@
 //! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
 //! and the netlink and nftables helpers they share.
+//!
+//! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
+//! - [`spec`]: config keys, results and their version conversion.
+//! - [`error`]: [`CniError`] and its mapping to spec error codes.
+//! - [`delegate`]: running an IPAM plugin from a main plugin.
+//! - [`ipam`]: host-local's allocator and on-disk lease store.
+//! - [`plugin`]: the plugins.
+//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
 #![forbid(unsafe_code)]
+
+pub mod delegate;
+pub mod error;
+pub mod ipam;
+pub mod link;
+pub mod nft;
+pub mod ns;
+pub mod plugin;
+pub mod skel;
+pub mod spec;
+
+pub use error::CniError;

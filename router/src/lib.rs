@@ -1,2 +1,13 @@
 //! weftd: config, route table, dataplane (host-gw and TUN overlay),
 //! control socket and metrics.
+#![warn(missing_docs)]
+
+pub mod cidr;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod metrics;
+pub mod netlink;
+pub mod reconcile;
+pub mod route_table;
+pub mod shutdown;

@@ -1,6 +1,67 @@
-//! weftd, the weft node router daemon.
+//! weftd, the weft node router daemon: `weftd --config FILE`.
 
-fn main() -> anyhow::Result<()> {
-    eprintln!("weftd: not yet implemented");
-    Ok(())
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+use weft_router::config::Config;
+use weft_router::daemon::{self, DaemonError};
+use weft_router::route_table::RouteTable;
+use weft_router::shutdown;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: weftd --config FILE");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let path = match (args.next().as_deref(), args.next(), args.next()) {
+        (Some("--config"), Some(p), None) => PathBuf::from(p),
+        _ => return usage(),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run(&path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weftd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let cfg = Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio runtime")?;
+    rt.block_on(async move {
+        let (feed, updates) = daemon::route_channel();
+        for u in RouteTable::static_updates(&cfg) {
+            feed.send(u).await.context("queueing static routes")?;
+        }
+        let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        let stop = async {
+            let sig = signals.wait().await;
+            tracing::info!(?sig, "stopping");
+        };
+        // `feed` stays alive for the daemon's lifetime (BGP gets clones).
+        let res = daemon::run(cfg, updates, stop).await;
+        drop(feed);
+        res.map_err(|e| match e {
+            DaemonError::Config(c) => {
+                anyhow::Error::new(c).context(format!("config {}", path.display()))
+            }
+            e => anyhow::Error::new(e),
+        })
+    })
 }

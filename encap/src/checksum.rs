@@ -1,0 +1,90 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// Adds `data` as big-endian 16-bit words to `acc` (odd tail padded with 0).
+#[must_use]
+pub fn sum(mut acc: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Add the two 32-bit halves so that no carry is lost.
+        acc += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut words = chunks.remainder().chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// Folds an accumulated sum to 16 bits and complements it.
+#[must_use]
+pub fn finish(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    // The loop leaves acc <= 0xffff.
+    !(acc as u16)
+}
+
+/// The Internet checksum of `data`.
+#[must_use]
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(0, data))
+}
+
+/// RFC 1624 eqn. 3: the new checksum after one 16-bit word of the covered
+/// data changed from `old` to `new`: `HC' = ~(~HC + ~m + m')`.
+#[must_use]
+pub fn update(hc: u16, old: u16, new: u16) -> u16 {
+    let acc = u64::from(!hc) + u64::from(!old) + u64::from(new);
+    finish(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3 example bytes: sum 0xddf2, checksum 0x220d.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(
+            checksum(&[0x12, 0x34, 0x56]),
+            checksum(&[0x12, 0x34, 0x56, 0x00])
+        );
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        // Wikipedia's IPv4 header checksum example (checksum 0xb861).
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&h), 0xb861);
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        for ttl in (0..=0x40u8).rev() {
+            let old = u16::from_be_bytes([h[8], h[9]]);
+            h[8] = ttl;
+            let new = u16::from_be_bytes([h[8], h[9]]);
+            let hc = update(u16::from_be_bytes([h[10], h[11]]), old, new);
+            h[10..12].copy_from_slice(&hc.to_be_bytes());
+            assert_eq!(checksum(&h), 0, "ttl {ttl}");
+        }
+    }
+}

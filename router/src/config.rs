@@ -1,0 +1,618 @@
+//! weftd's TOML configuration: the serde types, their defaults and the pure
+//! `validate()` that reports every problem with the path of its field.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::cidr::Cidr;
+
+/// The whole `weftd --config FILE` document.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name (for logs and metrics).
+    pub node_name: String,
+    /// This node's address on the underlay network.
+    pub underlay_ip: IpAddr,
+    /// The pods of this node (IPv4 or IPv6).
+    pub pod_cidr: Cidr,
+    /// All pods of the cluster; `pod_cidr` lies inside it.
+    pub cluster_cidr: Cidr,
+    /// Optional second (IPv6) pod range of this node, for dual-stack pods.
+    #[serde(default)]
+    pub pod_cidr_v6: Option<Cidr>,
+    /// Optional cluster range containing `pod_cidr_v6`.
+    #[serde(default)]
+    pub cluster_cidr_v6: Option<Cidr>,
+    /// How packets to other nodes' pods travel.
+    pub dataplane: DataplaneConfig,
+    /// Routes known without BGP.
+    #[serde(default)]
+    pub static_routes: Vec<StaticRoute>,
+}
+
+/// The `[dataplane]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Forwarding mode.
+    pub mode: Mode,
+    /// Name of the TUN device for the overlay modes.
+    #[serde(default = "default_tun_name")]
+    pub tun_name: String,
+    /// VXLAN network identifier (flannel 1, calico 4096).
+    #[serde(default = "default_vni")]
+    pub vxlan_vni: u32,
+    /// VXLAN UDP port (flannel 8472, calico/IANA 4789).
+    #[serde(default = "default_vxlan_port")]
+    pub vxlan_port: u16,
+    /// flannel udp backend port.
+    #[serde(default = "default_udp_port")]
+    pub udp_port: u16,
+    /// TUN MTU; default: underlay MTU minus the mode's overhead.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// This node's VTEP MAC; default derived from `underlay_ip`.
+    #[serde(default)]
+    pub vtep_mac: Option<Mac>,
+    /// Host-gw to peers on the underlay's L2 subnet, encap to the rest.
+    #[serde(default)]
+    pub direct_routing: bool,
+    /// Use TUN and UDP offloads (vnet header, TSO, UDP GSO/GRO) when the
+    /// kernel supports them.
+    #[serde(default = "default_true")]
+    pub offload: bool,
+    /// Number of TUN queues and worker pairs (multi-queue TUN + SO_REUSEPORT).
+    #[serde(default = "default_queues")]
+    pub queues: u32,
+}
+
+/// A route to another node's pods.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    /// The peer's pod range.
+    pub pod_cidr: Cidr,
+    /// The peer's underlay IP.
+    pub via: IpAddr,
+    /// The peer's VTEP MAC; default derived from `via`.
+    #[serde(default)]
+    pub vtep_mac: Option<Mac>,
+}
+
+/// Dataplane mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Mode {
+    /// Plain kernel routes `pod_cidr via underlay_ip`.
+    #[serde(rename = "host-gw")]
+    HostGw,
+    /// VXLAN over UDP from a TUN device.
+    #[serde(rename = "vxlan")]
+    Vxlan,
+    /// flannel's udp backend format.
+    #[serde(rename = "udp")]
+    Udp,
+    /// IP-in-IP through a raw socket.
+    #[serde(rename = "ipip")]
+    Ipip,
+}
+
+impl Mode {
+    /// Bytes the encapsulation adds in front of the inner IP packet
+    /// (outer IPv4 header included).
+    pub fn overhead(self) -> u32 {
+        match self {
+            Self::HostGw => 0,
+            Self::Vxlan => 20 + 8 + 8 + 14,
+            Self::Udp => 20 + 8,
+            Self::Ipip => 20,
+        }
+    }
+
+    /// True for the modes that use a TUN device.
+    pub fn is_overlay(self) -> bool {
+        !matches!(self, Self::HostGw)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HostGw => "host-gw",
+            Self::Vxlan => "vxlan",
+            Self::Udp => "udp",
+            Self::Ipip => "ipip",
+        })
+    }
+}
+
+fn default_tun_name() -> String {
+    "weft0".to_owned()
+}
+fn default_vni() -> u32 {
+    1
+}
+fn default_vxlan_port() -> u16 {
+    8472
+}
+fn default_udp_port() -> u16 {
+    8285
+}
+fn default_true() -> bool {
+    true
+}
+fn default_queues() -> u32 {
+    1
+}
+
+/// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// weft's VTEP MAC for an underlay address: `02:57:a:b:c:d`.
+    pub fn derived_from(ip: Ipv4Addr) -> Self {
+        let o = ip.octets();
+        Self([0x02, 0x57, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split(':') {
+            if n == 6 || part.is_empty() || part.len() > 2 {
+                return Err(format!("invalid MAC address {s:?}"));
+            }
+            out[n] =
+                u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address {s:?}"))?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(format!("invalid MAC address {s:?}"));
+        }
+        Ok(Self(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One problem in a config, with the path of the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted field path, e.g. `static_routes[1].pod_cidr`; empty for
+    /// document-level (syntax) errors, whose message names the key.
+    pub path: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.msg)
+        } else {
+            write!(f, "{}: {}", self.path, self.msg)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config:")?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    /// True when some error concerns `path` (exact match).
+    pub fn mentions(&self, path: &str) -> bool {
+        self.0.iter().any(|e| e.path == path)
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let cfg: Self = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                msg: e.to_string().trim_end().to_owned(),
+            }])
+        })?;
+        let errs = cfg.validate();
+        if errs.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// This node's VTEP MAC (configured or derived).
+    pub fn vtep_mac(&self) -> Mac {
+        self.dataplane.vtep_mac.unwrap_or(match self.underlay_ip {
+            IpAddr::V4(v4) => Mac::derived_from(v4),
+            IpAddr::V6(_) => Mac([0x02, 0x57, 0, 0, 0, 0]),
+        })
+    }
+
+    /// This node's pod ranges (IPv4 and optionally IPv6).
+    pub fn own_pod_cidrs(&self) -> Vec<Cidr> {
+        let mut v = vec![self.pod_cidr];
+        v.extend(self.pod_cidr_v6);
+        v
+    }
+
+    /// Checks everything that can be checked without the kernel. Returns
+    /// every problem found (empty = valid).
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut err = |path: &str, msg: String| {
+            errs.push(ConfigError {
+                path: path.to_owned(),
+                msg,
+            });
+        };
+        let dp = &self.dataplane;
+        let mode = dp.mode;
+
+        if self.node_name.trim().is_empty() {
+            err("node_name", "must not be empty".into());
+        }
+        if self.underlay_ip.is_unspecified() || self.underlay_ip.is_multicast() {
+            err(
+                "underlay_ip",
+                format!("{} is not a unicast address", self.underlay_ip),
+            );
+        }
+        if mode.is_overlay() && !self.underlay_ip.is_ipv4() {
+            err(
+                "underlay_ip",
+                format!("mode {mode} needs an IPv4 underlay address"),
+            );
+        }
+        for (path, c) in [
+            ("pod_cidr", &self.pod_cidr),
+            ("cluster_cidr", &self.cluster_cidr),
+        ] {
+            if !c.is_network() {
+                err(
+                    path,
+                    format!("{c} has host bits set (network is {})", c.network()),
+                );
+            }
+        }
+        if !self.cluster_cidr.contains_cidr(&self.pod_cidr) {
+            err(
+                "pod_cidr",
+                format!(
+                    "{} is outside cluster_cidr {}",
+                    self.pod_cidr, self.cluster_cidr
+                ),
+            );
+        }
+        match (self.pod_cidr_v6, self.cluster_cidr_v6) {
+            (Some(p), Some(c)) => {
+                if !p.addr().is_ipv6() {
+                    err("pod_cidr_v6", format!("{p} is not an IPv6 range"));
+                }
+                if !c.contains_cidr(&p) {
+                    err("pod_cidr_v6", format!("{p} is outside cluster_cidr_v6 {c}"));
+                }
+                if !p.is_network() {
+                    err("pod_cidr_v6", format!("{p} has host bits set"));
+                }
+            }
+            (Some(_), None) => err("cluster_cidr_v6", "required when pod_cidr_v6 is set".into()),
+            (None, Some(_)) => err("pod_cidr_v6", "required when cluster_cidr_v6 is set".into()),
+            (None, None) => {}
+        }
+
+        if mode.is_overlay() {
+            let name = &dp.tun_name;
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains(['/', ' ', ':', '%'])
+                || name == "."
+                || name == ".."
+            {
+                err(
+                    "dataplane.tun_name",
+                    format!(
+                        "{name:?} is not a valid interface name (1-15 bytes, no '/', ':' or spaces)"
+                    ),
+                );
+            }
+        }
+        if dp.vxlan_vni > 0xff_ffff {
+            err(
+                "dataplane.vxlan_vni",
+                format!("{} exceeds 24 bits", dp.vxlan_vni),
+            );
+        }
+        if dp.vxlan_port == 0 {
+            err("dataplane.vxlan_port", "must not be 0".into());
+        }
+        if dp.udp_port == 0 {
+            err("dataplane.udp_port", "must not be 0".into());
+        }
+        if let Some(mtu) = dp.mtu
+            && !(576..=65_000).contains(&mtu)
+        {
+            err("dataplane.mtu", format!("{mtu} is outside 576..=65000"));
+        }
+        if !(1..=16).contains(&dp.queues) {
+            err(
+                "dataplane.queues",
+                format!("{} is outside 1..=16", dp.queues),
+            );
+        }
+        if let Some(m) = dp.vtep_mac
+            && (m.0[0] & 1 == 1 || m.0 == [0; 6])
+        {
+            err("dataplane.vtep_mac", format!("{m} is not a unicast MAC"));
+        }
+
+        if mode == Mode::Ipip {
+            if let Some(v6) = self.pod_cidr_v6 {
+                err(
+                    "pod_cidr_v6",
+                    format!("{v6}: ipip carries IPv4 pod traffic only"),
+                );
+            }
+            if !self.pod_cidr.is_ipv4() {
+                err("pod_cidr", "ipip carries IPv4 pod traffic only".into());
+            }
+        }
+        let own = self.own_pod_cidrs();
+        for (i, r) in self.static_routes.iter().enumerate() {
+            let p = |f: &str| format!("static_routes[{i}].{f}");
+            if !r.pod_cidr.is_network() {
+                err(&p("pod_cidr"), format!("{} has host bits set", r.pod_cidr));
+            }
+            if let Some(o) = own.iter().find(|o| o.overlaps(&r.pod_cidr)) {
+                err(
+                    &p("pod_cidr"),
+                    format!("{} overlaps this node's {o}", r.pod_cidr),
+                );
+            }
+            let cluster = if r.pod_cidr.addr().is_ipv4() == self.cluster_cidr.addr().is_ipv4() {
+                Some(self.cluster_cidr)
+            } else {
+                self.cluster_cidr_v6
+            };
+            match cluster {
+                Some(c) if !c.contains_cidr(&r.pod_cidr) => {
+                    err(
+                        &p("pod_cidr"),
+                        format!("{} is outside cluster range {c}", r.pod_cidr),
+                    );
+                }
+                None => err(
+                    &p("pod_cidr"),
+                    format!("{} has no cluster range of its family", r.pod_cidr),
+                ),
+                Some(_) => {}
+            }
+            for (j, other) in self.static_routes.iter().enumerate().take(i) {
+                if other.pod_cidr.overlaps(&r.pod_cidr) {
+                    err(
+                        &p("pod_cidr"),
+                        format!(
+                            "{} overlaps static_routes[{j}].pod_cidr {}",
+                            r.pod_cidr, other.pod_cidr
+                        ),
+                    );
+                }
+            }
+            if r.via == self.underlay_ip {
+                err(
+                    &p("via"),
+                    format!("{} is this node's own underlay_ip", r.via),
+                );
+            }
+            if r.via.is_unspecified() || r.via.is_multicast() {
+                err(&p("via"), format!("{} is not a unicast address", r.via));
+            }
+            if r.via.is_ipv4() != self.underlay_ip.is_ipv4() {
+                err(
+                    &p("via"),
+                    format!("{} is not of underlay_ip's family", r.via),
+                );
+            }
+            if mode == Mode::HostGw && r.via.is_ipv4() != r.pod_cidr.addr().is_ipv4() {
+                err(
+                    &p("via"),
+                    "host-gw needs a gateway of the pod range's family".to_owned(),
+                );
+            }
+            if mode == Mode::Ipip && !r.pod_cidr.is_ipv4() {
+                err(&p("pod_cidr"), "ipip carries IPv4 pod traffic only".into());
+            }
+            if let Some(m) = r.vtep_mac
+                && m.0[0] & 1 == 1
+            {
+                err(&p("vtep_mac"), format!("{m} is not a unicast MAC"));
+            }
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_name     = "node-1"
+underlay_ip   = "172.31.0.1"
+pod_cidr      = "10.244.1.0/24"
+cluster_cidr  = "10.244.0.0/16"
+
+[dataplane]
+mode = "vxlan"
+
+[[static_routes]]
+pod_cidr = "10.244.2.0/24"
+via      = "172.31.0.2"
+
+[[static_routes]]
+pod_cidr = "10.244.3.0/24"
+via      = "172.31.0.3"
+vtep_mac = "aa:bb:cc:dd:ee:01"
+"#;
+
+    #[test]
+    fn issue_example_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.dataplane.mode, Mode::Vxlan);
+        assert_eq!(c.dataplane.tun_name, "weft0");
+        assert_eq!(c.dataplane.vxlan_vni, 1);
+        assert_eq!(c.dataplane.vxlan_port, 8472);
+        assert_eq!(c.dataplane.udp_port, 8285);
+        assert_eq!(c.dataplane.mtu, None);
+        assert!(!c.dataplane.direct_routing);
+        assert_eq!(c.vtep_mac(), Mac([0x02, 0x57, 172, 31, 0, 1]));
+        assert_eq!(c.static_routes.len(), 2);
+        assert_eq!(
+            c.static_routes[1].vtep_mac,
+            Some(Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]))
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = GOOD.replace("mode = \"vxlan\"", "mode = \"vxlan\"\nbogus_key = 1");
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.to_string().contains("bogus_key"), "{e}");
+        let text = GOOD.replace(
+            "via      = \"172.31.0.2\"",
+            "via = \"172.31.0.2\"\nnexthop = 1",
+        );
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.to_string().contains("nexthop"), "{e}");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_fail() {
+        assert!(Config::parse("node_name = ").is_err());
+        let e = Config::parse(&GOOD.replace("\"vxlan\"", "\"gre\"")).unwrap_err();
+        assert!(e.to_string().contains("gre"), "{e}");
+        let e = Config::parse(&GOOD.replace("10.244.2.0/24", "10.244.2.0/33")).unwrap_err();
+        assert!(e.to_string().contains("10.244.2.0/33"), "{e}");
+        let e = Config::parse(&GOOD.replace("aa:bb:cc:dd:ee:01", "aa:bb")).unwrap_err();
+        assert!(e.to_string().contains("MAC"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+node_name = ""
+underlay_ip = "172.31.0.1"
+pod_cidr = "10.99.1.0/24"
+cluster_cidr = "10.244.0.0/16"
+[dataplane]
+mode = "udp"
+tun_name = "this-name-is-way-too-long"
+vxlan_vni = 20000000
+mtu = 100
+[[static_routes]]
+pod_cidr = "10.244.2.0/24"
+via = "172.31.0.1"
+[[static_routes]]
+pod_cidr = "10.244.2.128/25"
+via = "172.31.0.3"
+[[static_routes]]
+pod_cidr = "10.99.1.0/25"
+via = "172.31.0.4"
+"#;
+        let e = Config::parse(text).unwrap_err();
+        for path in [
+            "node_name",
+            "pod_cidr",
+            "dataplane.tun_name",
+            "dataplane.vxlan_vni",
+            "dataplane.mtu",
+            "static_routes[0].via",
+            "static_routes[1].pod_cidr",
+            "static_routes[2].pod_cidr",
+        ] {
+            assert!(e.mentions(path), "missing {path} in {e}");
+        }
+        assert!(!e.mentions("static_routes[0].pod_cidr"), "{e}");
+    }
+
+    #[test]
+    fn host_bits_and_family_checks() {
+        let text = GOOD.replace("10.244.1.0/24", "10.244.1.5/24");
+        assert!(Config::parse(&text).unwrap_err().mentions("pod_cidr"));
+        let text = GOOD.replace("\"172.31.0.2\"", "\"fd00::2\"");
+        assert!(
+            Config::parse(&text)
+                .unwrap_err()
+                .mentions("static_routes[0].via")
+        );
+        let text = GOOD.replace("172.31.0.1", "fd00::1");
+        assert!(Config::parse(&text).unwrap_err().mentions("underlay_ip"));
+    }
+
+    #[test]
+    fn dual_stack_ranges() {
+        let text = GOOD.replace(
+            "cluster_cidr  = \"10.244.0.0/16\"",
+            "cluster_cidr  = \"10.244.0.0/16\"\npod_cidr_v6 = \"fd10:244:1::/64\"\ncluster_cidr_v6 = \"fd10:244::/32\"",
+        ) + "\n[[static_routes]]\npod_cidr = \"fd10:244:2::/64\"\nvia = \"172.31.0.2\"\n";
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.own_pod_cidrs().len(), 2);
+        let bad = text.replace("fd10:244:2::/64", "fd10:245:2::/64");
+        assert!(
+            Config::parse(&bad)
+                .unwrap_err()
+                .mentions("static_routes[2].pod_cidr")
+        );
+        let hostgw = text.replace("\"vxlan\"", "\"host-gw\"");
+        assert!(
+            Config::parse(&hostgw)
+                .unwrap_err()
+                .mentions("static_routes[2].via")
+        );
+    }
+
+    #[test]
+    fn mac_roundtrip_and_derivation() {
+        let m: Mac = "02:57:ac:1f:00:02".parse().unwrap();
+        assert_eq!(m, Mac::derived_from(Ipv4Addr::new(172, 31, 0, 2)));
+        assert_eq!(m.to_string(), "02:57:ac:1f:00:02");
+        assert!("02:57:ac:1f:00".parse::<Mac>().is_err());
+        assert!("02:57:ac:1f:00:02:03".parse::<Mac>().is_err());
+        assert!("zz:57:ac:1f:00:02".parse::<Mac>().is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! weftd's control loop: checks the config against the kernel, starts the
+//! dataplane, keeps the kernel routes equal to the route table (fed by a
+//! channel of `RouteUpdate`s: static routes now, BGP later) and removes
+//! everything it installed on stop.
+//!
+//! ```text
+//!  static routes ──┐
+//!  (BGP later) ────┴─► mpsc<RouteUpdate> ─► control loop ─► RouteSync (rtnetlink)
+//!  kernel watcher ───► mpsc<()> ──────────►      │      └─► PeerTable swap ─► dataplane threads
+//!  SIGTERM/SIGINT ───► stop future ────────►     ▼
+//!                                         reconcile([]) + drop TUN
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::dataplane::{Dataplane, DataplaneError};
+use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
+use crate::reconcile::{RouteOp, desired_routes};
+use crate::route_table::{RouteTable, RouteUpdate};
+
+/// How often the routes are re-checked even without kernel events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Why weftd stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config does not fit this machine.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The dataplane could not start.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// The sending side of the route feed; clone it for every route source.
+pub type RouteFeed = mpsc::Sender<RouteUpdate>;
+
+/// A route feed and its receiving end for [`run`].
+pub fn route_channel() -> (RouteFeed, mpsc::Receiver<RouteUpdate>) {
+    mpsc::channel(1024)
+}
+
+/// Checks the parts of the config that depend on this machine; nothing is
+/// installed yet when this fails.
+pub async fn check_host(cfg: &Config, sync: &RouteSync) -> Result<UnderlayLink, DaemonError> {
+    let mut errs = Vec::new();
+    let link = sync.underlay_link(cfg.underlay_ip).await?;
+    if link.is_none() {
+        errs.push(ConfigError {
+            path: "underlay_ip".into(),
+            msg: format!("no local interface holds {}", cfg.underlay_ip),
+        });
+    }
+    if cfg.dataplane.mode.is_overlay() && sync.link_index(&cfg.dataplane.tun_name).await?.is_some()
+    {
+        errs.push(ConfigError {
+            path: "dataplane.tun_name".into(),
+            msg: format!("interface {} already exists", cfg.dataplane.tun_name),
+        });
+    }
+    if let (Some(l), Some(mtu)) = (&link, cfg.dataplane.mtu)
+        && mtu + cfg.dataplane.mode.overhead() > l.mtu
+    {
+        errs.push(ConfigError {
+            path: "dataplane.mtu".into(),
+            msg: format!(
+                "{mtu} + {} bytes of {} overhead exceeds the underlay MTU {} of {}",
+                cfg.dataplane.mode.overhead(),
+                cfg.dataplane.mode,
+                l.mtu,
+                l.name
+            ),
+        });
+    }
+    match link {
+        Some(l) if errs.is_empty() => Ok(l),
+        _ => Err(ConfigErrors(errs).into()),
+    }
+}
+
+/// Runs weftd until `stop` resolves, then removes its routes and TUN.
+pub async fn run(
+    cfg: Config,
+    mut updates: mpsc::Receiver<RouteUpdate>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let sync = RouteSync::new()?;
+    // Subscribe before the first dump so no change is missed.
+    let mut kernel = watch_kernel()?;
+    let underlay = check_host(&cfg, &sync).await?;
+    info!(
+        node = %cfg.node_name, mode = %cfg.dataplane.mode, underlay = %underlay.name,
+        underlay_mtu = underlay.mtu, "weftd starting"
+    );
+    let direct = cfg.dataplane.direct_routing.then_some(underlay.subnet);
+    let mut table = RouteTable::new(cfg.dataplane.mode, direct);
+
+    let dataplane = if cfg.dataplane.mode.is_overlay() {
+        Some(Dataplane::start(&cfg, &underlay)?)
+    } else {
+        None
+    };
+    let tun_ifindex = match &dataplane {
+        Some(_) => sync.link_index(&cfg.dataplane.tun_name).await?,
+        None => None,
+    };
+
+    let mut state = LoopState {
+        underlay_mtu: underlay.mtu,
+        underlay_ip: cfg.underlay_ip,
+        tun_ifindex,
+    };
+    let result = control_loop(
+        &mut state,
+        &sync,
+        &mut table,
+        &mut updates,
+        &mut kernel,
+        dataplane.as_ref(),
+        stop,
+    )
+    .await;
+
+    // Remove everything installed, even after an error.
+    match sync.reconcile(&[]).await {
+        Ok(ops) => info!(removed = ops.len(), "weftd routes removed"),
+        Err(e) => warn!(error = %e, "removing weftd routes failed"),
+    }
+    if let Some(dp) = dataplane {
+        dp.stop();
+    }
+    info!("weftd stopped");
+    result
+}
+
+struct LoopState {
+    underlay_mtu: u32,
+    underlay_ip: std::net::IpAddr,
+    tun_ifindex: Option<u32>,
+}
+
+async fn control_loop(
+    state: &mut LoopState,
+    sync: &RouteSync,
+    table: &mut RouteTable,
+    updates: &mut mpsc::Receiver<RouteUpdate>,
+    kernel: &mut mpsc::Receiver<()>,
+    dataplane: Option<&Dataplane>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    tokio::pin!(stop);
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    let mut dirty = true;
+    let mut feed_open = true;
+    loop {
+        if dirty {
+            dirty = false;
+            let hops = table.next_hops();
+            if let Some(dp) = dataplane {
+                follow_underlay_mtu(state, sync, dp).await?;
+                dp.set_routes(&hops);
+            }
+            let desired = desired_routes(&hops, state.tun_ifindex);
+            let ops = sync.reconcile(&desired).await?;
+            log_ops(&ops);
+            metrics::gauge!("weft_router_routes").set(desired.len() as f64);
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            u = updates.recv(), if feed_open => match u {
+                Some(u) => {
+                    dirty |= table.apply(u);
+                    // Take everything already queued before reconciling.
+                    while let Ok(u) = updates.try_recv() {
+                        dirty |= table.apply(u);
+                    }
+                }
+                None => feed_open = false,
+            },
+            Some(()) = kernel.recv() => dirty = true,
+            _ = resync.tick() => dirty = true,
+        }
+    }
+}
+
+/// Keeps the TUN MTU fitting the underlay when the underlay MTU changes
+/// at run time, so a reduced underlay never blackholes big packets.
+async fn follow_underlay_mtu(
+    state: &mut LoopState,
+    sync: &RouteSync,
+    dp: &Dataplane,
+) -> Result<(), DaemonError> {
+    let Some(link) = sync.underlay_link(state.underlay_ip).await? else {
+        warn!(ip = %state.underlay_ip, "underlay address disappeared");
+        return Ok(());
+    };
+    if link.mtu == state.underlay_mtu {
+        return Ok(());
+    }
+    info!(
+        old = state.underlay_mtu,
+        new = link.mtu,
+        "underlay MTU changed"
+    );
+    state.underlay_mtu = link.mtu;
+    if let (Some(tun_mtu), Some(idx)) = (dp.underlay_mtu_changed(link.mtu), state.tun_ifindex) {
+        sync.set_mtu(idx, tun_mtu).await?;
+        info!(tun_mtu, "TUN MTU follows the underlay");
+    }
+    Ok(())
+}
+
+fn log_ops(ops: &[RouteOp]) {
+    for op in ops {
+        match op {
+            RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),
+            RouteOp::Delete(r) => info!(dst = %r.dst, via = ?r.via, "route removed"),
+        }
+    }
+}

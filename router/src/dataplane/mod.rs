@@ -1,0 +1,234 @@
+//! The overlay dataplane: a TUN device, underlay sockets and worker
+//! threads that move packets between them in batches.
+//!
+//! ```text
+//!   pods ─► kernel route ─► TUN queue q ─► egress thread q ─► encap ─► UDP/raw socket ─► peer
+//!   peer ─► UDP/raw socket ─► ingress thread q ─► decap + anti-spoof ─► TUN queue q ─► pods
+//!   control loop ─► Shared{generation, Arc<PeerTable>} ─► every thread, checked once per batch
+//! ```
+
+pub mod peer_table;
+#[allow(unsafe_code)]
+pub mod socket;
+pub mod tun;
+pub(crate) mod worker;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use tracing::info;
+use weft_encap::MacAddr;
+
+use crate::cidr::Cidr;
+use crate::config::{Config, Mode};
+use crate::netlink::UnderlayLink;
+use crate::route_table::NextHop;
+use peer_table::PeerTable;
+use socket::{RawIpip, UdpSock};
+use tun::Tun;
+use worker::{Codec, Shared, Underlay};
+
+/// Errors starting the dataplane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The TUN device could not be created.
+    #[error("dataplane.tun_name: creating TUN {name}: {source}")]
+    Tun {
+        /// Device name.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An underlay socket could not be opened.
+    #[error("opening the {what} socket: {source}")]
+    Socket {
+        /// Which socket.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be spawned.
+    #[error("spawning a dataplane thread: {0}")]
+    Thread(std::io::Error),
+    /// The underlay address is not IPv4.
+    #[error("underlay_ip: overlay modes need an IPv4 underlay")]
+    NotIpv4,
+}
+
+/// What the dataplane found out about the kernel at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offloads {
+    /// TUN vnet header + TSO.
+    pub tun_offload: bool,
+    /// TUN USO.
+    pub tun_udp_gso: bool,
+    /// UDP GSO on the underlay socket.
+    pub udp_gso: bool,
+    /// UDP GRO on the underlay socket.
+    pub udp_gro: bool,
+}
+
+/// A running overlay dataplane; [`Dataplane::stop`] ends it and removes
+/// the TUN.
+#[derive(Debug)]
+pub struct Dataplane {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    own: Vec<Cidr>,
+    /// Offloads in use.
+    pub offloads: Offloads,
+    /// The TUN's MTU at start.
+    pub mtu: u32,
+    mtu_fixed: bool,
+    mode: Mode,
+}
+
+impl Dataplane {
+    /// Creates the TUN and sockets and starts the workers.
+    pub fn start(cfg: &Config, underlay: &UnderlayLink) -> Result<Self, DataplaneError> {
+        let dp = &cfg.dataplane;
+        let IpAddr::V4(local_ip) = cfg.underlay_ip else {
+            return Err(DataplaneError::NotIpv4);
+        };
+        let mtu = dp
+            .mtu
+            .unwrap_or_else(|| underlay.mtu.saturating_sub(dp.mode.overhead()));
+        let queues = dp.queues as usize;
+        let tun = Tun::open(
+            &dp.tun_name,
+            u16::try_from(mtu).unwrap_or(u16::MAX),
+            queues,
+            dp.offload,
+        )
+        .map_err(|source| DataplaneError::Tun {
+            name: dp.tun_name.clone(),
+            source,
+        })?;
+        let tun_offload = tun.offload;
+        let tun_udp_gso = tun.udp_gso;
+
+        let port = match dp.mode {
+            Mode::Vxlan => dp.vxlan_port,
+            _ => dp.udp_port,
+        };
+        let sock = |what: &'static str| move |source| DataplaneError::Socket { what, source };
+        // Per queue: (receiving socket or None, sending socket).
+        let mut unders: Vec<(Option<Underlay>, Underlay)> = Vec::new();
+        for q in 0..queues {
+            match dp.mode {
+                Mode::Ipip => {
+                    // Every raw socket sees every packet: only one receives.
+                    let s = Arc::new(RawIpip::open(local_ip).map_err(sock("ipip raw"))?);
+                    let rx = (q == 0).then(|| Underlay::Raw(Arc::clone(&s)));
+                    unders.push((rx, Underlay::Raw(s)));
+                }
+                Mode::Vxlan | Mode::Udp | Mode::HostGw => {
+                    let rx =
+                        UdpSock::bind(SocketAddrV4::new(local_ip, port), queues > 1, dp.offload)
+                            .map_err(sock("underlay udp"))?;
+                    // Sending from a per-queue ephemeral port spreads flows
+                    // over the peer's SO_REUSEPORT sockets.
+                    let tx = UdpSock::bind(SocketAddrV4::new(local_ip, 0), false, dp.offload)
+                        .map_err(sock("underlay udp send"))?;
+                    unders.push((
+                        Some(Underlay::Udp(Arc::new(rx))),
+                        Underlay::Udp(Arc::new(tx)),
+                    ));
+                }
+            }
+        }
+        let (udp_gso, udp_gro) = match unders.first() {
+            Some((Some(Underlay::Udp(rx)), Underlay::Udp(tx))) => (tx.gso, rx.gro),
+            _ => (false, false),
+        };
+
+        let icmp6_src = cfg
+            .pod_cidr_v6
+            .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
+            .and_then(|c| match c.network().addr() {
+                IpAddr::V6(a) => Some(Ipv6Addr::from(u128::from(a) + 1)),
+                IpAddr::V4(_) => None,
+            })
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let codec = Codec {
+            mode: dp.mode,
+            vni: dp.vxlan_vni,
+            port,
+            local_ip,
+            local_mac: MacAddr(cfg.vtep_mac().0),
+            icmp6_src,
+        };
+        let shared = Arc::new(Shared::default());
+        shared
+            .underlay_mtu
+            .store(underlay.mtu as usize, Ordering::Relaxed);
+        let mut threads = Vec::new();
+        let devices = tun.into_queues();
+        for (q, (dev, (rx, tx))) in devices.into_iter().zip(unders).enumerate() {
+            let dev = Arc::new(dev);
+            let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(f)
+                    .map_err(DataplaneError::Thread)
+            };
+            {
+                let (dev, shared) = (Arc::clone(&dev), Arc::clone(&shared));
+                threads.push(spawn(
+                    format!("weft-egress-{q}"),
+                    Box::new(move || worker::egress(&dev, &tx, codec, &shared)),
+                )?);
+            }
+            if let Some(rx) = rx {
+                let (dev, shared) = (Arc::clone(&dev), Arc::clone(&shared));
+                threads.push(spawn(
+                    format!("weft-ingress-{q}"),
+                    Box::new(move || worker::ingress(&dev, &rx, codec, &shared)),
+                )?);
+            }
+        }
+        let offloads = Offloads {
+            tun_offload,
+            tun_udp_gso,
+            udp_gso,
+            udp_gro,
+        };
+        info!(
+            tun = %dp.tun_name, mtu, queues, mode = %dp.mode,
+            tun_offload, tun_udp_gso, udp_gso, udp_gro, "overlay dataplane started"
+        );
+        Ok(Self {
+            shared,
+            threads,
+            own: cfg.own_pod_cidrs(),
+            offloads,
+            mtu,
+            mtu_fixed: dp.mtu.is_some(),
+            mode: dp.mode,
+        })
+    }
+
+    /// Hands the workers a new set of routes.
+    pub fn set_routes(&self, hops: &[(Cidr, NextHop)]) {
+        self.shared.set_table(PeerTable::new(hops, &self.own));
+    }
+
+    /// Tells the workers the underlay MTU changed; returns the TUN MTU that
+    /// now fits (None when the MTU is configured explicitly).
+    pub fn underlay_mtu_changed(&self, underlay_mtu: u32) -> Option<u32> {
+        self.shared
+            .underlay_mtu
+            .store(underlay_mtu as usize, Ordering::Relaxed);
+        (!self.mtu_fixed).then(|| underlay_mtu.saturating_sub(self.mode.overhead()))
+    }
+
+    /// Stops forwarding; the TUN disappears with the last descriptor.
+    pub fn stop(self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The batch loops. Per TUN queue one egress thread (TUN -> encapsulate ->
+//! underlay) and one ingress thread (underlay -> decapsulate + anti-spoof
+//! -> TUN). Buffers are allocated once; per batch a worker checks one
+//! atomic for a new peer table and flushes its local counters once. No
+//! per-packet allocation, lock, channel or log line.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+use weft_encap::{MAX_HEADROOM, MacAddr, icmp, ipip, udp, vxlan};
+
+use super::peer_table::PeerTable;
+use super::socket::{MAX_DATAGRAM, MAX_GSO_SEGMENTS, RawIpip, RecvBatch, UdpSock, wait_readable};
+use crate::config::Mode;
+use crate::metrics::{CounterHandles, LocalCounts, Reason};
+
+/// Segments one egress batch holds.
+const EGRESS_BATCH: usize = 256;
+/// Room a single TUN read may need (a 64 KiB GSO packet in small segments).
+const EGRESS_READ_ROOM: usize = 160;
+/// Datagrams (or GRO batches) one receive takes.
+const INGRESS_BATCH: usize = 32;
+/// Packets handed to the TUN per write batch.
+const TUN_BATCH: usize = 128;
+/// How long an idle worker sleeps before re-checking the stop flag.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// State shared by the control loop and the workers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) stop: AtomicBool,
+    /// Largest outer packet the underlay carries now.
+    pub(crate) underlay_mtu: AtomicUsize,
+    generation: AtomicU64,
+    table: Mutex<Arc<PeerTable>>,
+}
+
+impl Shared {
+    /// Publishes a new peer table.
+    pub(crate) fn set_table(&self, t: PeerTable) {
+        if let Ok(mut g) = self.table.lock() {
+            *g = Arc::new(t);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn snapshot(&self) -> (u64, Arc<PeerTable>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let t = self
+            .table
+            .lock()
+            .map(|g| Arc::clone(&g))
+            .unwrap_or_default();
+        (generation, t)
+    }
+}
+
+/// A worker's copy of the peer table and counters, refreshed on change.
+struct View {
+    generation: u64,
+    table: Arc<PeerTable>,
+    handles: CounterHandles,
+    counts: LocalCounts,
+}
+
+impl View {
+    fn new(shared: &Shared) -> Self {
+        let (generation, table) = shared.snapshot();
+        Self {
+            generation,
+            handles: CounterHandles::new(&table),
+            counts: LocalCounts::new(table.peers().len()),
+            table,
+        }
+    }
+
+    /// One atomic load per batch; rebuilds only when routes changed.
+    fn refresh(&mut self, shared: &Shared) {
+        if shared.generation.load(Ordering::Acquire) != self.generation {
+            self.counts.flush(&self.handles);
+            *self = Self::new(shared);
+        }
+    }
+}
+
+/// The encapsulation parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Codec {
+    pub(crate) mode: Mode,
+    pub(crate) vni: u32,
+    /// Destination port on peers (vxlan / udp).
+    pub(crate) port: u16,
+    pub(crate) local_ip: Ipv4Addr,
+    pub(crate) local_mac: MacAddr,
+    /// Source for ICMPv6 replies (an address of this node's IPv6 pod range).
+    pub(crate) icmp6_src: Ipv6Addr,
+}
+
+impl Codec {
+    /// Outer bytes added to an inner packet (outer IPv4 + UDP included).
+    fn overhead(&self) -> usize {
+        self.mode.overhead() as usize
+    }
+}
+
+/// The underlay side of a worker.
+#[derive(Debug, Clone)]
+pub(crate) enum Underlay {
+    /// vxlan / udp.
+    Udp(Arc<UdpSock>),
+    /// ipip.
+    Raw(Arc<RawIpip>),
+}
+
+impl Underlay {
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Self::Udp(s) => s.raw_fd(),
+            Self::Raw(s) => s.raw_fd(),
+        }
+    }
+
+    fn recv_batch(&self, b: &mut RecvBatch) -> io::Result<usize> {
+        match self {
+            Self::Udp(s) => s.recv_batch(b),
+            Self::Raw(s) => s.recv_batch(b),
+        }
+    }
+}
+
+fn inner_dst(p: &[u8]) -> Option<IpAddr> {
+    match p.first()? >> 4 {
+        4 => {
+            let b: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        6 => {
+            let b: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// Egress: TUN queue -> encapsulate -> underlay.
+pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Shared) {
+    let offset = MAX_HEADROOM;
+    let seg_cap = offset + shared.underlay_mtu.load(Ordering::Relaxed).max(1500) + 64;
+    let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+    let mut bufs: Vec<Vec<u8>> = vec![vec![0u8; seg_cap]; EGRESS_BATCH];
+    let mut sizes = vec![0usize; EGRESS_BATCH];
+    // Per segment: peer index and the finished datagram's range.
+    let mut out: Vec<(usize, Range<usize>)> = vec![(usize::MAX, 0..0); EGRESS_BATCH];
+    let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
+    let mut view = View::new(shared);
+    let mut ip_id: u16 = 0;
+
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut used = 0;
+        while used + EGRESS_READ_ROOM <= EGRESS_BATCH {
+            match tun.recv_multiple(&mut raw, &mut bufs[used..], &mut sizes[used..], offset) {
+                Ok(n) => used += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    view.counts.drop_packet(Reason::TUN_ERROR, None);
+                    break;
+                }
+            }
+        }
+        if used == 0 {
+            let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
+            continue;
+        }
+        view.refresh(shared);
+        let max_inner = shared
+            .underlay_mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(codec.overhead());
+
+        // Encapsulate in place.
+        for i in 0..used {
+            out[i].0 = usize::MAX;
+            let inner = offset..offset + sizes[i];
+            let pkt = &bufs[i][inner.clone()];
+            let Some(dst) = inner_dst(pkt) else {
+                view.counts.drop_packet(Reason::NO_ROUTE, None);
+                continue;
+            };
+            let Some(peer) = view.table.lookup(dst) else {
+                view.counts.drop_packet(Reason::NO_ROUTE, None);
+                continue;
+            };
+            if sizes[i] > max_inner || sizes[i] + offset > seg_cap {
+                if too_big_reply(tun, pkt, max_inner, &codec, &mut icmp_buf) {
+                    view.counts.icmp_too_big();
+                }
+                view.counts.drop_packet(Reason::TOO_BIG, None);
+                continue;
+            }
+            let p = &view.table.peers()[peer];
+            let res = match codec.mode {
+                Mode::Vxlan => vxlan::encap(
+                    &mut bufs[i],
+                    inner,
+                    codec.vni,
+                    codec.local_mac,
+                    MacAddr(p.vtep_mac.0),
+                ),
+                Mode::Udp | Mode::HostGw => udp::encap(&bufs[i], inner),
+                Mode::Ipip => {
+                    ip_id = ip_id.wrapping_add(1);
+                    ipip::encap(
+                        &mut bufs[i],
+                        inner,
+                        &ipip::Outer {
+                            src: codec.local_ip,
+                            dst: p.underlay,
+                            ttl: ipip::DEFAULT_TTL,
+                            id: ip_id,
+                        },
+                    )
+                }
+            };
+            match res {
+                Ok(r) => {
+                    view.counts.tx(peer, sizes[i]);
+                    out[i] = (peer, r);
+                }
+                Err(_) => view.counts.drop_packet(Reason::NO_ROUTE, None),
+            }
+        }
+
+        send_all(
+            tx,
+            &codec,
+            &view.table,
+            &bufs,
+            &out[..used],
+            &mut view.counts,
+        );
+        view.counts.flush(&view.handles);
+    }
+}
+
+fn tun_fd(tun: &SyncDevice) -> i32 {
+    use std::os::fd::AsRawFd;
+    tun.as_raw_fd()
+}
+
+/// Sends the finished datagrams: runs to one peer of equal size go out as
+/// one UDP GSO send when available; the rest through `sendmmsg`.
+fn send_all(
+    tx: &Underlay,
+    codec: &Codec,
+    table: &PeerTable,
+    bufs: &[Vec<u8>],
+    out: &[(usize, Range<usize>)],
+    counts: &mut LocalCounts,
+) {
+    let dst_of = |peer: usize| SocketAddrV4::new(table.peers()[peer].underlay, codec.port);
+    match tx {
+        Underlay::Udp(sock) if sock.gso => {
+            let mut i = 0;
+            while i < out.len() {
+                let (peer, ref r) = out[i];
+                if peer == usize::MAX {
+                    i += 1;
+                    continue;
+                }
+                let seg = r.len();
+                let mut segs: [&[u8]; MAX_GSO_SEGMENTS] = [&[]; MAX_GSO_SEGMENTS];
+                let mut n = 0;
+                let mut total = 0;
+                while i < out.len() && n < MAX_GSO_SEGMENTS {
+                    let (p, ref r) = out[i];
+                    if p == usize::MAX {
+                        i += 1;
+                        continue;
+                    }
+                    if p != peer || r.len() > seg || total + r.len() > MAX_DATAGRAM - 100 {
+                        break;
+                    }
+                    segs[n] = &bufs[i][r.clone()];
+                    n += 1;
+                    total += r.len();
+                    i += 1;
+                    if r.len() < seg {
+                        break; // a shorter segment ends a GSO run
+                    }
+                }
+                let res = if n == 1 {
+                    sock.send_batch(1, |_| (dst_of(peer), segs[0])).map(drop)
+                } else {
+                    sock.send_gso(
+                        dst_of(peer),
+                        &segs[..n],
+                        u16::try_from(seg).unwrap_or(u16::MAX),
+                    )
+                };
+                if res.is_err() {
+                    for _ in 0..n {
+                        counts.drop_packet(Reason::SEND_ERROR, None);
+                    }
+                }
+            }
+        }
+        _ => {
+            // Compact the valid entries' indices onto the stack in chunks.
+            let mut idx = [0usize; 64];
+            let mut n = 0;
+            let mut flush = |idx: &[usize]| {
+                let get = |k: usize| {
+                    let (p, ref r) = out[idx[k]];
+                    (dst_of(p), &bufs[idx[k]][r.clone()])
+                };
+                let res = match tx {
+                    Underlay::Udp(s) => s.send_batch(idx.len(), get),
+                    Underlay::Raw(s) => s.send_batch(idx.len(), get),
+                };
+                let sent = res.unwrap_or(0);
+                for _ in sent..idx.len() {
+                    counts.drop_packet(Reason::SEND_ERROR, None);
+                }
+            };
+            for (i, (p, _)) in out.iter().enumerate() {
+                if *p == usize::MAX {
+                    continue;
+                }
+                idx[n] = i;
+                n += 1;
+                if n == idx.len() {
+                    flush(&idx[..n]);
+                    n = 0;
+                }
+            }
+            if n > 0 {
+                flush(&idx[..n]);
+            }
+        }
+    }
+}
+
+/// Writes an ICMP too-big reply for `pkt` into the TUN. True if sent.
+fn too_big_reply(tun: &SyncDevice, pkt: &[u8], mtu: usize, codec: &Codec, buf: &mut [u8]) -> bool {
+    let (hdr, body) = buf.split_at_mut(VIRTIO_NET_HDR_LEN);
+    hdr.fill(0);
+    let n = match pkt.first().map(|b| b >> 4) {
+        Some(4) => icmp::frag_needed_v4(
+            pkt,
+            u16::try_from(mtu).unwrap_or(u16::MAX),
+            codec.local_ip,
+            body,
+        ),
+        Some(6) => icmp::packet_too_big_v6(
+            pkt,
+            u32::try_from(mtu).unwrap_or(u32::MAX),
+            codec.icmp6_src,
+            body,
+        ),
+        _ => return false,
+    };
+    let Ok(n) = n else { return false };
+    let with_hdr = tun_has_vnet_hdr(tun);
+    let frame = if with_hdr {
+        &buf[..VIRTIO_NET_HDR_LEN + n]
+    } else {
+        &buf[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + n]
+    };
+    tun.send(frame).is_ok()
+}
+
+fn tun_has_vnet_hdr(tun: &SyncDevice) -> bool {
+    tun.tcp_gso()
+}
+
+/// Ingress: underlay -> decapsulate -> anti-spoof -> TUN queue.
+pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Shared) {
+    let mut batch = RecvBatch::new(INGRESS_BATCH, MAX_DATAGRAM);
+    let mut tbufs: Vec<Vec<u8>> = (0..TUN_BATCH)
+        .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + 65_535))
+        .collect();
+    let mut gro = GROTable::default();
+    let mut view = View::new(shared);
+    let fd = rx.raw_fd();
+
+    while !shared.stop.load(Ordering::Relaxed) {
+        let n = match rx.recv_batch(&mut batch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = wait_readable(fd, IDLE_WAIT);
+                continue;
+            }
+            Err(_) => {
+                let _ = wait_readable(fd, IDLE_WAIT);
+                continue;
+            }
+        };
+        view.refresh(shared);
+        let mut k = 0;
+        for m in 0..n {
+            let (data, src, seg) = batch.get(m);
+            for dgram in data.chunks(seg) {
+                let (outer_src, inner) = match codec.mode {
+                    Mode::Vxlan => match vxlan::decap(dgram, codec.vni) {
+                        Ok(f) => (*src.ip(), f.inner),
+                        Err(e) => {
+                            let known = view.table.peer_by_underlay(*src.ip());
+                            view.counts.drop_packet(Reason::decap(e), known);
+                            continue;
+                        }
+                    },
+                    Mode::Udp | Mode::HostGw => match udp::decap(dgram) {
+                        Ok(p) => (*src.ip(), p),
+                        Err(e) => {
+                            let known = view.table.peer_by_underlay(*src.ip());
+                            view.counts.drop_packet(Reason::decap(e), known);
+                            continue;
+                        }
+                    },
+                    Mode::Ipip => match ipip::decap(dgram) {
+                        Ok(p) => (p.outer_src, p.inner),
+                        Err(e) => {
+                            view.counts.drop_packet(Reason::decap(e), None);
+                            continue;
+                        }
+                    },
+                };
+                let peer = match view.table.admit(outer_src, inner.src(), inner.dst()) {
+                    Ok(p) => p,
+                    Err(r) => {
+                        let known = view.table.peer_by_underlay(outer_src);
+                        view.counts.drop_packet(Reason::refusal(r), known);
+                        continue;
+                    }
+                };
+                let bytes = inner.bytes();
+                view.counts.rx(peer, bytes.len());
+                let b = &mut tbufs[k];
+                b.clear();
+                b.resize(VIRTIO_NET_HDR_LEN, 0);
+                b.extend_from_slice(bytes);
+                k += 1;
+                if k == TUN_BATCH {
+                    write_tun(tun, &mut gro, &mut tbufs[..k], &mut view.counts);
+                    k = 0;
+                }
+            }
+        }
+        if k > 0 {
+            write_tun(tun, &mut gro, &mut tbufs[..k], &mut view.counts);
+        }
+        view.counts.flush(&view.handles);
+    }
+}
+
+fn write_tun(tun: &SyncDevice, gro: &mut GROTable, bufs: &mut [Vec<u8>], counts: &mut LocalCounts) {
+    if tun.send_multiple(gro, bufs, VIRTIO_NET_HDR_LEN).is_err() {
+        counts.drop_packet(Reason::TUN_ERROR, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_dst_reads_both_families_and_rejects_runts() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[16..20].copy_from_slice(&[10, 244, 2, 5]);
+        assert_eq!(inner_dst(&v4), Some("10.244.2.5".parse().unwrap()));
+        assert_eq!(inner_dst(&v4[..19]), None);
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[24] = 0xfd;
+        assert_eq!(inner_dst(&v6), Some("fd00::".parse().unwrap()));
+        assert_eq!(inner_dst(&[0x10; 40]), None);
+        assert_eq!(inner_dst(&[]), None);
+    }
+}

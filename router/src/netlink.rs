@@ -1,0 +1,312 @@
+//! The rtnetlink edge: dumps weftd's own routes, applies `RouteOp`s with
+//! weftd's route protocol number, watches the kernel for changes, and looks
+//! up the underlay interface. Never touches routes of other protocols.
+
+use std::net::IpAddr;
+
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
+use tokio::sync::mpsc;
+
+use crate::cidr::Cidr;
+use crate::reconcile::{KernelRoute, RouteOp, RouteVia, diff};
+
+/// weftd's route protocol number: 0x57 ('W'), unused in
+/// /etc/iproute2/rt_protos. `ip route show proto 87` lists weftd's routes.
+pub const WEFT_RTPROTO: u8 = 0x57;
+
+/// Errors at the netlink edge.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// Opening a netlink socket failed.
+    #[error("opening netlink socket: {0}")]
+    Open(#[from] std::io::Error),
+    /// A request failed.
+    #[error("{what}: {source}")]
+    Request {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: rtnetlink::Error,
+    },
+    /// A route could not be expressed as a netlink message.
+    #[error("invalid route {0:?}")]
+    InvalidRoute(KernelRoute),
+}
+
+/// The underlay interface: the one holding `underlay_ip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnderlayLink {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Interface name.
+    pub name: String,
+    /// Its MTU.
+    pub mtu: u32,
+    /// The address's subnet (for direct routing).
+    pub subnet: Cidr,
+}
+
+/// A netlink handle for weftd's routes.
+#[derive(Debug, Clone)]
+pub struct RouteSync {
+    handle: Handle,
+}
+
+fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Request { what, source }
+}
+
+fn is_gone(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m)
+        if matches!(-m.raw_code(), libc::ESRCH | libc::ENOENT))
+}
+
+impl RouteSync {
+    /// Opens a netlink connection (its driver task runs on the current
+    /// tokio runtime).
+    pub fn new() -> Result<Self, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// The raw rtnetlink handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Every route of weftd's protocol in the main table (both families).
+    pub async fn dump_own(&self) -> Result<Vec<KernelRoute>, NetlinkError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let mut s = self.handle.route().get(msg).execute();
+            while let Some(m) = s.try_next().await.map_err(req("dumping routes"))? {
+                if m.header.protocol != RouteProtocol::Other(WEFT_RTPROTO)
+                    || route_table_id(&m) != u32::from(RouteHeader::RT_TABLE_MAIN)
+                {
+                    continue;
+                }
+                if let Some(r) = parse_route(&m) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one operation: replace on add; a delete of a route that is
+    /// already gone succeeds.
+    pub async fn apply(&self, op: &RouteOp) -> Result<(), NetlinkError> {
+        match op {
+            RouteOp::Replace(r) => {
+                let msg = build(r)?;
+                self.handle
+                    .route()
+                    .add(msg)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(req(format!("adding route {}", show(r))))
+            }
+            RouteOp::Delete(r) => {
+                let msg = build(r)?;
+                match self.handle.route().del(msg).execute().await {
+                    Err(e) if is_gone(&e) => Ok(()),
+                    res => res.map_err(req(format!("deleting route {}", show(r)))),
+                }
+            }
+        }
+    }
+
+    /// Dumps, diffs against `desired` and applies the difference. Returns
+    /// the operations applied.
+    pub async fn reconcile(&self, desired: &[KernelRoute]) -> Result<Vec<RouteOp>, NetlinkError> {
+        let current = self.dump_own().await?;
+        let ops = diff(desired, &current);
+        for op in &ops {
+            self.apply(op).await?;
+        }
+        Ok(ops)
+    }
+
+    /// Interface index of `name`, if it exists.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.map(|m| m.header.index)),
+            Err(e)
+                if is_gone(&e)
+                    || matches!(&e, rtnetlink::Error::NetlinkError(m) if -m.raw_code() == libc::ENODEV) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(req(format!("looking up link {name}"))(e)),
+        }
+    }
+
+    /// Sets the MTU of interface `ifindex`.
+    pub async fn set_mtu(&self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(
+                rtnetlink::LinkUnspec::new_with_index(ifindex)
+                    .mtu(mtu)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(req(format!("setting MTU {mtu} on link #{ifindex}")))
+    }
+
+    /// The interface that holds `ip`, with its MTU and subnet.
+    pub async fn underlay_link(&self, ip: IpAddr) -> Result<Option<UnderlayLink>, NetlinkError> {
+        let mut found = None;
+        let mut s = self.handle.address().get().execute();
+        while let Some(m) = s.try_next().await.map_err(req("dumping addresses"))? {
+            let has = m.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Local(x) | AddressAttribute::Address(x) if *x == ip)
+            });
+            if has && found.is_none() {
+                found = Some((m.header.index, m.header.prefix_len));
+            }
+        }
+        let Some((ifindex, plen)) = found else {
+            return Ok(None);
+        };
+        let mut s = self.handle.link().get().match_index(ifindex).execute();
+        let Some(link) = s.try_next().await.map_err(req("getting underlay link"))? else {
+            return Ok(None);
+        };
+        let mut name = String::new();
+        let mut mtu = 1500;
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name.clone_from(n),
+                LinkAttribute::Mtu(m) => mtu = *m,
+                _ => {}
+            }
+        }
+        let subnet = Cidr::new(ip, plen).map(|c| c.network());
+        Ok(subnet.map(|subnet| UnderlayLink {
+            ifindex,
+            name,
+            mtu,
+            subnet,
+        }))
+    }
+}
+
+/// Subscribes to route and link changes. The receiver gets one `()` per
+/// batch of relevant kernel messages (links changing, routes of weftd's
+/// protocol disappearing). Call before the first dump so nothing is missed.
+pub fn watch_kernel() -> Result<mpsc::Receiver<()>, NetlinkError> {
+    let (conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Route,
+    ])?;
+    tokio::spawn(conn);
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some((msg, _)) = messages.next().await {
+            let relevant = match msg.payload {
+                netlink_packet_core::NetlinkPayload::InnerMessage(m) => match m {
+                    RouteNetlinkMessage::DelRoute(r) => {
+                        r.header.protocol == RouteProtocol::Other(WEFT_RTPROTO)
+                    }
+                    RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_) => true,
+                    _ => false,
+                },
+                _ => false,
+            };
+            if relevant {
+                // A full channel already holds a pending wake-up.
+                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn route_table_id(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table))
+}
+
+fn addr_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn parse_route(m: &RouteMessage) -> Option<KernelRoute> {
+    let mut dst = None;
+    let mut gw = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = addr_of(d),
+            RouteAttribute::Gateway(g) => gw = addr_of(g),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        (None, _) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    let dst = Cidr::new(dst, m.header.destination_prefix_length)?;
+    let via = match (gw, oif) {
+        (Some(g), _) => RouteVia::Gateway(g),
+        (None, Some(i)) => RouteVia::Dev(i),
+        (None, None) => return None,
+    };
+    Some(KernelRoute { dst, via })
+}
+
+fn build(r: &KernelRoute) -> Result<RouteMessage, NetlinkError> {
+    let bad = |_| NetlinkError::InvalidRoute(*r);
+    let b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+        .map_err(bad)?
+        .protocol(RouteProtocol::Other(WEFT_RTPROTO))
+        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
+        .kind(RouteType::Unicast);
+    let b = match r.via {
+        RouteVia::Gateway(g) => b.gateway(g).map_err(bad)?.scope(RouteScope::Universe),
+        RouteVia::Dev(i) => b.output_interface(i).scope(RouteScope::Link),
+    };
+    Ok(b.build())
+}
+
+fn show(r: &KernelRoute) -> String {
+    match r.via {
+        RouteVia::Gateway(g) => format!("{} via {g}", r.dst),
+        RouteVia::Dev(i) => format!("{} dev #{i}", r.dst),
+    }
+}

@@ -1,0 +1,578 @@
+//! Small cluster topologies for weftd's root tests: an underlay bridge in a
+//! switch namespace, N node namespaces, one pod namespace per node, and
+//! weftd processes that are stopped on drop.
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use netsim::netns::{Netns, unique_prefix};
+
+/// Topology options.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// Underlay MTU (default 1500).
+    pub underlay_mtu: Option<u32>,
+    /// Give pods IPv6 addresses too (fd10:244:N::2/64).
+    pub ipv6_pods: bool,
+    /// Turn tx checksum offload off on the node underlay veths (needed when
+    /// a userspace receiver reads kernel vxlan frames).
+    pub underlay_csum_off: bool,
+}
+
+/// One node: its namespace, its pod's namespace, weftd.
+#[derive(Debug)]
+pub struct Node {
+    /// 1-based node number.
+    pub n: u8,
+    /// The node namespace.
+    pub ns: Netns,
+    /// The pod namespace.
+    pub pod: Netns,
+    /// Running weftd, if any.
+    pub weftd: Option<Weftd>,
+}
+
+/// A weftd process.
+#[derive(Debug)]
+pub struct Weftd {
+    child: Child,
+    /// Its log file (stderr).
+    pub log: PathBuf,
+}
+
+impl Weftd {
+    /// SIGTERM and wait (bounded); returns the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weftd ignored SIGTERM; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for Weftd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster of nodes on one underlay bridge.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Node namespaces (index 0 = node 1).
+    pub nodes: Vec<Node>,
+    /// The switch namespace (holds bridge `br0`).
+    pub sw: Netns,
+    /// Scratch directory for configs and logs.
+    pub dir: PathBuf,
+    /// Options it was built with.
+    pub opts: Opts,
+}
+
+/// The underlay address of node `n`.
+pub fn underlay(n: u8) -> String {
+    format!("172.31.0.{n}")
+}
+/// Pod IPv4 of node `n`.
+pub fn pod_ip(n: u8) -> String {
+    format!("10.244.{n}.2")
+}
+/// Pod IPv6 of node `n`.
+pub fn pod_ip6(n: u8) -> String {
+    format!("fd10:244:{n}::2")
+}
+/// Pod CIDR of node `n`.
+pub fn pod_cidr(n: u8) -> String {
+    format!("10.244.{n}.0/24")
+}
+/// Pod IPv6 CIDR of node `n`.
+pub fn pod_cidr6(n: u8) -> String {
+    format!("fd10:244:{n}::/64")
+}
+
+/// Path of the built weftd.
+pub fn weftd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weftd")
+}
+
+fn sysctl(ns: &Netns, kv: &str) {
+    ns.run("sysctl", &["-qw", kv]).unwrap();
+}
+
+impl Cluster {
+    /// Builds `count` nodes with a pod each on a fresh underlay bridge.
+    pub fn new(tag: &str, count: u8, opts: Opts) -> Self {
+        let p = unique_prefix(tag);
+        let sw = Netns::create(&format!("{p}-sw")).unwrap();
+        sw.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
+        sw.ip(&["link", "set", "br0", "up"]).unwrap();
+        let dir = std::env::temp_dir().join(format!("weft-{p}"));
+        fs::create_dir_all(&dir).unwrap();
+        let mtu = opts.underlay_mtu.unwrap_or(1500).to_string();
+        let mut nodes = Vec::new();
+        for n in 1..=count {
+            let ns = Netns::create(&format!("{p}-n{n}")).unwrap();
+            let pod = Netns::create(&format!("{p}-p{n}")).unwrap();
+            // Underlay: node eth0 <-> switch port.
+            let port = format!("{p}s{n}");
+            ns.ip(&[
+                "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", &port, "mtu",
+                &mtu,
+            ])
+            .unwrap();
+            ns.ip(&["link", "set", &port, "netns", sw.name()]).unwrap();
+            sw.ip(&["link", "set", &port, "master", "br0", "up"])
+                .unwrap();
+            ns.ip(&["addr", "add", &format!("{}/24", underlay(n)), "dev", "eth0"])
+                .unwrap();
+            ns.ip(&["link", "set", "eth0", "up"]).unwrap();
+            if opts.underlay_csum_off {
+                ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+                sw.run("ethtool", &["-K", &port, "tx", "off"]).unwrap();
+            }
+            sysctl(&ns, "net.ipv4.ip_forward=1");
+            sysctl(&ns, "net.ipv6.conf.all.forwarding=1");
+            // Pod: pod eth0 <-> node "pod0".
+            ns.ip(&[
+                "link",
+                "add",
+                "pod0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                pod.name(),
+            ])
+            .unwrap();
+            ns.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "pod0"])
+                .unwrap();
+            ns.ip(&["link", "set", "pod0", "up"]).unwrap();
+            pod.ip(&["addr", "add", &format!("{}/24", pod_ip(n)), "dev", "eth0"])
+                .unwrap();
+            pod.ip(&["link", "set", "eth0", "up"]).unwrap();
+            pod.ip(&["route", "add", "default", "via", &format!("10.244.{n}.1")])
+                .unwrap();
+            if opts.ipv6_pods {
+                ns.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("fd10:244:{n}::1/64"),
+                    "dev",
+                    "pod0",
+                    "nodad",
+                ])
+                .unwrap();
+                pod.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{}/64", pod_ip6(n)),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ])
+                .unwrap();
+                pod.ip(&[
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("fd10:244:{n}::1"),
+                ])
+                .unwrap();
+            }
+            nodes.push(Node {
+                n,
+                ns,
+                pod,
+                weftd: None,
+            });
+        }
+        Self {
+            nodes,
+            sw,
+            dir,
+            opts,
+        }
+    }
+
+    /// The config weftd on node `n` gets in `mode`, with static routes to
+    /// every other node; `dataplane_extra` is appended to `[dataplane]`.
+    pub fn config(&self, n: u8, mode: &str, dataplane_extra: &str) -> String {
+        let mut s = format!(
+            "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\npod_cidr = \"{}\"\ncluster_cidr = \"10.244.0.0/16\"\n",
+            underlay(n),
+            pod_cidr(n)
+        );
+        if self.opts.ipv6_pods {
+            s += &format!(
+                "pod_cidr_v6 = \"{}\"\ncluster_cidr_v6 = \"fd10:244::/32\"\n",
+                pod_cidr6(n)
+            );
+        }
+        s += &format!("\n[dataplane]\nmode = \"{mode}\"\n{dataplane_extra}\n");
+        for other in &self.nodes {
+            if other.n == n {
+                continue;
+            }
+            s += &format!(
+                "\n[[static_routes]]\npod_cidr = \"{}\"\nvia = \"{}\"\n",
+                pod_cidr(other.n),
+                underlay(other.n)
+            );
+            if self.opts.ipv6_pods {
+                s += &format!(
+                    "\n[[static_routes]]\npod_cidr = \"{}\"\nvia = \"{}\"\n",
+                    pod_cidr6(other.n),
+                    underlay(other.n)
+                );
+            }
+        }
+        s
+    }
+
+    /// Node `n` (1-based).
+    pub fn node(&self, n: u8) -> &Node {
+        &self.nodes[usize::from(n - 1)]
+    }
+
+    /// Starts weftd on node `n` with `config` and waits until the routes
+    /// to every other node's pod CIDR are installed.
+    pub fn start_weftd(&mut self, n: u8, config: &str) {
+        let w = self.spawn_weftd(n, config);
+        let idx = usize::from(n - 1);
+        self.nodes[idx].weftd = Some(w);
+        let others: Vec<u8> = self.nodes.iter().map(|x| x.n).filter(|&x| x != n).collect();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let node = &mut self.nodes[idx];
+            let w = node.weftd.as_mut().unwrap();
+            if let Some(st) = w.try_wait() {
+                panic!(
+                    "weftd on node {n} exited early ({st}); log:\n{}",
+                    w.log_text()
+                );
+            }
+            let routes = own_routes(&node.ns);
+            if others.iter().all(|o| routes.contains(&pod_cidr(*o))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "routes not installed on node {n}: {routes}\nlog:\n{}",
+                w.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Spawns weftd on node `n` without waiting.
+    pub fn spawn_weftd(&self, n: u8, config: &str) -> Weftd {
+        let node = self.node(n);
+        let cfg = self.dir.join(format!("n{n}.toml"));
+        fs::write(&cfg, config).unwrap();
+        let log = self.dir.join(format!("n{n}.log"));
+        let logf = fs::File::create(&log).unwrap();
+        let child = node
+            .ns
+            .command(weftd_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        Weftd { child, log }
+    }
+
+    /// Starts weftd in `mode` on every node.
+    pub fn start_all(&mut self, mode: &str, extra: &str) {
+        for n in 1..=self.nodes.len() as u8 {
+            let cfg = self.config(n, mode, extra);
+            self.start_weftd(n, &cfg);
+        }
+    }
+
+    /// Stops weftd on node `n`, asserting a clean exit.
+    pub fn stop_weftd(&mut self, n: u8) {
+        let w = self.nodes[usize::from(n - 1)].weftd.take().unwrap();
+        let log = w.log.clone();
+        let st = w.stop();
+        assert!(
+            st.success(),
+            "weftd on node {n} exited {st}; log:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// Pings from pod `from` to `ip` (one reply within 5 s).
+    pub fn ping(&self, from: u8, ip: &str) -> bool {
+        let v6 = ip.contains(':');
+        let mut args = vec!["-c", "1", "-w", "5", "-q"];
+        if v6 {
+            args.insert(0, "-6");
+        }
+        args.push(ip);
+        self.node(from).pod.run("ping", &args).is_ok()
+    }
+
+    /// Every pod pings every other pod (IPv4, and IPv6 when configured).
+    pub fn assert_ping_matrix(&self) {
+        for a in &self.nodes {
+            for b in &self.nodes {
+                if a.n == b.n {
+                    continue;
+                }
+                assert!(
+                    self.ping(a.n, &pod_ip(b.n)),
+                    "pod {} cannot ping pod {} ({})",
+                    a.n,
+                    b.n,
+                    self.logs()
+                );
+                if self.opts.ipv6_pods {
+                    assert!(
+                        self.ping(a.n, &pod_ip6(b.n)),
+                        "pod {} cannot ping6 pod {} ({})",
+                        a.n,
+                        b.n,
+                        self.logs()
+                    );
+                }
+            }
+        }
+    }
+
+    /// All weftd logs (for failure messages).
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                n.weftd
+                    .as_ref()
+                    .map(|w| format!("--- node {} ---\n{}", n.n, w.log_text()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.weftd.take();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `ip route show proto 0x57` (both families) of a namespace.
+pub fn own_routes(ns: &Netns) -> String {
+    let v4 = ns.ip(&["-4", "route", "show", "proto", "87"]).unwrap();
+    let v6 = ns.ip(&["-6", "route", "show", "proto", "87"]).unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&v4.stdout),
+        String::from_utf8_lossy(&v6.stdout)
+    )
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// FNV-1a 64 over a stream of chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(pub u64);
+impl Fnv {
+    /// A fresh hash.
+    pub fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    /// Adds bytes.
+    pub fn update(&mut self, b: &[u8]) {
+        for &c in b {
+            self.0 ^= u64::from(c);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Sends `len` bytes over TCP from pod `from` to `to_ip` in pod `to`
+/// and asserts that the receiver's hash equals the sender's.
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, len: usize) {
+    let ip: IpAddr = to_ip.parse().unwrap();
+    let bind: SocketAddr = SocketAddr::new(ip, 0);
+    let listener = to.run_in(move || TcpListener::bind(bind)).unwrap().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut h = Fnv::new();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0usize;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n;
+        }
+        (total, h.0)
+    });
+    let data = pattern(len, 0x5eed ^ len as u64);
+    let mut expect = Fnv::new();
+    expect.update(&data);
+    let mut client = from
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    client
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    client.write_all(&data).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(client);
+    let (total, hash) = server.join().unwrap();
+    assert_eq!(total, len, "received byte count");
+    assert_eq!(hash, expect.0, "payload hash mismatch");
+}
+
+/// A kernel vxlan device on node `n`, configured the way flannel (or
+/// calico) does: one device, a /32 address, and per peer an onlink route,
+/// a permanent neighbour and an FDB entry.
+#[derive(Debug, Clone)]
+pub struct KernelVtep {
+    /// Device name.
+    pub name: String,
+    /// VNI.
+    pub vni: u32,
+    /// UDP port.
+    pub port: u16,
+    /// This device's MAC.
+    pub mac: String,
+}
+
+impl Cluster {
+    /// Replaces weftd on node `n` by a kernel vxlan device; `peers` are
+    /// (node number, peer VTEP MAC).
+    pub fn kernel_vtep(&self, n: u8, vtep: &KernelVtep, peers: &[(u8, String)]) {
+        let ns = &self.node(n).ns;
+        let (vni, port) = (vtep.vni.to_string(), vtep.port.to_string());
+        ns.ip(&[
+            "link",
+            "add",
+            &vtep.name,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &underlay(n),
+            "dev",
+            "eth0",
+            "dstport",
+            &port,
+            "nolearning",
+        ])
+        .unwrap();
+        let mtu = (self.opts.underlay_mtu.unwrap_or(1500) - 50).to_string();
+        ns.ip(&[
+            "link", "set", &vtep.name, "address", &vtep.mac, "mtu", &mtu, "up",
+        ])
+        .unwrap();
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("10.244.{n}.0/32"),
+            "dev",
+            &vtep.name,
+        ])
+        .unwrap();
+        for (p, mac) in peers {
+            let gw = format!("10.244.{p}.0");
+            ns.ip(&[
+                "route",
+                "add",
+                &pod_cidr(*p),
+                "via",
+                &gw,
+                "dev",
+                &vtep.name,
+                "onlink",
+            ])
+            .unwrap();
+            ns.ip(&[
+                "neigh",
+                "add",
+                &gw,
+                "lladdr",
+                mac,
+                "dev",
+                &vtep.name,
+                "nud",
+                "permanent",
+            ])
+            .unwrap();
+            ns.run(
+                "bridge",
+                &["fdb", "add", mac, "dev", &vtep.name, "dst", &underlay(*p)],
+            )
+            .unwrap();
+        }
+    }
+}
