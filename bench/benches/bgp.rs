@@ -18,7 +18,9 @@ use weft_bgp::wire::{
 };
 
 const N: u32 = 100_000;
-const CAPS: SessionCaps = SessionCaps { four_octet_as: true };
+const CAPS: SessionCaps = SessionCaps {
+    four_octet_as: true,
+};
 
 fn prefixes() -> Vec<Prefix> {
     (0..N)
@@ -72,7 +74,9 @@ fn decode(c: &mut Criterion) {
             for m in &msgs {
                 let mut ctx = BgpParsingContext::asn2_default();
                 ctx.set_asn4(true);
-                if let Ok(BgpMessage::Update(u)) = BgpMessage::parse(&mut SliceReader::new(black_box(m)), &mut ctx) {
+                if let Ok(BgpMessage::Update(u)) =
+                    BgpMessage::parse(&mut SliceReader::new(black_box(m)), &mut ctx)
+                {
                     n += u.nlri().len();
                 }
             }

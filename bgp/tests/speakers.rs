@@ -8,6 +8,12 @@ use tokio::sync::mpsc;
 use weft_bgp::fsm::State;
 use weft_bgp::{BgpConfig, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -213,6 +219,7 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     let prefixes: Vec<Prefix> = (0..100_000u32)
         .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 6))), 26).unwrap())
         .collect();
+    let rss_before = rss_kib();
     let start = Instant::now();
     t.a.announce(prefixes.clone()).await.unwrap();
     let mut n = 0;
@@ -233,7 +240,10 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     let took = start.elapsed();
     assert_eq!(n, 100_000);
     assert!(batches < 2_000, "{batches} batches: not batched");
-    eprintln!("100k prefixes speaker->speaker: {took:?} in {batches} batches");
+    eprintln!(
+        "100k prefixes speaker->speaker: {took:?} in {batches} batches; RSS grew {} KiB (both speakers, one process)",
+        rss_kib().saturating_sub(rss_before)
+    );
     let start = Instant::now();
     t.a.withdraw(prefixes).await.unwrap();
     let mut gone = 0;
