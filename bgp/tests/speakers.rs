@@ -264,3 +264,49 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     t.a.shutdown(false).await.unwrap();
     t.b.shutdown(false).await.unwrap();
 }
+
+#[tokio::test]
+async fn route_reflector_reflects_between_clients_with_next_hop_preserved() {
+    let port = free_port();
+    // R (127.0.0.1) reflects for clients A (127.0.0.2) and B (127.0.0.3).
+    let mut r_cfg = speaker_cfg("127.0.0.1", "127.0.0.2", port, None);
+    r_cfg.bgp.peers[0].route_reflector_client = true;
+    let mut b_peer = r_cfg.bgp.peers[0].clone();
+    b_peer.address = ip("127.0.0.3");
+    r_cfg.bgp.peers.push(b_peer);
+    let (r, _rr) = Speaker::spawn(r_cfg).unwrap();
+    let (a, mut ra) = Speaker::spawn(speaker_cfg("127.0.0.2", "127.0.0.1", port, None)).unwrap();
+    let (b, mut rb) = Speaker::spawn(speaker_cfg("127.0.0.3", "127.0.0.1", port, None)).unwrap();
+    assert!(wait_established(&r, Duration::from_secs(10)).await);
+    a.announce(vec![p("10.244.2.0/24")]).await.unwrap();
+    b.announce(vec![p("10.244.3.0/24")]).await.unwrap();
+    let got = collect_until(&mut rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.2.0/24"),
+            next_hops: vec![ip("127.0.0.2")]
+        }]
+    );
+    let got = collect_until(&mut ra, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.3.0/24"),
+            next_hops: vec![ip("127.0.0.3")]
+        }]
+    );
+    a.withdraw(vec![p("10.244.2.0/24")]).await.unwrap();
+    let got = collect_until(&mut rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Unreachable {
+            prefix: p("10.244.2.0/24")
+        }]
+    );
+    // Nothing was reflected back to its originator.
+    assert_eq!(a.peers().await.unwrap()[0].routes_received, 1);
+    for h in [a, b, r] {
+        h.shutdown(false).await.unwrap();
+    }
+}
