@@ -104,9 +104,8 @@ impl Raw {
     /// The next message that is not a KEEPALIVE or an UPDATE.
     async fn recv_notification(&mut self) -> Option<(u8, u8)> {
         loop {
-            match self.recv().await? {
-                Message::Notification(n) => return Some((n.code, n.subcode)),
-                _ => continue,
+            if let Message::Notification(n) = self.recv().await? {
+                return Some((n.code, n.subcode));
             }
         }
     }
