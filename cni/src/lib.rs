@@ -7,11 +7,15 @@
 //! - [`delegate`]: running an IPAM plugin from a main plugin.
 //! - [`ipam`]: host-local's allocator and on-disk lease store.
 //! - [`plugin`]: the plugins.
+//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
 #![forbid(unsafe_code)]
 
 pub mod delegate;
 pub mod error;
 pub mod ipam;
+pub mod link;
+pub mod nft;
+pub mod ns;
 pub mod plugin;
 pub mod skel;
 pub mod spec;

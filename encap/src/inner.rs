@@ -1,7 +1,7 @@
 //! [`InnerPacket`]: the validated view of an encapsulated IP packet. This is
 //! the only module that names `etherparse`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice};
 
@@ -40,13 +40,13 @@ impl IpVersion {
 
 /// A borrowed, validated inner IP packet: its header parsed well-formed, its
 /// length field equal to the bytes present and (IPv4) its header checksum
-/// correct. The addresses are read once during validation.
+/// correct. Two words big; the accessors read the validated header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InnerPacket<'a> {
+    /// Invariant: a full fixed IPv4 (>= 20 bytes) or IPv6 (>= 40 bytes)
+    /// header of `version`, so the accessors' indexing cannot fail.
     bytes: &'a [u8],
-    src: IpAddr,
-    dst: IpAddr,
-    protocol: u8,
+    version: IpVersion,
 }
 
 impl<'a> InnerPacket<'a> {
@@ -55,6 +55,7 @@ impl<'a> InnerPacket<'a> {
     /// # Errors
     /// [`DecapError::InnerVersion`], [`DecapError::InnerHeader`],
     /// [`DecapError::InnerChecksum`] or [`DecapError::InnerLength`].
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecapError> {
         Self::parse_prefix(bytes).and_then(|p| {
             if p.bytes.len() == bytes.len() {
@@ -74,6 +75,7 @@ impl<'a> InnerPacket<'a> {
     ///
     /// # Errors
     /// As [`parse`](Self::parse).
+    #[inline]
     pub fn parse_prefix(bytes: &'a [u8]) -> Result<Self, DecapError> {
         match IpVersion::of(bytes) {
             Some(IpVersion::V4) => Self::parse_v4(bytes),
@@ -84,6 +86,7 @@ impl<'a> InnerPacket<'a> {
         }
     }
 
+    #[inline]
     fn parse_v4(bytes: &'a [u8]) -> Result<Self, DecapError> {
         let h = Ipv4HeaderSlice::from_slice(bytes).map_err(|_| DecapError::InnerHeader)?;
         let hlen = h.slice().len();
@@ -99,12 +102,11 @@ impl<'a> InnerPacket<'a> {
         }
         Ok(Self {
             bytes: &bytes[..total],
-            src: IpAddr::V4(h.source_addr()),
-            dst: IpAddr::V4(h.destination_addr()),
-            protocol: h.protocol().0,
+            version: IpVersion::V4,
         })
     }
 
+    #[inline]
     fn parse_v6(bytes: &'a [u8]) -> Result<Self, DecapError> {
         let h = Ipv6HeaderSlice::from_slice(bytes).map_err(|_| DecapError::InnerHeader)?;
         // A zero payload length means a jumbogram (RFC 2675) only when a
@@ -118,9 +120,7 @@ impl<'a> InnerPacket<'a> {
         }
         Ok(Self {
             bytes: &bytes[..total],
-            src: IpAddr::V6(h.source_addr()),
-            dst: IpAddr::V6(h.destination_addr()),
-            protocol: h.next_header().0,
+            version: IpVersion::V6,
         })
     }
 
@@ -145,30 +145,43 @@ impl<'a> InnerPacket<'a> {
     /// IPv4 or IPv6.
     #[must_use]
     pub const fn version(&self) -> IpVersion {
-        match self.src {
-            IpAddr::V4(_) => IpVersion::V4,
-            IpAddr::V6(_) => IpVersion::V6,
-        }
+        self.version
     }
 
     /// Source address.
     #[must_use]
-    pub const fn src(&self) -> IpAddr {
-        self.src
+    pub fn src(&self) -> IpAddr {
+        match self.version {
+            IpVersion::V4 => IpAddr::V4(v4_at(self.bytes, 12)),
+            IpVersion::V6 => IpAddr::V6(v6_at(self.bytes, 8)),
+        }
     }
 
     /// Destination address.
     #[must_use]
-    pub const fn dst(&self) -> IpAddr {
-        self.dst
+    pub fn dst(&self) -> IpAddr {
+        match self.version {
+            IpVersion::V4 => IpAddr::V4(v4_at(self.bytes, 16)),
+            IpVersion::V6 => IpAddr::V6(v6_at(self.bytes, 24)),
+        }
     }
 
     /// IPv4 protocol or IPv6 next header (the first one, possibly an
     /// extension header).
     #[must_use]
-    pub const fn protocol(&self) -> u8 {
-        self.protocol
+    pub fn protocol(&self) -> u8 {
+        match self.version {
+            IpVersion::V4 => self.bytes[9],
+            IpVersion::V6 => self.bytes[6],
+        }
     }
+}
+
+/// Reads an IPv6 address at `at` (caller guarantees 16 bytes are there).
+fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    Ipv6Addr::from(a)
 }
 
 /// Reads an IPv4 address at `at` (caller guarantees 4 bytes are there).
@@ -192,7 +205,6 @@ pub(crate) fn outer_v4(bytes: &[u8]) -> Result<(usize, usize), DecapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv6Addr;
 
     pub(crate) const V4_UDP: [u8; 32] = [
         0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 244, 1, 2, 10,

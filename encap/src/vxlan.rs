@@ -116,12 +116,20 @@ pub fn encap(
 ) -> Result<Range<usize>, EncapError> {
     let out = headroom_range(buf.len(), &inner, HEADROOM)?;
     let version = IpVersion::of(&buf[inner]).ok_or(EncapError::NotIp)?;
+    // Composed in registers and written with two wide stores, so that a
+    // decoder reading the header right after (same core) gets
+    // store-to-load forwarding instead of stalling on 22 byte stores.
+    let (d, m) = (dst_mac.0, src_mac.0);
+    let [e0, e1] = version.ethertype().to_be_bytes();
+    let word0 = (u128::from(FLAG_I) << 120)
+        | (u128::from(vni & MAX_VNI) << 72)
+        | (u128::from(u64::from_be_bytes([
+            d[0], d[1], d[2], d[3], d[4], d[5], m[0], m[1],
+        ])));
+    let word1 = u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], e0, e1]);
     let h = &mut buf[out.start..out.start + HEADROOM];
-    h[..4].copy_from_slice(&[FLAG_I, 0, 0, 0]);
-    h[4..8].copy_from_slice(&((vni & MAX_VNI) << 8).to_be_bytes());
-    h[8..14].copy_from_slice(&dst_mac.0);
-    h[14..20].copy_from_slice(&src_mac.0);
-    h[20..22].copy_from_slice(&version.ethertype().to_be_bytes());
+    h[..16].copy_from_slice(&word0.to_be_bytes());
+    h[14..].copy_from_slice(&word1.to_be_bytes());
     Ok(out)
 }
 

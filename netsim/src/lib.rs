@@ -13,19 +13,24 @@
 //! ```
 
 pub mod attach;
+pub mod bench;
 pub mod cluster;
 pub mod error;
+pub mod measure;
 pub mod mode;
 pub mod netns;
 pub mod process;
+pub mod report;
 pub mod run;
 pub mod topology;
 pub mod traffic;
 pub mod weftd;
 
 pub use attach::{AttachRequest, BridgeAttach, PodAttach};
+pub use bench::{BenchConfig, BenchReport, BenchResult, run_bench};
 pub use cluster::{Cluster, Node, Pod, PodId};
 pub use error::{Error, Result};
+pub use measure::{IperfOptions, IperfResult, Latency};
 pub use mode::{Mode, WeftMode};
 pub use topology::{Ipv4Cidr, Topology, TopologyBuilder};
 pub use traffic::{PingReport, TransferCheck};

@@ -104,6 +104,29 @@ fn fill(buf: &mut [u8], state: &mut u64) {
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Pings in flight at once in [`Cluster::ping_matrix`].
+pub const PING_WORKERS: usize = 16;
+
+/// One ping from namespace `ns`: a reply within 2 s counts (probes every 0.2 s).
+fn ping_once(ns: &str, to_ip: Ipv4Addr, from: PodId, to: PodId, from_ip: Ipv4Addr) -> PingPair {
+    let rtt = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", "2",
+        ])
+        .arg(to_ip.to_string())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| parse_ping_avg(&String::from_utf8_lossy(&o.stdout)));
+    PingPair {
+        from,
+        to,
+        from_ip,
+        to_ip,
+        rtt_ms: rtt,
+    }
+}
+
 fn receive(listener: &TcpListener, deadline: Instant) -> std::io::Result<(u64, u64)> {
     listener.set_nonblocking(true)?;
     let mut stream = loop {
@@ -169,52 +192,45 @@ fn send(to: SocketAddr, bytes: u64, deadline: Instant) -> std::io::Result<(u64, 
 }
 
 impl Cluster {
-    /// Every pod pings every other pod (one source pod per thread).
+    /// Every pod pings every other pod (up to [`PING_WORKERS`] pings at once).
     pub fn ping_matrix(&self) -> Result<PingReport> {
-        let pods: Vec<(PodId, Ipv4Addr, String)> = self
+        let pods: Vec<(PodId, Ipv4Addr, &str)> = self
             .all_pods()
-            .map(|p| (p.id(), p.ip(), p.ns().name().to_owned()))
+            .map(|p| (p.id(), p.ip(), p.ns().name()))
             .collect();
-        let mut pairs = Vec::new();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = pods
-                .iter()
-                .map(|(from, from_ip, ns)| {
-                    let pods = &pods;
-                    s.spawn(move || {
+        let jobs: Vec<_> = pods
+            .iter()
+            .flat_map(|a| pods.iter().filter(move |b| b.0 != a.0).map(move |b| (a, b)))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut pairs: Vec<PingPair> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..PING_WORKERS.min(jobs.len()))
+                .map(|_| {
+                    s.spawn(|| {
                         let mut out = Vec::new();
-                        for (to, to_ip, _) in pods.iter().filter(|(id, ..)| id != from) {
-                            let rtt = Command::new("ip")
-                                .args([
-                                    "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-i",
-                                    "0.2", "-w", "3",
-                                ])
-                                .arg(to_ip.to_string())
-                                .output()
-                                .ok()
-                                .filter(|o| o.status.success())
-                                .and_then(|o| parse_ping_avg(&String::from_utf8_lossy(&o.stdout)));
-                            out.push(PingPair {
-                                from: *from,
-                                to: *to,
-                                from_ip: *from_ip,
-                                to_ip: *to_ip,
-                                rtt_ms: rtt,
-                            });
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(((from, from_ip, ns), (to, to_ip, _))) = jobs.get(i) else {
+                                break;
+                            };
+                            out.push((i, ping_once(ns, *to_ip, *from, *to, *from_ip)));
                         }
                         out
                     })
                 })
                 .collect();
-            for h in handles {
-                if let Ok(v) = h.join() {
-                    pairs.extend(v);
-                }
-            }
+            let mut all: Vec<(usize, PingPair)> = workers
+                .into_iter()
+                .filter_map(|w| w.join().ok())
+                .flatten()
+                .collect();
+            all.sort_by_key(|(i, _)| *i);
+            all.into_iter().map(|(_, p)| p).collect()
         });
-        if pairs.len() != pods.len() * pods.len().saturating_sub(1) {
+        if pairs.len() != jobs.len() {
             return Err(Error::measure("ping", "a ping worker panicked"));
         }
+        pairs.shrink_to_fit();
         Ok(PingReport { pairs })
     }
 

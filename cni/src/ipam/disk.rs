@@ -17,7 +17,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::index::{OwnerIndex, lease_names};
+use super::index::{OwnerIndex, lease_names, overwrite};
 use super::store::{LeaseStore, Owner};
 use crate::error::CniError;
 
@@ -183,9 +183,14 @@ impl LeaseStore for DiskStore {
             return Err(CniError::io(format!("writing {}", p.display()), e));
         }
         drop(f);
+        // Fault injection for the crash tests: die like a SIGKILL right after
+        // the lease file exists and before the index knows about it.
+        if std::env::var_os("WEFT_CNI_TEST_FAULT").is_some_and(|v| v == "abort-after-reserve") {
+            std::process::abort();
+        }
         self.index.added(owner, ip)?;
         let lp = self.dir.join(format!("{LAST_IP_PREFIX}{set}"));
-        fs::write(&lp, ip.to_string()).map_err(io("writing", &lp))?;
+        overwrite(&lp, ip.to_string().as_bytes()).map_err(io("writing", &lp))?;
         Ok(true)
     }
 
@@ -294,6 +299,39 @@ mod tests {
         // not); what matters here is that the index says "changing".
         let st = fs::read_to_string(tmp.path().join(".weft/net/state")).unwrap();
         assert!(st.contains("valid=0"));
+    }
+
+    /// Rewrites `state` as if our last commit and a foreign change had
+    /// shared one coarse ctime tick on a filesystem without fine ctimes.
+    fn pretend_same_tick(data: &Path) {
+        use crate::ipam::index::{DirStamp, State};
+        let sp = data.join(".weft/net/state");
+        let mut st = State::decode(&fs::read_to_string(&sp).unwrap()).unwrap();
+        st.stamp = DirStamp::of(&data.join("net")).unwrap();
+        st.racy = true;
+        st.fine_ctime = false;
+        fs::write(&sp, st.encode()).unwrap();
+    }
+
+    #[test]
+    fn same_tick_foreign_change_is_caught_by_readdir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = Owner::new("c1", "eth0");
+        {
+            let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+            s.reserve("10.0.0.2".parse().unwrap(), &o, 0).unwrap();
+        }
+        // No foreign change: the racy record is confirmed by readdir.
+        pretend_same_tick(tmp.path());
+        let s = DiskStore::open(tmp.path(), "net", T).unwrap();
+        assert_eq!(s.index().opened_by, OpenedBy::Readdir);
+        drop(s);
+        // A foreign lease that did not move ctime: readdir sees it.
+        fs::write(tmp.path().join("net/10.0.0.3"), "c3\r\neth0").unwrap();
+        pretend_same_tick(tmp.path());
+        let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+        assert_eq!(s.index().opened_by, OpenedBy::Rebuild);
+        assert_eq!(s.owned(&Owner::new("c3", "eth0")).unwrap().len(), 1);
     }
 
     #[test]

@@ -109,12 +109,16 @@ pub struct State {
     pub xor: u64,
     /// `stamp` was recorded within one timestamp tick of the change.
     pub racy: bool,
+    /// The filesystem gives a change after a `stat` a strictly newer ctime
+    /// (multigrain timestamps, probed once): `racy` never applies.
+    pub fine_ctime: bool,
 }
 
 impl State {
-    fn encode(&self) -> String {
+    /// The `state` file text (with checksum).
+    pub fn encode(&self) -> String {
         let body = format!(
-            "weft-ipam-index 1 valid={} dev={} ino={} ctime={}.{} count={} xor={:016x} racy={}",
+            "weft-ipam-index 1 valid={} dev={} ino={} ctime={}.{} count={} xor={:016x} racy={} fine={}",
             u8::from(self.valid),
             self.stamp.dev,
             self.stamp.ino,
@@ -122,12 +126,14 @@ impl State {
             self.stamp.ctime_ns,
             self.count,
             self.xor,
-            u8::from(self.racy)
+            u8::from(self.racy),
+            u8::from(self.fine_ctime)
         );
         format!("{body} sum={:016x}\n", fnv64(body.as_bytes()))
     }
 
-    fn decode(s: &str) -> Option<Self> {
+    /// Parses `state` text; None when torn, tampered or unknown.
+    pub fn decode(s: &str) -> Option<Self> {
         let s = s.trim_end_matches(['\n', '\0']);
         let (body, sum) = s.rsplit_once(" sum=")?;
         if u64::from_str_radix(sum, 16).ok()? != fnv64(body.as_bytes()) {
@@ -152,6 +158,7 @@ impl State {
                 "count" => st.count = v.parse().ok()?,
                 "xor" => st.xor = u64::from_str_radix(v, 16).ok()?,
                 "racy" => st.racy = v == "1",
+                "fine" => st.fine_ctime = v == "1",
                 _ => return None,
             }
         }
@@ -162,6 +169,20 @@ impl State {
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> CniError {
     let msg = format!("{what} {}", path.display());
     move |e| CniError::io(msg, e)
+}
+
+/// Replaces a small file's content without truncating it to zero first:
+/// write at offset 0, then cut to length. (ext4's `auto_da_alloc` starts a
+/// synchronous-ish writeback when a file with data is truncated to zero and
+/// rewritten, which made each call cost milliseconds.)
+pub fn overwrite(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)
 }
 
 /// Lists lease file names (those that parse as an address) in `dir`.
@@ -176,6 +197,34 @@ pub fn lease_names(dir: &Path) -> Result<Vec<(IpAddr, String)>, CniError> {
         }
     }
     Ok(out)
+}
+
+/// Does a directory change made right after a `stat` of the directory get
+/// a strictly newer ctime (Linux multigrain timestamps)? Probed with three
+/// create-after-stat pairs in a scratch directory beside the index, on the
+/// lease directory's filesystem; any equal pair means coarse timestamps.
+pub fn probe_fine_ctime(root: &Path, lease_dir: &Path) -> bool {
+    let scratch = root.join("probe");
+    let run = || -> std::io::Result<bool> {
+        let _ = fs::remove_dir_all(&scratch);
+        fs::create_dir(&scratch)?;
+        if DirStamp::of(&scratch)?.dev != DirStamp::of(lease_dir)?.dev {
+            return Ok(false);
+        }
+        for i in 0..3 {
+            File::create(scratch.join(format!("a{i}")))?;
+            let before = DirStamp::of(&scratch)?;
+            File::create(scratch.join(format!("b{i}")))?;
+            let after = DirStamp::of(&scratch)?;
+            if (after.ctime, after.ctime_ns) <= (before.ctime, before.ctime_ns) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let fine = run().unwrap_or(false);
+    let _ = fs::remove_dir_all(&scratch);
+    fine
 }
 
 /// The owner index of one network.
@@ -281,7 +330,7 @@ impl OwnerIndex {
             text.push_str(&ip.to_string());
             text.push('\n');
         }
-        fs::write(&p, text).map_err(io("writing", &p))
+        overwrite(&p, text.as_bytes()).map_err(io("writing", &p))
     }
 
     fn write_state(&mut self) -> Result<(), CniError> {
@@ -339,7 +388,7 @@ impl OwnerIndex {
         let age = SystemTime::now()
             .duration_since(stamp.as_time())
             .unwrap_or(Duration::ZERO);
-        self.state.racy = age < RACY;
+        self.state.racy = !self.state.fine_ctime && age < RACY;
         self.state.stamp = stamp;
         self.state.valid = true;
         self.write_state()?;
@@ -366,8 +415,13 @@ impl OwnerIndex {
         }
         for ent in fs::read_dir(&self.root).map_err(io("reading", &self.root))? {
             let ent = ent.map_err(io("reading", &self.root))?;
-            if ent.file_name() != "state" {
-                let p = ent.path();
+            let p = ent.path();
+            if ent.file_name() == "state" {
+                continue;
+            }
+            if p.is_dir() {
+                fs::remove_dir_all(&p).map_err(io("removing", &p))?;
+            } else {
                 fs::remove_file(&p).map_err(io("removing", &p))?;
             }
         }
@@ -376,6 +430,7 @@ impl OwnerIndex {
         }
         self.state.count = names.len() as u64;
         self.state.xor = xor;
+        self.state.fine_ctime = probe_fine_ctime(&self.root, lease_dir);
         self.touched = true;
         self.commit(lease_dir)
     }
@@ -398,6 +453,7 @@ mod tests {
             count: 5,
             xor: 0xdead,
             racy: true,
+            fine_ctime: false,
         };
         let text = st.encode();
         assert_eq!(State::decode(&text), Some(st));

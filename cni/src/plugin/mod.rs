@@ -1,3 +1,5 @@
 //! The plugins, each a [`crate::skel::Plugin`].
 
+pub mod bridge;
 pub mod host_local;
+pub mod portmap;

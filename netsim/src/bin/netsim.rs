@@ -1,11 +1,14 @@
 //! The `netsim` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netsim::{Cluster, Mode, Topology, TopologyBuilder};
+use netsim::{
+    BenchConfig, BenchReport, Cluster, Mode, Topology, TopologyBuilder, report, run_bench,
+};
 
 /// Whole weft clusters in network namespaces: kernel baselines, weft modes, benchmarks.
 #[derive(Debug, Parser)]
@@ -25,8 +28,69 @@ enum Cmd {
         #[arg(long, default_value = "kernel-hostgw,kernel-vxlan")]
         modes: String,
     },
+    /// Builds a cluster, applies a mode and keeps it until Ctrl-C (or --hold seconds).
+    Up {
+        #[command(flatten)]
+        topo: TopoArgs,
+        /// Forwarding mode, or "none".
+        #[arg(long, default_value = "kernel-hostgw")]
+        mode: String,
+        /// Tear down after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        hold: u64,
+    },
+    /// Throughput (iperf3) and latency (ping, sockperf) per mode, modes interleaved.
+    Bench(BenchArgs),
+    /// The demo: a 3-node cluster with 2 pods per node, ping matrix and a
+    /// checked TCP transfer in every mode, then a short bench into --out.
+    Demo {
+        #[command(flatten)]
+        topo: TopoArgs,
+        /// Comma-separated modes.
+        #[arg(long, default_value = "kernel-hostgw,kernel-vxlan")]
+        modes: String,
+        /// Output directory.
+        #[arg(long, default_value = "netsim-out")]
+        out: PathBuf,
+        /// iperf3 seconds per run.
+        #[arg(long, default_value_t = 2)]
+        duration: u64,
+        /// Runs per (mode, streams).
+        #[arg(long, default_value_t = 2)]
+        repeat: u32,
+    },
     /// Removes leftovers of earlier runs whose process is dead.
     Clean,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    topo: TopoArgs,
+    /// Comma-separated modes, interleaved in this order (the first is the ratio baseline).
+    #[arg(long, default_value = "kernel-hostgw,kernel-vxlan")]
+    modes: String,
+    /// Comma-separated parallel stream counts.
+    #[arg(long, default_value = "1,4", value_delimiter = ',')]
+    streams: Vec<u32>,
+    /// iperf3 seconds per run.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Runs per (mode, streams); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// Pings (10 ms apart) for the RTT percentiles; 0 skips.
+    #[arg(long, default_value_t = 200)]
+    ping_count: u32,
+    /// sockperf ping-pong seconds; 0 skips.
+    #[arg(long, default_value_t = 2)]
+    sockperf_secs: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the SVG chart here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,20 +171,67 @@ fn build(b: TopologyBuilder) -> anyhow::Result<Cluster> {
     Ok(c)
 }
 
+/// Parses a mode name where "none" means no forwarding mode.
+fn mode_or_none(s: &str) -> anyhow::Result<Option<Mode>> {
+    Ok(if s == "none" { None } else { Some(s.parse()?) })
+}
+
+fn set_mode(c: &mut Cluster, m: Option<Mode>) -> anyhow::Result<()> {
+    match m {
+        Some(m) => c.apply_mode(m).with_context(|| format!("applying {m}")),
+        None => Ok(c.clear_mode()?),
+    }
+}
+
 fn ping_matrix(topo: &TopoArgs, modes: &str) -> anyhow::Result<bool> {
-    let modes = Mode::parse_list(modes)?;
+    let modes: Vec<Option<Mode>> = modes
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(mode_or_none)
+        .collect::<anyhow::Result<_>>()?;
     if modes.is_empty() {
         bail!("no modes given");
     }
     let mut c = build(topo.builder(3, 2)?)?;
     let mut all_ok = true;
     for m in modes {
-        c.apply_mode(m).with_context(|| format!("applying {m}"))?;
+        set_mode(&mut c, m)?;
         let r = c.ping_matrix()?;
-        println!("{m}: {r}");
+        print!("{}: {r}", m.map_or("none", Mode::as_str));
         all_ok &= r.all_ok();
     }
     Ok(all_ok)
+}
+
+fn up(topo: &TopoArgs, mode: &str, hold: u64) -> anyhow::Result<bool> {
+    let m = mode_or_none(mode)?;
+    let mut c = build(topo.builder(2, 1)?)?;
+    set_mode(&mut c, m)?;
+    println!("netsim up: run {} in mode {mode}; namespaces:", c.prefix());
+    if let Some(f) = c.fabric_ns() {
+        println!("  {} (underlay bridge)", f.name());
+    }
+    if let Some(t) = c.tor() {
+        println!("  {} (ToR {})", t.name(), c.topology().tor_ip()?);
+    }
+    for (i, n) in c.nodes().iter().enumerate() {
+        println!(
+            "  {} (node {}, {} on {}, pods {})",
+            n.ns().name(),
+            n.number(),
+            n.underlay_ip(),
+            n.underlay_if(),
+            n.pod_cidr()
+        );
+        for j in 0..c.topology().pods_per_node {
+            let p = c.pod(i, j);
+            println!("    {} ({})", p.ns().name(), p.ip());
+        }
+    }
+    println!("Ctrl-C tears it down (or after {hold} s).");
+    std::thread::sleep(Duration::from_secs(hold));
+    Ok(true)
 }
 
 fn main() -> ExitCode {
@@ -130,6 +241,15 @@ fn main() -> ExitCode {
     }
     let result = match cli.cmd {
         Cmd::PingMatrix { topo, modes } => ping_matrix(&topo, &modes),
+        Cmd::Up { topo, mode, hold } => up(&topo, &mode, hold),
+        Cmd::Bench(args) => bench(&args),
+        Cmd::Demo {
+            topo,
+            modes,
+            out,
+            duration,
+            repeat,
+        } => demo(&topo, &modes, &out, duration, repeat),
         Cmd::Clean => clean(),
     };
     match result {
@@ -153,5 +273,111 @@ fn clean() -> anyhow::Result<bool> {
             ns.len()
         );
     }
+    Ok(true)
+}
+
+fn bench_config(
+    modes: &str,
+    streams: Vec<u32>,
+    duration: u64,
+    repeat: u32,
+) -> anyhow::Result<BenchConfig> {
+    let modes = Mode::parse_list(modes)?;
+    if modes.is_empty() {
+        bail!("no modes given");
+    }
+    Ok(BenchConfig {
+        modes,
+        streams,
+        duration: Duration::from_secs(duration.max(1)),
+        repeat: repeat.max(1),
+        ..BenchConfig::default()
+    })
+}
+
+fn write_outputs(
+    report: &BenchReport,
+    json: Option<&Path>,
+    svg: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(p) = json {
+        report::write_json(report, p)?;
+    }
+    if let Some(p) = svg {
+        report::write_svg(report, p)?;
+    }
+    Ok(())
+}
+
+fn bench(a: &BenchArgs) -> anyhow::Result<bool> {
+    let mut cfg = bench_config(&a.modes, a.streams.clone(), a.duration, a.repeat)?;
+    cfg.ping_count = a.ping_count;
+    cfg.sockperf = Duration::from_secs(a.sockperf_secs);
+    let b = a.topo.builder(2, 1)?;
+    if b.topology().nodes < 2 || b.topology().pods_per_node < 1 {
+        bail!("bench needs at least 2 nodes with a pod each");
+    }
+    let mut c = build(b)?;
+    let report = run_bench(&mut c, &cfg)?;
+    drop(c);
+    print!("{}", report::markdown(&report));
+    write_outputs(&report, a.json.as_deref(), a.svg.as_deref())?;
+    Ok(true)
+}
+
+fn demo(
+    topo: &TopoArgs,
+    modes: &str,
+    out: &Path,
+    duration: u64,
+    repeat: u32,
+) -> anyhow::Result<bool> {
+    let t0 = Instant::now();
+    let cfg = bench_config(modes, vec![1, 4], duration, repeat)?;
+    let mut c = build(topo.builder(3, 2)?)?;
+    let nodes = c.topology().nodes;
+    let pods = c.topology().pods_per_node;
+    if nodes < 2 || pods < 1 {
+        bail!("the demo needs at least 2 nodes with a pod each");
+    }
+    let last = (nodes - 1, pods - 1);
+    for &m in &cfg.modes {
+        c.apply_mode(m).with_context(|| format!("applying {m}"))?;
+        let r = c.ping_matrix()?;
+        print!("{m}: {r}");
+        if !r.all_ok() {
+            bail!("{m}: ping matrix failed");
+        }
+        let t = c
+            .tcp_transfer_check((0, 0), last, 20_000_000)
+            .with_context(|| format!("{m}: TCP transfer"))?;
+        println!(
+            "{m}: TCP transfer {} -> {}: {} bytes, hash {:016x} equal on both ends ({:.0} ms)",
+            c.pod(0, 0).ip(),
+            c.pod(last.0, last.1).ip(),
+            t.bytes,
+            t.hash,
+            t.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    let report = run_bench(&mut c, &cfg)?;
+    drop(c);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let md = report::markdown(&report);
+    print!("\n{md}");
+    let (mdp, json, svg) = (
+        out.join("bench.md"),
+        out.join("bench.json"),
+        out.join("bench.svg"),
+    );
+    std::fs::write(&mdp, &md).with_context(|| format!("writing {}", mdp.display()))?;
+    write_outputs(&report, Some(&json), Some(&svg))?;
+    println!(
+        "\nnetsim demo: done in {:.0} s, everything torn down. Files:\n  {}\n  {}\n  {}",
+        t0.elapsed().as_secs_f64(),
+        mdp.display(),
+        json.display(),
+        svg.display()
+    );
     Ok(true)
 }

@@ -1,0 +1,33 @@
+//! Errors of the speaker's public API.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+
+/// What can go wrong starting or talking to a speaker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("invalid BGP configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<ConfigError>),
+    /// Binding the listening socket failed.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: io::Error,
+    },
+    /// Setting a TCP MD5 key failed.
+    #[error("setting TCP MD5 key for {peer}: {source}")]
+    Md5 {
+        /// Peer.
+        peer: std::net::IpAddr,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The speaker task is gone.
+    #[error("the BGP speaker has shut down")]
+    Closed,
+}

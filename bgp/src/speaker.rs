@@ -1,0 +1,618 @@
+//! The public handle: [`Speaker::spawn`] starts the listener and one task per
+//! peer; [`SpeakerHandle`] announces and withdraws our prefixes; route
+//! changes arrive on the returned channel in batches.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{PeerConfig, SpeakerConfig, parse_community};
+use crate::driver::session::{self, PeerParams};
+use crate::driver::{PeerCmd, PeerEvent, Task, listener};
+use crate::error::Error;
+use crate::fsm::{Backoff, DownReason, GrConfig, Negotiated, Session, SessionConfig, State};
+use crate::policy::{self, ExportPolicy, ImportPolicy, Loops, Source};
+use crate::prefix::Prefix;
+use crate::rib::{self, Change, PeerInfo, PeerKey, Rib, RouteEvent};
+use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
+
+/// A peer as seen from outside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PeerStatus {
+    /// Peer address.
+    pub address: IpAddr,
+    /// Peer AS.
+    pub asn: u32,
+    /// Session state.
+    pub state: State,
+    /// Routes accepted from the peer.
+    pub routes_received: usize,
+    /// Prefixes we advertise to it.
+    pub routes_advertised: usize,
+    /// Last reason the session went down.
+    pub last_error: Option<String>,
+}
+
+enum Command {
+    Announce(Vec<Prefix>),
+    Withdraw(Vec<Prefix>),
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Shutdown {
+        graceful: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to a running speaker. Dropping every handle shuts it down.
+#[derive(Clone, Debug)]
+pub struct SpeakerHandle {
+    tx: mpsc::Sender<Command>,
+    listening: Vec<SocketAddr>,
+}
+
+/// Namespace for [`Speaker::spawn`].
+#[derive(Debug)]
+pub struct Speaker;
+
+impl Speaker {
+    /// Validates `cfg`, binds the listening sockets and starts every peer.
+    /// Must run inside a tokio runtime. Route changes come out of the
+    /// receiver in batches (one batch per burst of UPDATEs).
+    pub fn spawn(
+        cfg: SpeakerConfig,
+    ) -> Result<(SpeakerHandle, mpsc::Receiver<Vec<RouteEvent>>), Error> {
+        let errs = cfg.bgp.validate();
+        if !errs.is_empty() {
+            return Err(Error::Config(errs));
+        }
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let (peer_tx, peer_rx) = mpsc::channel(1024);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let b = &cfg.bgp;
+        let cluster_id = b.cluster_id.unwrap_or(cfg.router_id);
+        let random = RandomState::new();
+
+        let mut peers = Vec::new();
+        let mut by_addr = HashMap::new();
+        let mut keys = Vec::new();
+        for (i, pc) in b.peers.iter().enumerate() {
+            let key = PeerKey(u32::try_from(i).unwrap_or(u32::MAX));
+            let (tx, rx) = mpsc::channel(256);
+            by_addr.insert(pc.address.to_canonical(), tx.clone());
+            if let Some(p) = &pc.password {
+                keys.push((pc.address, p.clone()));
+            }
+            let session = Session::new(SessionConfig {
+                local_asn: b.asn,
+                peer_asn: pc.asn,
+                router_id: cfg.router_id,
+                hold_time: pc.hold_time.unwrap_or(b.hold_time),
+                connect_retry: Duration::from_secs(b.connect_retry.max(1)),
+                passive: pc.passive,
+                families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
+                graceful_restart: b.graceful_restart.then_some(GrConfig {
+                    restart_time: b.restart_time,
+                    restarting: cfg.restarting,
+                }),
+                extended_next_hop: true,
+                backoff: Backoff {
+                    base: Duration::from_secs(1),
+                    max: cfg.max_backoff,
+                },
+                seed: random.hash_one((i, pc.address)),
+            });
+            let task = session::spawn(
+                PeerParams {
+                    key,
+                    addr: SocketAddr::new(pc.address, pc.port),
+                    password: pc.password.clone(),
+                    local: pc.local_address,
+                    connect_timeout: Duration::from_secs(b.connect_retry.max(1)),
+                },
+                session,
+                rx,
+                peer_tx.clone(),
+            );
+            peers.push(PeerSlot {
+                cfg: pc.clone(),
+                key,
+                cmd: tx,
+                task: Some(task),
+                info: None,
+                last_info: None,
+                negotiated: None,
+                local: None,
+                state: State::Idle,
+                adj_out: HashSet::new(),
+                last_error: None,
+            });
+        }
+        drop(peer_tx);
+
+        let mut listeners = Vec::new();
+        let mut listening = Vec::new();
+        if b.listen_port != 0 {
+            let mut addrs = b.listen_addresses.clone();
+            if addrs.is_empty() {
+                addrs.push(IpAddr::from([0, 0, 0, 0]));
+                if b.peers.iter().any(|p| p.address.is_ipv6()) {
+                    addrs.push(IpAddr::from([0u16; 8]));
+                }
+            }
+            for a in addrs {
+                let l = listener::bind(SocketAddr::new(a, b.listen_port), &keys)?;
+                listening.push(l.local_addr().map_err(|source| Error::Listen {
+                    addr: SocketAddr::new(a, b.listen_port),
+                    source,
+                })?);
+                listeners.push(Task(tokio::spawn(listener::run(l, by_addr.clone()))));
+            }
+        }
+
+        let export = ExportPolicy {
+            communities: b
+                .communities
+                .iter()
+                .filter_map(|c| parse_community(c))
+                .collect(),
+            large_communities: Vec::new(),
+        };
+        let rr = b.peers.iter().any(|p| p.route_reflector_client);
+        let task = SpeakerTask {
+            rib: Rib::new(
+                ImportPolicy {
+                    allow: cfg.import.clone(),
+                },
+                Loops {
+                    local_asn: b.asn,
+                    router_id: cfg.router_id,
+                    cluster_id,
+                },
+            ),
+            cfg,
+            cluster_id,
+            export,
+            rr,
+            local: BTreeSet::new(),
+            peers,
+            events: events_tx,
+            _listeners: listeners,
+        };
+        tokio::spawn(task.run(cmd_rx, peer_rx).instrument(info_span!("bgp")));
+        Ok((
+            SpeakerHandle {
+                tx: cmd_tx,
+                listening,
+            },
+            events_rx,
+        ))
+    }
+}
+
+impl SpeakerHandle {
+    /// Starts advertising `prefixes` (our pod CIDRs) to every peer.
+    pub async fn announce(&self, prefixes: Vec<Prefix>) -> Result<(), Error> {
+        self.tx
+            .send(Command::Announce(prefixes))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Stops advertising `prefixes`.
+    pub async fn withdraw(&self, prefixes: Vec<Prefix>) -> Result<(), Error> {
+        self.tx
+            .send(Command::Withdraw(prefixes))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
+    /// The state of every configured peer.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Peers(tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Stops every session and waits for the tasks. With `graceful`, the
+    /// TCP connections close without a NOTIFICATION, so peers that help
+    /// with graceful restart keep our routes until we are back.
+    pub async fn shutdown(&self, graceful: bool) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Shutdown { graceful, done })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// The addresses the listener is bound to (useful with port 0).
+    pub fn listening(&self) -> &[SocketAddr] {
+        &self.listening
+    }
+}
+
+struct PeerSlot {
+    cfg: PeerConfig,
+    key: PeerKey,
+    cmd: mpsc::Sender<PeerCmd>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    info: Option<PeerInfo>,
+    last_info: Option<PeerInfo>,
+    negotiated: Option<Negotiated>,
+    local: Option<IpAddr>,
+    state: State,
+    adj_out: HashSet<Prefix>,
+    last_error: Option<String>,
+}
+
+struct SpeakerTask {
+    cfg: SpeakerConfig,
+    rib: Rib,
+    cluster_id: Ipv4Addr,
+    export: ExportPolicy,
+    rr: bool,
+    local: BTreeSet<Prefix>,
+    peers: Vec<PeerSlot>,
+    events: mpsc::Sender<Vec<RouteEvent>>,
+    _listeners: Vec<Task>,
+}
+
+/// UPDATEs for one peer, grouped by attributes and next hop.
+#[derive(Default)]
+struct Outbox {
+    groups: HashMap<(PathAttrs, MpNextHop), Vec<Prefix>>,
+    withdraw: Vec<Prefix>,
+}
+
+impl SpeakerTask {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Command>,
+        mut peer_rx: mpsc::Receiver<PeerEvent>,
+    ) {
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Command::Announce(p)) => self.announce(p).await,
+                    Some(Command::Withdraw(p)) => self.withdraw(p).await,
+                    Some(Command::Peers(tx)) => {
+                        let _ = tx.send(self.status());
+                    }
+                    Some(Command::Shutdown { graceful, done }) => {
+                        self.shutdown(graceful).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown(false).await;
+                        return;
+                    }
+                },
+                Some(ev) = peer_rx.recv() => {
+                    // Batch: everything already queued becomes one event list.
+                    let mut changes = Vec::new();
+                    self.peer_event(ev, &mut changes).await;
+                    let mut n = 0;
+                    while n < 512 {
+                        match peer_rx.try_recv() {
+                            Ok(ev) => self.peer_event(ev, &mut changes).await,
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                    self.publish(changes).await;
+                }
+            }
+        }
+    }
+
+    async fn publish(&mut self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if self.rr {
+            self.reflect_changes(&changes).await;
+        }
+        let ev = rib::events(&changes);
+        if !ev.is_empty() {
+            let _ = self.events.send(ev).await;
+        }
+    }
+
+    async fn shutdown(&mut self, graceful: bool) {
+        for p in &self.peers {
+            let _ = p.cmd.send(PeerCmd::Stop { graceful }).await;
+        }
+        for p in &mut self.peers {
+            if let Some(t) = p.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+            }
+        }
+        self._listeners.clear();
+    }
+
+    fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.cfg.address,
+                asn: p.cfg.asn,
+                state: p.state,
+                routes_received: self.rib.adj_in(p.key).map_or(0, rib::AdjRibIn::len),
+                routes_advertised: p.adj_out.len(),
+                last_error: p.last_error.clone(),
+            })
+            .collect()
+    }
+
+    async fn peer_event(&mut self, ev: PeerEvent, changes: &mut Vec<Change>) {
+        match ev {
+            PeerEvent::State(key, st) => {
+                if let Some(p) = self.slot(key) {
+                    p.state = st;
+                }
+            }
+            PeerEvent::Established {
+                key,
+                negotiated,
+                local,
+            } => {
+                let Some(p) = self.slot(key) else { return };
+                let info = PeerInfo {
+                    key,
+                    addr: p.cfg.address,
+                    router_id: negotiated.peer_id,
+                    asn: negotiated.peer_asn,
+                    ebgp: !negotiated.ibgp,
+                    rr_client: p.cfg.route_reflector_client,
+                };
+                info!(peer = %p.cfg.address, ?local, families = ?negotiated.families, "established");
+                p.info = Some(info.clone());
+                p.last_info = Some(info);
+                p.negotiated = Some(negotiated);
+                p.local = Some(local);
+                p.state = State::Established;
+                p.adj_out.clear();
+                self.export_table(key, None).await;
+            }
+            PeerEvent::Updates(key, updates) => {
+                let Some(info) = self.slot(key).and_then(|p| p.info.clone()) else {
+                    return;
+                };
+                for u in &updates {
+                    changes.extend(self.rib.apply_update(&info, u));
+                }
+            }
+            PeerEvent::Down {
+                key,
+                reason,
+                graceful,
+            } => {
+                let Some(p) = self.slot(key) else { return };
+                p.info = None;
+                p.negotiated = None;
+                p.adj_out.clear();
+                p.last_error = Some(match &reason {
+                    DownReason::PeerNotification(n) => {
+                        format!("peer sent NOTIFICATION {}/{}", n.code, n.subcode)
+                    }
+                    DownReason::LocalNotification(n) => {
+                        format!("sent NOTIFICATION {}/{}", n.code, n.subcode)
+                    }
+                    r => format!("{r:?}"),
+                });
+                if graceful.is_empty() {
+                    changes.extend(self.rib.peer_down(key));
+                } else {
+                    changes.extend(self.rib.peer_restarting(key, &graceful));
+                }
+            }
+            PeerEvent::FlushStale(key, f) => changes.extend(self.rib.flush_stale(key, f)),
+            PeerEvent::RouteRefresh(key, family) => self.export_table(key, Some(family)).await,
+        }
+    }
+
+    fn slot(&mut self, key: PeerKey) -> Option<&mut PeerSlot> {
+        self.peers.get_mut(usize::try_from(key.0).ok()?)
+    }
+
+    /// The next hop for our own prefixes of `family` toward peer `p`.
+    fn next_hop(&self, p: &PeerSlot, family: Family) -> Option<MpNextHop> {
+        let b = &self.cfg.bgp;
+        let local = p.local?;
+        let n = p.negotiated.as_ref()?;
+        let global = match family {
+            Family::Ipv4Unicast => b.next_hop_v4.map(IpAddr::V4).or(match local {
+                IpAddr::V4(_) => Some(local),
+                IpAddr::V6(_) if n.extended_next_hop => Some(local),
+                IpAddr::V6(_) => None,
+            }),
+            Family::Ipv6Unicast => b
+                .next_hop_v6
+                .map(IpAddr::V6)
+                .or(local.is_ipv6().then_some(local)),
+        }?;
+        Some(MpNextHop {
+            global,
+            link_local: None,
+        })
+    }
+
+    /// Adds our own prefixes in `prefixes` to `out` for peer `i`.
+    fn originate_into(&self, i: usize, prefixes: &[Prefix], out: &mut Outbox) {
+        let p = &self.peers[i];
+        let (Some(info), Some(n)) = (&p.info, &p.negotiated) else {
+            return;
+        };
+        let attrs = policy::originate(&self.export, self.cfg.bgp.asn, info);
+        for prefix in prefixes {
+            let family = Family::of(prefix);
+            if !n.families.contains(&family) {
+                continue;
+            }
+            match self.next_hop(p, family) {
+                Some(nh) => out
+                    .groups
+                    .entry((attrs.clone(), nh))
+                    .or_default()
+                    .push(*prefix),
+                None => {
+                    warn!(%prefix, peer = %p.cfg.address, "no next hop of this family for the peer");
+                }
+            }
+        }
+    }
+
+    /// Adds the reflection of `prefix`'s best path for peer `i` to `out`
+    /// (or its withdrawal when it was advertised and no longer is).
+    fn reflect_into(&self, i: usize, prefix: Prefix, out: &mut Outbox) {
+        let p = &self.peers[i];
+        let (Some(to), Some(n)) = (&p.info, &p.negotiated) else {
+            return;
+        };
+        if self.local.contains(&prefix) || !n.families.contains(&Family::of(&prefix)) {
+            return;
+        }
+        let r = self.rib.loc().get(&prefix).and_then(|sel| {
+            let from = self
+                .peers
+                .get(usize::try_from(sel.best.peer.0).ok()?)?
+                .last_info
+                .as_ref()?;
+            policy::reflect(
+                Source {
+                    from,
+                    path: &sel.best,
+                },
+                to,
+                self.cluster_id,
+            )
+        });
+        match r {
+            Some((attrs, nh)) => out
+                .groups
+                .entry((
+                    attrs,
+                    MpNextHop {
+                        global: nh,
+                        link_local: None,
+                    },
+                ))
+                .or_default()
+                .push(prefix),
+            None if p.adj_out.contains(&prefix) => out.withdraw.push(prefix),
+            None => {}
+        }
+    }
+
+    async fn send(&mut self, i: usize, out: Outbox) {
+        let Some(caps) = self.peers[i].negotiated.as_ref().map(|n| n.caps) else {
+            return;
+        };
+        let mut msgs = wire::pack_withdraws(&out.withdraw, &caps);
+        for ((attrs, nh), prefixes) in out.groups {
+            msgs.extend(wire::pack_updates(&attrs, nh, &prefixes, &caps));
+            self.peers[i].adj_out.extend(prefixes);
+        }
+        for w in &out.withdraw {
+            self.peers[i].adj_out.remove(w);
+        }
+        if !msgs.is_empty() {
+            let _ = self.peers[i].cmd.send(PeerCmd::Send(msgs)).await;
+        }
+    }
+
+    /// Sends the whole table (or one family of it, for a ROUTE-REFRESH) to
+    /// a peer; the whole table ends with End-of-RIB markers.
+    async fn export_table(&mut self, key: PeerKey, only: Option<Family>) {
+        let Ok(i) = usize::try_from(key.0) else {
+            return;
+        };
+        if i >= self.peers.len() {
+            return;
+        }
+        let mut out = Outbox::default();
+        let wanted = |p: &Prefix| only.is_none_or(|f| Family::of(p) == f);
+        let local: Vec<Prefix> = self.local.iter().copied().filter(wanted).collect();
+        self.originate_into(i, &local, &mut out);
+        if self.rr {
+            let learned: Vec<Prefix> = self
+                .rib
+                .loc()
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(wanted)
+                .collect();
+            for prefix in learned {
+                self.reflect_into(i, prefix, &mut out);
+            }
+        }
+        self.send(i, out).await;
+        if only.is_some() {
+            return;
+        }
+        // End-of-RIB for every negotiated family, always: a restarting peer
+        // waits for it, and it never hurts (RFC 4724 §2).
+        let Some(n) = self.peers[i].negotiated.clone() else {
+            return;
+        };
+        let mut eor = Vec::new();
+        for f in &n.families {
+            wire::encode(&wire::Message::Update(Update::eor(*f)), &n.caps, &mut eor);
+        }
+        let _ = self.peers[i].cmd.send(PeerCmd::Send(vec![eor])).await;
+    }
+
+    async fn announce(&mut self, prefixes: Vec<Prefix>) {
+        let new: Vec<Prefix> = prefixes
+            .into_iter()
+            .filter(|p| self.local.insert(*p))
+            .collect();
+        for i in 0..self.peers.len() {
+            let mut out = Outbox::default();
+            self.originate_into(i, &new, &mut out);
+            self.send(i, out).await;
+        }
+    }
+
+    async fn withdraw(&mut self, prefixes: Vec<Prefix>) {
+        let gone: Vec<Prefix> = prefixes
+            .into_iter()
+            .filter(|p| self.local.remove(p))
+            .collect();
+        for i in 0..self.peers.len() {
+            let mut out = Outbox::default();
+            for p in &gone {
+                if self.rr {
+                    // A learned route for the same prefix may take over.
+                    self.reflect_into(i, *p, &mut out);
+                }
+                if self.peers[i].adj_out.contains(p) && !out.groups.values().any(|v| v.contains(p))
+                {
+                    out.withdraw.push(*p);
+                }
+            }
+            self.send(i, out).await;
+        }
+    }
+
+    async fn reflect_changes(&mut self, changes: &[Change]) {
+        for i in 0..self.peers.len() {
+            let mut out = Outbox::default();
+            for c in changes {
+                self.reflect_into(i, c.prefix, &mut out);
+            }
+            self.send(i, out).await;
+        }
+    }
+}

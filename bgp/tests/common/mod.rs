@@ -1,0 +1,485 @@
+//! Interop harness: two namespaces joined by a veth pair, and BIRD 2, FRR
+//! bgpd and GoBGP run inside one of them with private config, socket and
+//! pid paths in a temp dir. Every daemon is killed on drop.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netsim::netns::{Netns, unique_prefix};
+
+/// Our side of the link.
+pub const US4: &str = "10.99.0.1";
+/// The daemon's side.
+pub const PEER4: &str = "10.99.0.2";
+/// IPv6 addresses on the link (next hops for IPv6 prefixes).
+pub const US6: &str = "fd99::1";
+/// The daemon's IPv6 address.
+pub const PEER6: &str = "fd99::2";
+
+/// Prefixes the daemon originates.
+pub const PEER_ROUTE4: &str = "10.244.9.0/24";
+/// IPv6 prefix the daemon originates.
+pub const PEER_ROUTE6: &str = "fd00:244:0:9::/64";
+
+/// Two namespaces: `us` (our speaker) and `peer` (the daemon).
+pub struct Topo {
+    pub us: Netns,
+    pub peer: Netns,
+}
+
+impl Topo {
+    pub fn new() -> Self {
+        let pfx = unique_prefix("bg");
+        let us = Netns::create(&format!("{pfx}-u")).unwrap();
+        let peer = Netns::create(&format!("{pfx}-p")).unwrap();
+        netsim::netns::run_checked(Command::new("ip").args([
+            "link",
+            "add",
+            "bgu0",
+            "netns",
+            us.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "bgp0",
+            "netns",
+            peer.name(),
+        ]))
+        .unwrap();
+        for (ns, dev, a4, a6) in [(&us, "bgu0", US4, US6), (&peer, "bgp0", PEER4, PEER6)] {
+            ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev])
+                .unwrap();
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{a6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])
+            .unwrap();
+            ns.ip(&["link", "set", dev, "up"]).unwrap();
+        }
+        Self { us, peer }
+    }
+}
+
+/// A private directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("weft-{}", unique_prefix(tag)));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How the daemon should peer with us.
+#[derive(Clone, Debug)]
+pub struct PeerOpts {
+    /// The daemon's AS.
+    pub asn: u32,
+    /// Our AS.
+    pub our_asn: u32,
+    /// MD5 password on the daemon's side.
+    pub password: Option<String>,
+    /// Hold time the daemon proposes.
+    pub hold: u16,
+    /// Offer IPv6 unicast too.
+    pub ipv6: bool,
+}
+
+/// A running routing daemon.
+pub trait Daemon: Send + 'static {
+    /// Human name for messages.
+    fn name(&self) -> &'static str;
+    /// True when the daemon's table has `prefix` with next hop `nh`.
+    fn has_route(&self, prefix: &str, nh: &str) -> bool;
+    /// Stops originating `prefix`.
+    fn withdraw(&self, prefix: &str);
+    /// The daemon's pid (for SIGSTOP/SIGCONT).
+    fn pid(&self) -> u32;
+}
+
+/// Owns the child process; kills it on drop.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self {
+            child: cmd.spawn().unwrap(),
+        }
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGCONT first in case a test left it stopped.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Polls `f` every 100 ms until true or `within` elapses.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_file(p: &Path) {
+    assert!(
+        eventually(Duration::from_secs(10), || p.exists()),
+        "{} never appeared",
+        p.display()
+    );
+}
+
+fn output(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+// ---- BIRD 2 ----------------------------------------------------------------
+
+pub struct Bird {
+    dir: TempDir,
+    proc: Proc,
+}
+
+impl Bird {
+    pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
+        let dir = TempDir::new("bgbird");
+        let pw = o
+            .password
+            .as_ref()
+            .map(|p| format!("password \"{p}\";"))
+            .unwrap_or_default();
+        let v6 = if o.ipv6 {
+            format!("ipv6 {{ import all; export all; next hop self; next hop address {PEER6}; }};")
+        } else {
+            String::new()
+        };
+        let conf = format!(
+            r#"
+router id {PEER4};
+protocol device {{ }}
+protocol static s4 {{ ipv4; route {PEER_ROUTE4} blackhole; }}
+protocol static s6 {{ ipv6; route {PEER_ROUTE6} blackhole; }}
+protocol bgp weft {{
+  local {PEER4} as {asn};
+  neighbor {US4} as {our};
+  direct;
+  hold time {hold};
+  keepalive time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  {pw}
+  ipv4 {{ import all; export all; next hop self; }};
+  {v6}
+}}
+"#,
+            asn = o.asn,
+            our = o.our_asn,
+            hold = o.hold,
+        );
+        std::fs::write(dir.path("bird.conf"), conf).unwrap();
+        let mut cmd = ns.command("bird");
+        cmd.arg("-c")
+            .arg(dir.path("bird.conf"))
+            .arg("-s")
+            .arg(dir.path("bird.ctl"))
+            .arg("-P")
+            .arg(dir.path("bird.pid"))
+            .arg("-f");
+        let proc = Proc::spawn(cmd);
+        wait_for_file(&dir.path("bird.ctl"));
+        let b = Self { dir, proc };
+        assert!(
+            eventually(Duration::from_secs(10), || b
+                .birdc(&["show", "status"])
+                .contains("Daemon is up")),
+            "BIRD did not start (config error?)"
+        );
+        b
+    }
+
+    fn birdc(&self, args: &[&str]) -> String {
+        output(
+            Command::new("birdc")
+                .arg("-s")
+                .arg(self.dir.path("bird.ctl"))
+                .args(args),
+        )
+    }
+}
+
+impl Daemon for Bird {
+    fn name(&self) -> &'static str {
+        "BIRD"
+    }
+    fn has_route(&self, prefix: &str, nh: &str) -> bool {
+        let out = self.birdc(&["show", "route", "for", prefix, "protocol", "weft", "all"]);
+        out.contains(prefix) && out.contains(&format!("via {nh} "))
+    }
+    fn withdraw(&self, prefix: &str) {
+        let proto = if prefix.contains(':') { "s6" } else { "s4" };
+        let out = self.birdc(&["disable", proto]);
+        assert!(out.contains("disabled"), "{out}");
+    }
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+// ---- FRR bgpd ----------------------------------------------------------------
+
+pub struct Frr {
+    dir: TempDir,
+    proc: Proc,
+    asn: u32,
+}
+
+impl Frr {
+    pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
+        let dir = TempDir::new("bgfrr");
+        let pw = o
+            .password
+            .as_ref()
+            .map(|p| format!(" neighbor {US4} password {p}\n"))
+            .unwrap_or_default();
+        let v6 = if o.ipv6 {
+            format!(
+                " address-family ipv6 unicast\n  network {PEER_ROUTE6}\n  neighbor {US4} activate\n  neighbor {US4} route-map NH6 out\n exit-address-family\n"
+            )
+        } else {
+            String::new()
+        };
+        let conf = format!(
+            "frr defaults traditional\nhostname frrpeer\ndomainname lab.example\n\
+             route-map NH6 permit 10\n set ipv6 next-hop global {PEER6}\nexit\n\
+             router bgp {asn}\n bgp router-id {PEER4}\n no bgp ebgp-requires-policy\n no bgp network import-check\n\
+             neighbor {US4} remote-as {our}\n neighbor {US4} timers 1 {hold}\n neighbor {US4} timers connect 1\n\
+             neighbor {US4} disable-connected-check\n{pw}\
+             address-family ipv4 unicast\n  network {PEER_ROUTE4}\n exit-address-family\n{v6}",
+            asn = o.asn,
+            our = o.our_asn,
+            hold = o.hold,
+        );
+        std::fs::write(dir.path("bgpd.conf"), conf).unwrap();
+        let mut cmd = ns.command("/usr/lib/frr/bgpd");
+        cmd.args(["-S", "-Z", "-n", "-P", "0", "-f"])
+            .arg(dir.path("bgpd.conf"))
+            .arg("-i")
+            .arg(dir.path("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(&dir.0)
+            .arg("-z")
+            .arg(dir.path("zserv.api"));
+        let proc = Proc::spawn(cmd);
+        wait_for_file(&dir.path("bgpd.vty"));
+        Self {
+            dir,
+            proc,
+            asn: o.asn,
+        }
+    }
+
+    fn vtysh(&self, cmds: &[&str]) -> String {
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(&self.dir.0).args(["-d", "bgpd"]);
+        for x in cmds {
+            c.args(["-c", x]);
+        }
+        output(&mut c)
+    }
+}
+
+impl Daemon for Frr {
+    fn name(&self) -> &'static str {
+        "FRR"
+    }
+    fn has_route(&self, prefix: &str, nh: &str) -> bool {
+        let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let out = self.vtysh(&[&format!("show bgp {af} unicast {prefix} json")]);
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) else {
+            return false;
+        };
+        v["paths"].as_array().is_some_and(|paths| {
+            paths.iter().any(|p| {
+                p["nexthops"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|h| h["ip"].as_str() == Some(nh)))
+                    && p["peer"]["peerId"].as_str() == Some(US4)
+            })
+        })
+    }
+    fn withdraw(&self, prefix: &str) {
+        let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.vtysh(&[
+            "configure terminal",
+            &format!("router bgp {}", self.asn),
+            &format!("address-family {af} unicast"),
+            &format!("no network {prefix}"),
+        ]);
+    }
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+// ---- GoBGP ----------------------------------------------------------------
+
+pub struct Gobgp {
+    dir: TempDir,
+    proc: Proc,
+    ns: String,
+}
+
+const GOBGP_API: &str = "127.0.0.1:50077";
+
+impl Gobgp {
+    pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
+        let dir = TempDir::new("bggo");
+        let pw = o
+            .password
+            .as_ref()
+            .map(|p| format!("    auth-password = \"{p}\"\n"))
+            .unwrap_or_default();
+        let mut afis = String::from(
+            "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n",
+        );
+        if o.ipv6 {
+            afis.push_str("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n");
+        }
+        let conf = format!(
+            "[global.config]\n  as = {asn}\n  router-id = \"{PEER4}\"\n  port = 179\n\n\
+             [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{US4}\"\n    peer-as = {our}\n{pw}\
+             \x20 [neighbors.timers.config]\n    hold-time = {hold}\n    keepalive-interval = 1\n    connect-retry = 1\n{afis}",
+            asn = o.asn,
+            our = o.our_asn,
+            hold = o.hold,
+        );
+        std::fs::write(dir.path("gobgpd.toml"), conf).unwrap();
+        let mut cmd = ns.command("gobgpd");
+        cmd.arg("-f").arg(dir.path("gobgpd.toml")).args([
+            "-t",
+            "toml",
+            "--api-hosts",
+            GOBGP_API,
+            "--pprof-disable",
+        ]);
+        let proc = Proc::spawn(cmd);
+        let g = Self {
+            dir,
+            proc,
+            ns: ns.name().to_owned(),
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || g
+                .cli(&["global"])
+                .contains("AS")),
+            "gobgpd API never came up"
+        );
+        g.cli(&[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            PEER_ROUTE4,
+            "nexthop",
+            PEER4,
+        ]);
+        if o.ipv6 {
+            g.cli(&[
+                "global",
+                "rib",
+                "add",
+                "-a",
+                "ipv6",
+                PEER_ROUTE6,
+                "nexthop",
+                PEER6,
+            ]);
+        }
+        g
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let (host, port) = GOBGP_API.split_once(':').unwrap();
+        output(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns, "gobgp", "-u", host, "-p", port])
+                .args(args),
+        )
+    }
+}
+
+impl Daemon for Gobgp {
+    fn name(&self) -> &'static str {
+        "GoBGP"
+    }
+    fn has_route(&self, prefix: &str, nh: &str) -> bool {
+        let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let out = self.cli(&["neighbor", US4, "adj-in", "-a", af, prefix]);
+        out.lines()
+            .any(|l| l.contains(prefix) && l.split_whitespace().any(|w| w == nh))
+    }
+    fn withdraw(&self, prefix: &str) {
+        let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let nh = if af == "ipv6" { PEER6 } else { PEER4 };
+        self.cli(&["global", "rib", "del", "-a", af, prefix, "nexthop", nh]);
+    }
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// Parses an address (test helper).
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}

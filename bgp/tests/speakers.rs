@@ -1,0 +1,256 @@
+//! Two of our speakers over real TCP on loopback (127.0.0.1 and 127.0.0.2).
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use weft_bgp::fsm::State;
+use weft_bgp::{BgpConfig, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn p(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
+
+fn speaker_cfg(me: &str, peer: &str, port: u16, password: Option<&str>) -> SpeakerConfig {
+    let bgp = BgpConfig {
+        asn: 64512,
+        router_id: None,
+        listen_port: port,
+        listen_addresses: vec![ip(me)],
+        hold_time: 9,
+        graceful_restart: true,
+        restart_time: 30,
+        connect_retry: 1,
+        cluster_id: None,
+        next_hop_v4: None,
+        next_hop_v6: Some(format!("fd00::{}", &me[me.len() - 1..]).parse().unwrap()),
+        communities: vec!["64512:7".into()],
+        peers: vec![PeerConfig {
+            address: ip(peer),
+            asn: 64512,
+            port,
+            password: password.map(str::to_owned),
+            passive: false,
+            route_reflector_client: false,
+            hold_time: None,
+            local_address: Some(ip(me)),
+        }],
+    };
+    let IpAddr::V4(rid) = ip(me) else { panic!() };
+    let mut c = SpeakerConfig::new(bgp, rid, vec![p("10.0.0.0/8"), p("fd00:244::/48")]);
+    c.max_backoff = Duration::from_secs(2);
+    c
+}
+
+async fn wait_established(h: &SpeakerHandle, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if h.peers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.state == State::Established)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Collects events until `f` says done or the time runs out.
+async fn collect_until(
+    rx: &mut mpsc::Receiver<Vec<RouteEvent>>,
+    within: Duration,
+    mut f: impl FnMut(&[RouteEvent]) -> bool,
+) -> Vec<RouteEvent> {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while let Some(batch) = rx.recv().await {
+            all.extend(batch);
+            if f(&all) {
+                return;
+            }
+        }
+    })
+    .await;
+    all
+}
+
+fn pair(password_a: Option<&str>, password_b: Option<&str>) -> Pair {
+    let port = free_port();
+    let (a, ra) = Speaker::spawn(speaker_cfg("127.0.0.1", "127.0.0.2", port, password_a)).unwrap();
+    let (b, rb) = Speaker::spawn(speaker_cfg("127.0.0.2", "127.0.0.1", port, password_b)).unwrap();
+    Pair { a, ra, b, rb, port }
+}
+
+struct Pair {
+    a: SpeakerHandle,
+    #[allow(dead_code)]
+    ra: mpsc::Receiver<Vec<RouteEvent>>,
+    b: SpeakerHandle,
+    rb: mpsc::Receiver<Vec<RouteEvent>>,
+    port: u16,
+}
+
+#[tokio::test]
+async fn announce_and_withdraw_between_two_speakers() {
+    let mut t = pair(None, None);
+    assert!(wait_established(&t.a, Duration::from_secs(10)).await);
+    assert!(wait_established(&t.b, Duration::from_secs(10)).await);
+    t.a.announce(vec![
+        p("10.244.1.0/24"),
+        p("fd00:244:0:1::/64"),
+        p("192.168.0.0/24"),
+    ])
+    .await
+    .unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(5), |e| e.len() >= 2).await;
+    assert!(got.contains(&RouteEvent::Reachable {
+        prefix: p("10.244.1.0/24"),
+        next_hops: vec![ip("127.0.0.1")]
+    }));
+    assert!(got.contains(&RouteEvent::Reachable {
+        prefix: p("fd00:244:0:1::/64"),
+        next_hops: vec![ip("fd00::1")]
+    }));
+    // 192.168.0.0/24 is outside the import list: never an event.
+    let st = t.b.peers().await.unwrap();
+    assert_eq!(st[0].routes_received, 2);
+    assert_eq!(t.a.peers().await.unwrap()[0].routes_advertised, 3);
+    t.a.withdraw(vec![p("10.244.1.0/24")]).await.unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Unreachable {
+            prefix: p("10.244.1.0/24")
+        }]
+    );
+    // A hard shutdown withdraws the rest at once.
+    t.a.shutdown(false).await.unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Unreachable {
+            prefix: p("fd00:244:0:1::/64")
+        }]
+    );
+    let st = t.b.peers().await.unwrap();
+    assert_ne!(st[0].state, State::Established);
+    assert!(
+        st[0].last_error.as_deref().unwrap().contains("6/2"),
+        "{st:?}"
+    );
+    t.b.shutdown(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_restart_keeps_routes_and_end_of_rib_flushes_the_stale_ones() {
+    let mut t = pair(None, None);
+    assert!(wait_established(&t.b, Duration::from_secs(10)).await);
+    t.a.announce(vec![p("10.244.1.0/24"), p("10.244.2.0/24")])
+        .await
+        .unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(5), |e| e.len() >= 2).await;
+    assert_eq!(got.len(), 2);
+    // A goes away gracefully: B keeps both routes.
+    t.a.shutdown(true).await.unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(1), |_| true).await;
+    assert!(got.is_empty(), "{got:?}");
+    // A comes back restarting and only announces one of them.
+    let mut cfg = speaker_cfg("127.0.0.1", "127.0.0.2", t.port, None);
+    cfg.restarting = true;
+    let (a2, _ra2) = Speaker::spawn(cfg).unwrap();
+    a2.announce(vec![p("10.244.1.0/24")]).await.unwrap();
+    let got = collect_until(&mut t.rb, Duration::from_secs(10), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Unreachable {
+            prefix: p("10.244.2.0/24")
+        }]
+    );
+    a2.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn md5_matching_establishes_and_mismatch_never_does() {
+    let t = pair(Some("s3cret"), Some("s3cret"));
+    assert!(wait_established(&t.a, Duration::from_secs(10)).await);
+    t.a.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+
+    let t = pair(Some("s3cret"), Some("other"));
+    assert!(!wait_established(&t.a, Duration::from_secs(4)).await);
+    let st = t.b.peers().await.unwrap();
+    assert_ne!(st[0].state, State::Established);
+    t.a.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+
+    let t = pair(Some("s3cret"), None);
+    assert!(!wait_established(&t.a, Duration::from_secs(3)).await);
+    t.a.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_prefixes_arrive_in_batches() {
+    let mut t = pair(None, None);
+    assert!(wait_established(&t.b, Duration::from_secs(10)).await);
+    let prefixes: Vec<Prefix> = (0..100_000u32)
+        .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 6))), 26).unwrap())
+        .collect();
+    let start = Instant::now();
+    t.a.announce(prefixes.clone()).await.unwrap();
+    let mut n = 0;
+    let mut batches = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(b) = t.rb.recv().await {
+            n += b
+                .iter()
+                .filter(|e| matches!(e, RouteEvent::Reachable { .. }))
+                .count();
+            batches += 1;
+            if n >= 100_000 {
+                return;
+            }
+        }
+    })
+    .await;
+    let took = start.elapsed();
+    assert_eq!(n, 100_000);
+    assert!(batches < 2_000, "{batches} batches: not batched");
+    eprintln!("100k prefixes speaker->speaker: {took:?} in {batches} batches");
+    let start = Instant::now();
+    t.a.withdraw(prefixes).await.unwrap();
+    let mut gone = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(b) = t.rb.recv().await {
+            gone += b
+                .iter()
+                .filter(|e| matches!(e, RouteEvent::Unreachable { .. }))
+                .count();
+            if gone >= 100_000 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(gone, 100_000);
+    eprintln!("100k withdrawals: {:?}", start.elapsed());
+    t.a.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+}

@@ -1,0 +1,572 @@
+//! Links, addresses and routes over rtnetlink: the kernel edge of the bridge
+//! plugin. Each [`Netlink`] is bound to the namespace it was opened in.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{
+    BridgeVlanInfoFlags, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo as NlInfo, LinkMessage,
+};
+use rtnetlink::{
+    LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec, LinkVeth,
+};
+
+use crate::ns::{NetNs, NsError};
+
+/// Link errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A netlink request failed.
+    #[error("{op}: {msg}")]
+    Netlink {
+        /// What was attempted.
+        op: String,
+        /// Kernel or library message.
+        msg: String,
+        /// errno when the kernel answered with one.
+        errno: Option<i32>,
+    },
+    /// Opening the socket failed.
+    #[error("netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// Entering the namespace failed.
+    #[error(transparent)]
+    Ns(#[from] NsError),
+}
+
+impl LinkError {
+    /// The errno, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Netlink { errno, .. } => *errno,
+            _ => None,
+        }
+    }
+}
+
+fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let op = op.into();
+    move |e| {
+        let errno = match &e {
+            rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+            _ => None,
+        };
+        let msg = match errno {
+            Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+            None => e.to_string(),
+        };
+        LinkError::Netlink { op, msg, errno }
+    }
+}
+
+/// What we need to know about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` (e.g. `bridge`, `veth`), if any.
+    pub kind: Option<String>,
+    /// Hardware address.
+    pub mac: Vec<u8>,
+    /// MTU.
+    pub mtu: u32,
+    /// Controller (bridge) index.
+    pub master: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+}
+
+impl Link {
+    fn from_msg(m: &LinkMessage) -> Self {
+        let mut l = Self {
+            index: m.header.index,
+            name: String::new(),
+            kind: None,
+            mac: Vec::new(),
+            mtu: 0,
+            master: None,
+            up: m.header.flags.contains(LinkFlags::Up),
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => l.name.clone_from(n),
+                LinkAttribute::Address(a) => l.mac.clone_from(a),
+                LinkAttribute::Mtu(v) => l.mtu = *v,
+                LinkAttribute::Controller(c) => l.master = Some(*c),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let NlInfo::Kind(k) = i {
+                            l.kind = Some(k.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+}
+
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// A route to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination network.
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix: u8,
+    /// Next hop.
+    pub gw: Option<IpAddr>,
+    /// Output interface.
+    pub oif: u32,
+}
+
+/// An rtnetlink handle bound to one network namespace.
+#[derive(Debug, Clone)]
+pub struct Netlink {
+    handle: rtnetlink::Handle,
+}
+
+impl Netlink {
+    /// Connects in the calling thread's namespace. Needs a tokio runtime.
+    pub fn connect() -> Result<Self, LinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// Connects inside `ns` (the socket is created on a thread in the
+    /// namespace and driven by the current runtime).
+    pub fn connect_in(ns: &NetNs) -> Result<Self, LinkError> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _) = ns.run(|| {
+            let _guard = rt.enter();
+            rtnetlink::new_connection()
+        })??;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// The link named `name`, if it exists.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, LinkError> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(Link::from_msg)),
+            Err(e) => {
+                let e = nl_err(format!("get link {name}"))(e);
+                if e.errno() == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The link with index `index`, if it exists.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, LinkError> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(Link::from_msg)),
+            Err(e) => {
+                let e = nl_err(format!("get link {index}"))(e);
+                if e.errno() == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Creates a bridge (up), tolerating a concurrent creator.
+    pub async fn add_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        vlan_filtering: bool,
+    ) -> Result<(), LinkError> {
+        let mut b = LinkBridge::new(name).up();
+        if vlan_filtering {
+            b = b.vlan_filtering(true);
+        }
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        match self
+            .handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("add bridge {name}")))
+        {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Creates a veth pair: `host` here, `peer` directly in namespace `peer_ns`.
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_ns: &NetNs,
+        mtu: Option<u32>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Result<(), LinkError> {
+        use std::os::fd::AsRawFd;
+        let mut p = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .setns_by_fd(peer_ns.file().as_raw_fd());
+        if let Some(m) = mtu {
+            p = p.mtu(m);
+        }
+        if let Some(mac) = peer_mac {
+            p = p.address(mac.to_vec());
+        }
+        let mut v =
+            LinkVeth::new(host, peer).set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())));
+        if let Some(m) = mtu {
+            v = v.mtu(m);
+        }
+        self.handle
+            .link()
+            .add(v.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("add veth {host}/{peer}")))
+    }
+
+    /// Sets promiscuous mode and (optionally) brings the link up.
+    pub async fn set_link(
+        &self,
+        index: u32,
+        up: bool,
+        promisc: Option<bool>,
+        master: Option<u32>,
+    ) -> Result<(), LinkError> {
+        let mut b = LinkUnspec::new_with_index(index);
+        if up {
+            b = b.up();
+        }
+        if let Some(p) = promisc {
+            b = b.promiscuous(p);
+        }
+        if let Some(m) = master {
+            b = b.controller(m);
+        }
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("set link {index}")))
+    }
+
+    /// Bridge port options: hairpin and isolation.
+    pub async fn set_port(
+        &self,
+        index: u32,
+        hairpin: bool,
+        isolated: bool,
+    ) -> Result<(), LinkError> {
+        let msg = LinkBridgePort::new(index)
+            .hairpin(hairpin)
+            .isolated(isolated)
+            .build();
+        self.handle
+            .link()
+            .set_port(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("set bridge port {index}")))
+    }
+
+    /// Adds a VLAN to a bridge port (or the bridge itself with `self_`).
+    pub async fn add_vlan(
+        &self,
+        index: u32,
+        vid: u16,
+        pvid_untagged: bool,
+        self_: bool,
+    ) -> Result<(), LinkError> {
+        let flags = if pvid_untagged {
+            BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged
+        } else {
+            BridgeVlanInfoFlags::empty()
+        };
+        let mut b = LinkBridgeVlan::new(index).vlan(vid, flags);
+        if self_ {
+            b = b.bridge_self();
+        }
+        self.handle
+            .link()
+            .set_port(b.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("add vlan {vid} on {index}")))
+    }
+
+    /// Deletes a link.
+    pub async fn del_link(&self, index: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(nl_err(format!("delete link {index}")))
+    }
+
+    /// Addresses (ip, prefix) on a link.
+    pub async fn addrs(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, LinkError> {
+        use netlink_packet_route::address::AddressAttribute;
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err(format!("list addresses of {index}")))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            if m.header.index != index {
+                continue;
+            }
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = addr {
+                out.push((ip, m.header.prefix_len));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds an address; `nodad` skips IPv6 duplicate address detection.
+    pub async fn add_addr(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+        nodad: bool,
+    ) -> Result<(), LinkError> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if nodad && ip.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req
+            .execute()
+            .await
+            .map_err(nl_err(format!("add address {ip}/{prefix}")))
+        {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Deletes an address.
+    pub async fn del_addr(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), LinkError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(ip)
+            .execute();
+        while let Some(m) = s.try_next().await.map_err(nl_err("list addresses"))? {
+            if m.header.prefix_len == prefix && m.header.index == index {
+                return self
+                    .handle
+                    .address()
+                    .del(m)
+                    .execute()
+                    .await
+                    .map_err(nl_err(format!("delete address {ip}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a route; an identical existing route is fine.
+    pub async fn add_route(&self, r: &RouteSpec) -> Result<(), LinkError> {
+        use rtnetlink::RouteMessageBuilder;
+        let msg = match (r.dst, r.gw) {
+            (IpAddr::V4(d), gw) => {
+                let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .destination_prefix(d, r.prefix)
+                    .output_interface(r.oif);
+                if let Some(IpAddr::V4(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+            (IpAddr::V6(d), gw) => {
+                let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .destination_prefix(d, r.prefix)
+                    .output_interface(r.oif);
+                if let Some(IpAddr::V6(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+        };
+        match self
+            .handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!(
+                "add route {}/{} via {:?}",
+                r.dst, r.prefix, r.gw
+            ))) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl Netlink {
+    /// The output interface of the route the kernel would use to reach `ip`.
+    pub async fn route_oif(&self, ip: IpAddr) -> Result<Option<u32>, LinkError> {
+        use netlink_packet_route::route::RouteAttribute;
+        use rtnetlink::RouteMessageBuilder;
+        let msg = match ip {
+            IpAddr::V4(a) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(a, 32)
+                .build(),
+            IpAddr::V6(a) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(a, 128)
+                .build(),
+        };
+        let mut s = self.handle.route().get(msg).execute();
+        match s.try_next().await {
+            Ok(Some(r)) => Ok(r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = nl_err(format!("route get {ip}"))(e);
+                if matches!(e.errno(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// A single-threaded runtime for one plugin invocation.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+}
+
+impl Netlink {
+    /// Turns VLAN filtering on for an existing bridge.
+    pub async fn set_vlan_filtering(&self, index: u32, name: &str) -> Result<(), LinkError> {
+        let msg = LinkBridge::new(name)
+            .index(index)
+            .vlan_filtering(true)
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("enable vlan_filtering on {name}")))
+    }
+
+    /// Whether the bridge reports VLAN filtering as on (kernels without
+    /// `CONFIG_BRIDGE_VLAN_FILTERING` accept the request but never report it).
+    pub async fn vlan_filtering_on(&self, index: u32) -> Result<bool, LinkError> {
+        use netlink_packet_route::link::InfoBridge;
+        let mut s = self.handle.link().get().match_index(index).execute();
+        let Some(m) = s
+            .try_next()
+            .await
+            .map_err(nl_err(format!("get link {index}")))?
+        else {
+            return Ok(false);
+        };
+        Ok(m.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+                NlInfo::Data(InfoData::Bridge(opts)) => opts
+                    .iter()
+                    .any(|o| matches!(o, InfoBridge::VlanFiltering(true))),
+                _ => false,
+            }),
+            _ => false,
+        }))
+    }
+
+    /// Removes a VLAN from a bridge port.
+    pub async fn del_vlan(&self, index: u32, vid: u16) -> Result<(), LinkError> {
+        let msg = LinkBridgeVlan::new(index)
+            .vlan(vid, BridgeVlanInfoFlags::empty())
+            .build();
+        self.handle
+            .link()
+            .del_with_message(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("delete vlan {vid} on {index}")))
+    }
+}
+
+/// The kind string of a bridge.
+pub const BRIDGE_KIND: &str = "bridge";
+
+/// The `InfoKind` display of a bridge, for comparisons.
+pub fn is_bridge(l: &Link) -> bool {
+    l.kind.as_deref() == Some(&InfoKind::Bridge.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trip() {
+        let m = parse_mac("0a:58:0A:f4:00:1f").unwrap();
+        assert_eq!(format_mac(&m), "0a:58:0a:f4:00:1f");
+        assert_eq!(parse_mac("0a:58:0a:f4:00"), None);
+        assert_eq!(parse_mac("0a:58:0a:f4:00:1f:00"), None);
+        assert_eq!(parse_mac("zz:58:0a:f4:00:1f"), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! The `bridge` plugin: a veth pair from the container into a Linux bridge,
+//! addresses and routes from delegated IPAM, optional gateway, ipMasq and
+//! macspoofchk (nftables), all over netlink with no child processes.
+//!
+//! Every kernel object is named from (network, container id, ifname) — see
+//! [`plan::Names`] — so DEL cleans up without prevResult, with the netns gone
+//! or with an empty `CNI_NETNS`, and a failed ADD undoes itself (including the
+//! IPAM lease).
+
+pub mod attach;
+pub mod config;
+pub mod plan;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::delegate;
+use crate::error::CniError;
+use crate::link::{self, Netlink};
+use crate::nft::NfSocket;
+use crate::ns::NetNs;
+use crate::skel::{Invocation, Plugin};
+use crate::spec::{CniResult, Interface, IpConfig, Route};
+use config::BridgeConf;
+use plan::Names;
+
+/// The bridge plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bridge;
+
+fn load(inv: &Invocation) -> Result<(BridgeConf, config::VlanPlan), CniError> {
+    let conf = BridgeConf::parse(&inv.stdin).map_err(|e| CniError::decode(e, ""))?;
+    let vlan = conf
+        .validate()
+        .map_err(|errs| CniError::config(errs.join("; "), ""))?;
+    Ok((conf, vlan))
+}
+
+fn rt() -> Result<tokio::runtime::Runtime, CniError> {
+    link::runtime().map_err(|e| CniError::io("tokio runtime", e))
+}
+
+fn open_netns(inv: &Invocation) -> Result<NetNs, CniError> {
+    let path = inv
+        .netns
+        .as_ref()
+        .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing", ""))?;
+    NetNs::open(path).map_err(|e| {
+        CniError::internal(
+            format!("failed to open netns {:?}: {e}", path.display()),
+            "",
+        )
+    })
+}
+
+impl Bridge {
+    async fn add_async(
+        &self,
+        inv: &Invocation,
+        conf: &BridgeConf,
+        vlan: &config::VlanPlan,
+        netns: &NetNs,
+        names: &Names,
+        mac: Option<[u8; 6]>,
+    ) -> Result<CniResult, CniError> {
+        let host = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        let cont = Netlink::connect_in(netns).map_err(|e| CniError::internal(e.to_string(), ""))?;
+        if cont
+            .link_by_name(&inv.ifname)
+            .await
+            .map_err(|e| CniError::internal(e.to_string(), ""))?
+            .is_some()
+        {
+            return Err(CniError::internal(
+                format!(
+                    "container veth name provided ({}) already exists",
+                    inv.ifname
+                ),
+                "",
+            ));
+        }
+        let br = attach::ensure_bridge(&host, conf, vlan).await?;
+        let hv =
+            attach::create_veth(&host, netns, &br, conf, vlan, names, &inv.ifname, mac).await?;
+        // From here on a failure must undo the veth (and the IPAM lease).
+        let mut leased = false;
+        let r = self
+            .add_rest(inv, conf, &host, &cont, &br, &hv, names, &mut leased)
+            .await;
+        if r.is_err() {
+            let _ = host.del_link(hv.index).await;
+            if let Ok(mut s) = NfSocket::open() {
+                let _ = attach::release_rules(&mut s, names);
+            }
+            if leased {
+                if let Some(t) = inv.net.ipam_type() {
+                    let _ = delegate::exec_del(t, &inv.stdin, inv);
+                }
+            }
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn add_rest(
+        &self,
+        inv: &Invocation,
+        conf: &BridgeConf,
+        host: &Netlink,
+        cont: &Netlink,
+        br: &link::Link,
+        hv: &link::Link,
+        names: &Names,
+        leased: &mut bool,
+    ) -> Result<CniResult, CniError> {
+        let ci = cont
+            .link_by_name(&inv.ifname)
+            .await
+            .map_err(|e| CniError::internal(e.to_string(), ""))?
+            .ok_or_else(|| {
+                CniError::internal(
+                    format!("container interface {} missing after creation", inv.ifname),
+                    "",
+                )
+            })?;
+        let mut result = CniResult::default();
+        let mut addr_plan = plan::AddrPlan::default();
+        if let Some(t) = inv.net.ipam_type() {
+            let ipam = delegate::exec_add(t, &inv.stdin, inv)?;
+            *leased = true;
+            if ipam.ips.is_empty() {
+                return Err(CniError::internal(
+                    "IPAM plugin returned missing IP config",
+                    "",
+                ));
+            }
+            let ips: Vec<(IpNet, Option<IpAddr>)> =
+                ipam.ips.iter().map(|i| (i.address, i.gateway)).collect();
+            let routes: Vec<(IpNet, Option<IpAddr>)> =
+                ipam.routes.iter().map(|r| (r.dst, r.gw)).collect();
+            addr_plan =
+                plan::plan_addresses(conf.is_gateway, conf.is_default_gateway, &ips, &routes)
+                    .map_err(|e| CniError::internal(e, ""))?;
+            result.dns = ipam.dns.clone();
+            // Keep IPAM's route attributes, append ours.
+            result.routes = ipam.routes.clone();
+            for (dst, gw) in addr_plan.routes.iter().skip(ipam.routes.len()) {
+                result.routes.push(Route::new(*dst, *gw));
+            }
+            result.ips = addr_plan
+                .ips
+                .iter()
+                .map(|(a, g)| IpConfig {
+                    address: *a,
+                    gateway: *g,
+                    interface: Some(2),
+                })
+                .collect();
+        }
+        if let Some(dns) = &inv.net.dns {
+            if !dns.nameservers.is_empty()
+                || !dns.domain.is_empty()
+                || !dns.search.is_empty()
+                || !dns.options.is_empty()
+            {
+                result.dns = dns.clone();
+            }
+        }
+        if !conf.disable_container_interface {
+            attach::configure_container(cont, ci.index, &addr_plan, conf).await?;
+        }
+        attach::configure_gateway(host, br, &addr_plan, conf).await?;
+        let cmac = <[u8; 6]>::try_from(ci.mac.as_slice()).ok();
+        let masq_ips: Vec<IpNet> = addr_plan.ips.iter().map(|(a, _)| *a).collect();
+        attach::install_rules(conf, names, &masq_ips, hv.index, cmac)?;
+        let br_now = host
+            .link_by_index(br.index)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| br.clone());
+        let netns_path = inv
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        result.interfaces = vec![
+            Interface {
+                name: br_now.name.clone(),
+                mac: link::format_mac(&br_now.mac),
+                ..Default::default()
+            },
+            Interface {
+                name: hv.name.clone(),
+                mac: link::format_mac(&hv.mac),
+                ..Default::default()
+            },
+            Interface {
+                name: inv.ifname.clone(),
+                mac: link::format_mac(&ci.mac),
+                sandbox: netns_path,
+                ..Default::default()
+            },
+        ];
+        Ok(result)
+    }
+}
+
+impl Plugin for Bridge {
+    fn name(&self) -> &'static str {
+        "bridge"
+    }
+
+    fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
+        let (conf, vlan) = load(inv)?;
+        inv.check_args(&["MAC"])?;
+        let mac = conf
+            .requested_mac(
+                inv.arg("MAC"),
+                inv.net.args.as_ref(),
+                inv.net.runtime_config.as_ref(),
+            )
+            .map_err(|e| CniError::config(e, ""))?;
+        let netns = open_netns(inv)?;
+        let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
+        rt()?.block_on(self.add_async(inv, &conf, &vlan, &netns, &names, mac))
+    }
+
+    fn del(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        if let Some(t) = inv.net.ipam_type() {
+            delegate::exec_del(t, &inv.stdin, inv)?;
+        }
+        let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
+        let netns = match inv.netns.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => match NetNs::open(p) {
+                Ok(n) => Some(n),
+                Err(e) if e.is_missing() => None,
+                Err(e) => return Err(CniError::internal(e.to_string(), "")),
+            },
+            None => None,
+        };
+        let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        attach::release_rules(&mut sock, &names)
+            .map_err(|e| CniError::internal(e.to_string(), ""))?;
+        rt()?.block_on(async {
+            let host = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
+            attach::delete_links(&host, &names, netns.as_ref(), &inv.ifname).await
+        })
+    }
+
+    fn check(&self, inv: &Invocation) -> Result<(), CniError> {
+        let (conf, _) = load(inv)?;
+        let prev = inv
+            .net
+            .prev()?
+            .ok_or_else(|| CniError::internal("Required prevResult missing", ""))?;
+        if let Some(t) = inv.net.ipam_type() {
+            delegate::exec_check(t, &inv.stdin, inv)?;
+        }
+        let netns = open_netns(inv)?;
+        let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
+        rt()?.block_on(async {
+            let e = |m: String| CniError::internal(m, "");
+            let host = Netlink::connect().map_err(|x| e(x.to_string()))?;
+            let cont = Netlink::connect_in(&netns).map_err(|x| e(x.to_string()))?;
+            let br = host
+                .link_by_name(&conf.bridge)
+                .await
+                .map_err(|x| e(x.to_string()))?;
+            let br = br
+                .filter(link::is_bridge)
+                .ok_or_else(|| e(format!("bridge {} missing", conf.bridge)))?;
+            let hv_name = prev
+                .interfaces
+                .iter()
+                .find(|i| i.sandbox.is_empty() && i.name != conf.bridge)
+                .map_or(names.host_veth.clone(), |i| i.name.clone());
+            let hv = host
+                .link_by_name(&hv_name)
+                .await
+                .map_err(|x| e(x.to_string()))?;
+            let hv = hv.ok_or_else(|| e(format!("host veth {hv_name} missing")))?;
+            if hv.master != Some(br.index) {
+                return Err(e(format!(
+                    "interface {hv_name} is not attached to bridge {}",
+                    conf.bridge
+                )));
+            }
+            let ci = cont
+                .link_by_name(&inv.ifname)
+                .await
+                .map_err(|x| e(x.to_string()))?;
+            let ci = ci.ok_or_else(|| e(format!("Interface name {} not found", inv.ifname)))?;
+            if let Some(want) = prev
+                .interfaces
+                .iter()
+                .find(|i| i.name == inv.ifname && !i.sandbox.is_empty())
+            {
+                if !want.mac.is_empty()
+                    && !want.mac.eq_ignore_ascii_case(&link::format_mac(&ci.mac))
+                {
+                    return Err(e(format!(
+                        "Interface {} Mac {} doesn't match container Mac",
+                        inv.ifname, want.mac
+                    )));
+                }
+            }
+            let have = attach::link_addrs(&cont, ci.index).await?;
+            for ip in &prev.ips {
+                if !have.contains(&ip.address) {
+                    return Err(e(format!(
+                        "Failed to match addr {} on interface {}",
+                        ip.address, inv.ifname
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+}

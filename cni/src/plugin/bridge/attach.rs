@@ -1,0 +1,301 @@
+//! The kernel side of bridge ADD/DEL/CHECK: bridge, veth pair, addresses,
+//! routes, sysctls and the nftables batch. Everything created is named from
+//! the attachment, so DEL and failure cleanup need no state.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::config::{BridgeConf, VlanPlan};
+use super::plan::{self, AddrPlan, Names};
+use crate::error::CniError;
+use crate::link::{self, Link, LinkError, Netlink, RouteSpec};
+use crate::nft::{self, NfSocket, NftError, skeleton};
+use crate::ns::{self, NetNs};
+
+fn internal(e: impl std::fmt::Display) -> CniError {
+    CniError::internal(e.to_string(), "")
+}
+
+fn nft_err(e: NftError) -> CniError {
+    CniError::internal(format!("ipMasq/macspoofchk nftables: {e}"), "")
+}
+
+/// What ADD made, for the result.
+#[derive(Debug)]
+pub struct Attached {
+    /// The bridge.
+    pub bridge: Link,
+    /// The host veth.
+    pub host: Link,
+    /// The container interface.
+    pub container: Link,
+}
+
+/// Ensures the bridge exists, is a bridge and is up.
+pub async fn ensure_bridge(
+    host: &Netlink,
+    conf: &BridgeConf,
+    vlan: &VlanPlan,
+) -> Result<Link, CniError> {
+    let name = &conf.bridge;
+    let existing = host.link_by_name(name).await.map_err(internal)?;
+    let br = match existing {
+        Some(l) => l,
+        None => {
+            let mtu = (conf.mtu != 0).then_some(conf.mtu);
+            host.add_bridge(name, mtu, false).await.map_err(internal)?;
+            host.link_by_name(name)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| internal(format!("bridge {name:?} vanished after creation")))?
+        }
+    };
+    if !link::is_bridge(&br) {
+        return Err(internal(format!(
+            "{name:?} already exists but is not a bridge"
+        )));
+    }
+    if vlan.needed() {
+        let unavailable = |why: String| {
+            internal(format!(
+                "bridge {name}: VLAN filtering unavailable (kernel without CONFIG_BRIDGE_VLAN_FILTERING?): {why}"
+            ))
+        };
+        host.set_vlan_filtering(br.index, name)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !host.vlan_filtering_on(br.index).await.map_err(internal)? {
+            return Err(unavailable("the kernel did not enable it".into()));
+        }
+    }
+    if !br.up || conf.promisc_mode {
+        host.set_link(br.index, true, conf.promisc_mode.then_some(true), None)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(br)
+}
+
+/// Creates the veth pair and plugs the host end into the bridge.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_veth(
+    host: &Netlink,
+    netns: &NetNs,
+    br: &Link,
+    conf: &BridgeConf,
+    vlan: &VlanPlan,
+    names: &Names,
+    ifname: &str,
+    mac: Option<[u8; 6]>,
+) -> Result<Link, CniError> {
+    let mtu = (conf.mtu != 0)
+        .then_some(conf.mtu)
+        .or(Some(br.mtu).filter(|m| *m != 0 && *m != 1500));
+    host.add_veth(&names.host_veth, ifname, netns, mtu, mac).await.map_err(|e| match e.errno() {
+        Some(libc::EEXIST) => internal(format!(
+            "failed to create veth {}: a link with that name already exists (attachment already set up?)",
+            names.host_veth
+        )),
+        _ => internal(format!("failed to create veth: {e}")),
+    })?;
+    let hv = host
+        .link_by_name(&names.host_veth)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("veth {} vanished", names.host_veth)))?;
+    host.set_link(hv.index, true, None, Some(br.index))
+        .await
+        .map_err(internal)?;
+    if conf.hairpin_mode || conf.port_isolation {
+        host.set_port(hv.index, conf.hairpin_mode, conf.port_isolation)
+            .await
+            .map_err(internal)?;
+    }
+    if vlan.needed() {
+        vlan_port(host, hv.index, vlan).await.map_err(internal)?;
+    }
+    Ok(hv)
+}
+
+async fn vlan_port(host: &Netlink, index: u32, vlan: &VlanPlan) -> Result<(), LinkError> {
+    if !vlan.preserve_default {
+        host.del_vlan(index, 1).await?;
+    }
+    if vlan.access != 0 {
+        host.add_vlan(index, vlan.access, true, false).await?;
+    }
+    for vid in &vlan.trunk {
+        host.add_vlan(index, *vid, false, false).await?;
+    }
+    Ok(())
+}
+
+/// Configures the container interface: up, addresses, routes.
+pub async fn configure_container(
+    cont: &Netlink,
+    index: u32,
+    plan: &AddrPlan,
+    conf: &BridgeConf,
+) -> Result<(), CniError> {
+    cont.set_link(index, true, None, None)
+        .await
+        .map_err(internal)?;
+    for (addr, _) in &plan.ips {
+        cont.add_addr(index, addr.addr(), addr.prefix_len(), !conf.enabledad)
+            .await
+            .map_err(|e| internal(format!("failed to add IP addr {addr} to {index}: {e}")))?;
+    }
+    for (dst, gw) in &plan.routes {
+        let gw = plan::route_gateway(dst, *gw, &plan.ips);
+        let r = RouteSpec {
+            dst: dst.network(),
+            prefix: dst.prefix_len(),
+            gw,
+            oif: index,
+        };
+        cont.add_route(&r)
+            .await
+            .map_err(|e| internal(format!("failed to add route {dst}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Gives the bridge its gateway addresses and turns forwarding on.
+pub async fn configure_gateway(
+    host: &Netlink,
+    br: &Link,
+    plan: &AddrPlan,
+    conf: &BridgeConf,
+) -> Result<(), CniError> {
+    if plan.bridge_addrs.is_empty() {
+        return Ok(());
+    }
+    let existing: Vec<IpNet> = host
+        .addrs(br.index)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter_map(|(ip, p)| IpNet::new(ip, p).ok())
+        .collect();
+    for want in &plan.bridge_addrs {
+        match plan::ensure_bridge_addr(&existing, *want, conf.force_address, &conf.bridge)
+            .map_err(internal)?
+        {
+            None => {}
+            Some(del) => {
+                for d in del {
+                    host.del_addr(br.index, d.addr(), d.prefix_len())
+                        .await
+                        .map_err(internal)?;
+                }
+                host.add_addr(br.index, want.addr(), want.prefix_len(), true)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+    }
+    let v4 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv4());
+    let v6 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv6());
+    if v4 && ns::read_sysctl("net/ipv4/ip_forward").ok().as_deref() != Some("1") {
+        ns::write_sysctl("net/ipv4/ip_forward", "1")
+            .map_err(|e| CniError::io("enable ip_forward", e))?;
+    }
+    if v6
+        && ns::read_sysctl("net/ipv6/conf/all/forwarding")
+            .ok()
+            .as_deref()
+            != Some("1")
+    {
+        ns::write_sysctl("net/ipv6/conf/all/forwarding", "1")
+            .map_err(|e| CniError::io("enable IPv6 forwarding", e))?;
+    }
+    Ok(())
+}
+
+/// Releases the attachment's nftables state (ipMasq and macspoofchk).
+pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError> {
+    let mut ops = Vec::new();
+    for (table, chain) in [
+        (skeleton::inet_table(), &names.masq_chain),
+        (skeleton::bridge_table(), &names.spoof_chain),
+    ] {
+        let owned = sock.owned(&table, chain)?;
+        if !owned.is_empty() {
+            ops.extend(nft::release_ops(&table, chain, &owned));
+        }
+    }
+    match sock.apply(&ops) {
+        // A concurrent DEL of the same attachment won the race.
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
+}
+
+/// Installs ipMasq / macspoofchk for the attachment in one batch.
+pub fn install_rules(
+    conf: &BridgeConf,
+    names: &Names,
+    ips: &[IpNet],
+    host_ifindex: u32,
+    mac: Option<[u8; 6]>,
+) -> Result<(), CniError> {
+    let spoof = conf.macspoofchk && mac.is_some();
+    let masq = conf.ip_masq && !ips.is_empty();
+    if !masq && !spoof {
+        return Ok(());
+    }
+    let mut sock = NfSocket::open().map_err(nft_err)?;
+    release_rules(&mut sock, names).map_err(nft_err)?;
+    let mut ops = Vec::new();
+    if conf.ip_masq && !ips.is_empty() {
+        ops.extend(skeleton::inet_ops());
+        ops.extend(plan::masq_ops(names, ips));
+    }
+    if let (true, Some(m)) = (spoof, mac) {
+        ops.extend(skeleton::bridge_ops());
+        ops.extend(plan::spoof_ops(names, host_ifindex, m));
+    }
+    sock.apply(&ops).map_err(nft_err)
+}
+
+/// Deletes the attachment's links: the host veth by its derived name, or the
+/// container interface when the host end is not ours (e.g. made by another
+/// plugin) and the namespace still exists.
+pub async fn delete_links(
+    host: &Netlink,
+    names: &Names,
+    netns: Option<&NetNs>,
+    ifname: &str,
+) -> Result<(), CniError> {
+    if let Some(hv) = host
+        .link_by_name(&names.host_veth)
+        .await
+        .map_err(internal)?
+    {
+        match host.del_link(hv.index).await {
+            Err(e) if e.errno() != Some(libc::ENODEV) => return Err(internal(e)),
+            _ => return Ok(()),
+        }
+    }
+    let Some(ns) = netns else { return Ok(()) };
+    let cont = Netlink::connect_in(ns).map_err(internal)?;
+    if let Some(l) = cont.link_by_name(ifname).await.map_err(internal)? {
+        match cont.del_link(l.index).await {
+            Err(e) if e.errno() != Some(libc::ENODEV) => return Err(internal(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of a link as prefixes.
+pub async fn link_addrs(nl: &Netlink, index: u32) -> Result<Vec<IpNet>, CniError> {
+    Ok(nl
+        .addrs(index)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter_map(|(ip, p): (IpAddr, u8)| IpNet::new(ip, p).ok())
+        .collect())
+}

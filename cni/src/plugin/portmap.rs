@@ -1,0 +1,183 @@
+//! The `portmap` plugin: host ports to pod ports with nftables DNAT, chained
+//! after an interface plugin. Per-pod chains are reached through shared
+//! verdict maps keyed by (host address,) protocol and port, so a packet costs
+//! one map lookup however many pods there are. All state is owned by the
+//! chain named from (network, container id); DEL needs nothing else.
+
+pub mod config;
+pub mod plan;
+
+use std::net::IpAddr;
+
+use crate::error::CniError;
+use crate::link::{self, Netlink};
+use crate::nft::{self, NfSocket, NftError, skeleton};
+use crate::ns;
+use crate::skel::{Invocation, Plugin};
+use crate::spec::CniResult;
+use config::{PortMapConf, Settings};
+use plan::PmNames;
+
+/// The portmap plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PortMap;
+
+fn load(inv: &Invocation) -> Result<Settings, CniError> {
+    let conf = PortMapConf::parse(&inv.stdin).map_err(|e| CniError::decode(e, ""))?;
+    conf.settings()
+        .map_err(|errs| CniError::config(errs.join("; "), ""))
+}
+
+fn nft_err(e: NftError) -> CniError {
+    match e.errno() {
+        Some(libc::EEXIST) => CniError::internal(
+            "a requested host port is already mapped to another container",
+            e.to_string(),
+        ),
+        Some(libc::ENOENT) => CniError::internal(
+            "nftables object missing (externalSetMarkChain must name a chain in table inet weft-cni)",
+            e.to_string(),
+        ),
+        _ => CniError::internal(format!("portmap nftables: {e}"), ""),
+    }
+}
+
+/// The container addresses of a result: those on sandbox interfaces (or not
+/// tied to an interface).
+fn container_ips(r: &CniResult) -> Vec<IpAddr> {
+    r.ips
+        .iter()
+        .filter(|ip| match ip.interface {
+            Some(i) => r
+                .interfaces
+                .get(i)
+                .is_none_or(|itf| !itf.sandbox.is_empty()),
+            None => true,
+        })
+        .map(|ip| ip.address.addr())
+        .collect()
+}
+
+fn release(sock: &mut NfSocket, names: &PmNames) -> Result<Vec<u16>, NftError> {
+    let t = skeleton::inet_table();
+    let owned = sock.owned(&t, &names.dnat_chain)?;
+    if owned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let udp = plan::owned_udp_ports(&owned);
+    match sock.apply(&nft::release_ops(&t, &names.dnat_chain, &owned)) {
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(udp),
+        Err(e) => Err(e),
+        Ok(()) => Ok(udp),
+    }
+}
+
+fn flush_udp(sock: &mut NfSocket, ports: &[u16]) -> Result<(), CniError> {
+    sock.flush_conntrack_dports(17, ports)
+        .map(|_| ())
+        .map_err(|e| CniError::internal(format!("conntrack flush of UDP ports {ports:?}: {e}"), ""))
+}
+
+/// Turns on route_localnet on the interface that routes to `ip`.
+fn enable_localnet(ip: IpAddr) -> Result<(), CniError> {
+    let rt = link::runtime().map_err(|e| CniError::io("tokio runtime", e))?;
+    let name = rt.block_on(async {
+        let nl = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        let Some(oif) = nl
+            .route_oif(ip)
+            .await
+            .map_err(|e| CniError::internal(e.to_string(), ""))?
+        else {
+            return Ok(None);
+        };
+        Ok::<_, CniError>(
+            nl.link_by_index(oif)
+                .await
+                .map_err(|e| CniError::internal(e.to_string(), ""))?
+                .map(|l| l.name),
+        )
+    })?;
+    if let Some(n) = name {
+        let key = format!("net/ipv4/conf/{n}/route_localnet");
+        if ns::read_sysctl(&key).ok().as_deref() != Some("1") {
+            ns::write_sysctl(&key, "1").map_err(|e| CniError::io(format!("set {key}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Plugin for PortMap {
+    fn name(&self) -> &'static str {
+        "portmap"
+    }
+
+    fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
+        let s = load(inv)?;
+        let prev = inv.net.prev()?.ok_or_else(|| {
+            CniError::config("must be called as chained plugin", "prevResult missing")
+        })?;
+        if s.mappings.is_empty() {
+            return Ok(prev);
+        }
+        let names = PmNames::new(&inv.net.name, &inv.container_id);
+        let ips = container_ips(&prev);
+        let p = plan::plan(&names, &ips, &s);
+        let mut sock = NfSocket::open().map_err(nft_err)?;
+        let old_udp = release(&mut sock, &names).map_err(nft_err)?;
+        if !p.ops.is_empty() {
+            let mut ops = skeleton::inet_ops();
+            ops.extend(p.ops.iter().cloned());
+            sock.apply(&ops).map_err(nft_err)?;
+        }
+        if p.localnet {
+            if let Some(v4) = ips.iter().copied().find(IpAddr::is_ipv4) {
+                enable_localnet(v4)?;
+            }
+        }
+        let mut udp = p.udp_ports.clone();
+        udp.extend(
+            old_udp
+                .iter()
+                .filter(|p| !udp.contains(p))
+                .collect::<Vec<_>>(),
+        );
+        flush_udp(&mut sock, &udp)?;
+        Ok(prev)
+    }
+
+    fn del(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        let names = PmNames::new(&inv.net.name, &inv.container_id);
+        let mut sock = NfSocket::open().map_err(nft_err)?;
+        let udp = release(&mut sock, &names).map_err(nft_err)?;
+        flush_udp(&mut sock, &udp)
+    }
+
+    fn check(&self, inv: &Invocation) -> Result<(), CniError> {
+        let s = load(inv)?;
+        let prev = inv
+            .net
+            .prev()?
+            .ok_or_else(|| CniError::config("must be called as chained plugin", ""))?;
+        if s.mappings.is_empty() {
+            return Ok(());
+        }
+        let names = PmNames::new(&inv.net.name, &inv.container_id);
+        let p = plan::plan(&names, &container_ips(&prev), &s);
+        if p.ops.is_empty() {
+            return Ok(());
+        }
+        let mut sock = NfSocket::open().map_err(nft_err)?;
+        if sock
+            .owned(&skeleton::inet_table(), &names.dnat_chain)
+            .map_err(nft_err)?
+            .is_empty()
+        {
+            return Err(CniError::internal(
+                format!("portmap rules for container {} missing", inv.container_id),
+                "",
+            ));
+        }
+        Ok(())
+    }
+}
