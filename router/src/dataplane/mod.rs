@@ -132,6 +132,13 @@ impl Dataplane {
                     // over the peer's SO_REUSEPORT sockets.
                     let tx = UdpSock::bind(SocketAddrV4::new(local_ip, 0), false, dp.offload)
                         .map_err(sock("underlay udp send"))?;
+                    // UDP GSO needs checksums (the kernel refuses GSO sends
+                    // with SO_NO_CHECK); without GSO skip them like vxlan.
+                    if !tx.gso
+                        && let Err(e) = tx.no_udp_checksum()
+                    {
+                        tracing::debug!(error = %e, "SO_NO_CHECK unavailable");
+                    }
                     unders.push((
                         Some(Underlay::Udp(Arc::new(rx))),
                         Underlay::Udp(Arc::new(tx)),

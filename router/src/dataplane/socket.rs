@@ -286,6 +286,13 @@ impl UdpSock {
         Ok(Self { fd, gso, gro })
     }
 
+    /// Sends IPv4 UDP datagrams without a UDP checksum (`SO_NO_CHECK`),
+    /// as the kernel's vxlan does by default: the inner packet carries its
+    /// own checksums, and the receiver then skips verification.
+    pub fn no_udp_checksum(&self) -> io::Result<()> {
+        set_int(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
         // SAFETY: zeroed sockaddr_in is valid; getsockname fills it.
