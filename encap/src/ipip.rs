@@ -60,7 +60,9 @@ pub struct IpipPacket<'a> {
 /// # Errors
 /// [`EncapError::RangeOutOfBounds`], [`EncapError::NoHeadroom`],
 /// [`EncapError::NotIp`], [`EncapError::NotIpv4`], [`EncapError::TooLong`].
-#[inline]
+// Always inlined: called out of line, the bench measured 40% more time
+// (results and arguments round-trip through the stack).
+#[inline(always)]
 pub fn encap(
     buf: &mut [u8],
     inner: Range<usize>,
@@ -115,7 +117,8 @@ pub fn encap(
 /// [`DecapError::OuterChecksum`], [`DecapError::OuterLength`],
 /// [`DecapError::OuterProtocol`], [`DecapError::OuterFragment`],
 /// [`DecapError::InnerNotIpv4`] and the errors of [`InnerPacket::parse`].
-#[inline]
+// Always inlined, as `encap`.
+#[inline(always)]
 pub fn decap(packet: &[u8]) -> Result<IpipPacket<'_>, DecapError> {
     let (hlen, total) = inner::outer_v4(packet)?;
     if !cfg!(fuzzing) && !checksum::header_ok(&packet[..hlen]) {
