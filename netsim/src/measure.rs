@@ -67,6 +67,14 @@ fn ancestry() -> Vec<u32> {
     out
 }
 
+/// Milliseconds this process spent waiting for [`BENCH_LOCK`].
+static LOCK_WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Total time this process has waited for other benchmarks' lock.
+pub fn bench_lock_wait() -> Duration {
+    Duration::from_millis(LOCK_WAIT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 impl BenchLock {
     /// Blocks until the lock on [`BENCH_LOCK`] is ours, unless this process
     /// or an ancestor already holds it.
@@ -90,8 +98,11 @@ impl BenchLock {
             Err((_, e)) => return Err(Error::io(format!("flock {BENCH_LOCK}"), e.into())),
         };
         eprintln!("netsim: waiting for {BENCH_LOCK} (another benchmark is running)");
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(|l| Self(Some(l)))
+        let t0 = Instant::now();
+        let r = Flock::lock(f, FlockArg::LockExclusive);
+        let waited = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        LOCK_WAIT_MS.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+        r.map(|l| Self(Some(l)))
             .map_err(|(_, e)| Error::io(format!("flock {BENCH_LOCK}"), e.into()))
     }
 }
