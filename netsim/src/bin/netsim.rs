@@ -46,8 +46,11 @@ enum Cmd {
     Demo {
         #[command(flatten)]
         topo: TopoArgs,
-        /// Comma-separated modes.
-        #[arg(long, default_value = "kernel-hostgw,kernel-vxlan")]
+        /// Comma-separated modes: the kernel baselines and weftd's four.
+        #[arg(
+            long,
+            default_value = "kernel-hostgw,kernel-vxlan,host-gw,vxlan,udp,ipip"
+        )]
         modes: String,
         /// Output directory.
         #[arg(long, default_value = "netsim-out")]
