@@ -103,7 +103,7 @@ pub fn reflect(
     if !from.rr_client && !to.rr_client {
         return None;
     }
-    let mut attrs = (*src.path.attrs).clone();
+    let mut attrs = src.path.attrs.clone();
     if attrs.originator_id.is_none() {
         attrs.originator_id = Some(from.router_id);
     }
@@ -121,7 +121,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::rib::PeerKey;
+    use crate::rib::{PeerKey, Route};
 
     fn peer(k: u32, ebgp: bool, rr_client: bool) -> PeerInfo {
         PeerInfo {
@@ -135,19 +135,18 @@ mod tests {
     }
 
     fn path_from(p: &PeerInfo) -> Path {
-        Path {
+        Path::new(Arc::new(Route {
             peer: p.key,
-            attrs: Arc::new(PathAttrs {
+            attrs: PathAttrs {
                 origin: Some(Origin::Igp),
                 as_path: Some(AsPath::default()),
                 ..PathAttrs::default()
-            }),
+            },
             next_hop: p.addr,
             ebgp: p.ebgp,
             peer_router_id: p.router_id,
             peer_addr: p.addr,
-            stale: false,
-        }
+        }))
     }
 
     #[test]

@@ -25,7 +25,12 @@ fn p(s: &str) -> Prefix {
     s.parse().unwrap()
 }
 
-fn our_config(peer_asn: u32, password: Option<&str>) -> SpeakerConfig {
+fn our_config(peer_asn: u32, password: Option<&str>, v6_transport: bool) -> SpeakerConfig {
+    let (peer, local) = if v6_transport {
+        (PEER6, US6)
+    } else {
+        (PEER4, US4)
+    };
     let bgp = BgpConfig {
         asn: OUR_ASN,
         router_id: None,
@@ -36,18 +41,18 @@ fn our_config(peer_asn: u32, password: Option<&str>) -> SpeakerConfig {
         restart_time: 30,
         connect_retry: 1,
         cluster_id: None,
-        next_hop_v4: None,
+        next_hop_v4: v6_transport.then(|| US4.parse().unwrap()),
         next_hop_v6: Some(US6.parse().unwrap()),
         communities: vec![],
         peers: vec![PeerConfig {
-            address: ip(PEER4),
+            address: ip(peer),
             asn: peer_asn,
             port: 179,
             password: password.map(str::to_owned),
             passive: false,
             route_reflector_client: false,
             hold_time: None,
-            local_address: Some(ip(US4)),
+            local_address: Some(ip(local)),
         }],
     };
     let mut c = SpeakerConfig::new(
@@ -138,6 +143,7 @@ struct Case {
     password: Option<&'static str>,
     ipv6_at_peer: bool,
     freeze: bool,
+    v6_transport: bool,
 }
 
 fn run<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D, case: Case) {
@@ -152,6 +158,7 @@ fn run<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D, case: Ca
         password: case.password.map(str::to_owned),
         hold: 3,
         ipv6: case.ipv6_at_peer,
+        v6_transport: case.v6_transport,
     };
     let daemon = Arc::new(start(&topo.peer, &opts));
     let name = daemon.name();
@@ -167,7 +174,7 @@ fn run<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D, case: Ca
 }
 
 async fn scenario<D: Daemon + Sync>(daemon: Arc<D>, name: &str, peer_asn: u32, case: Case) {
-    let (h, rx) = Speaker::spawn(our_config(peer_asn, case.password)).unwrap();
+    let (h, rx) = Speaker::spawn(our_config(peer_asn, case.password, case.v6_transport)).unwrap();
     let mut routes = Routes {
         rx,
         table: HashMap::new(),
@@ -269,6 +276,7 @@ fn mismatch<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D) {
         password: Some("right-key".into()),
         hold: 3,
         ipv6: false,
+        v6_transport: false,
     };
     let daemon = start(&topo.peer, &opts);
     let name = daemon.name();
@@ -279,7 +287,8 @@ fn mismatch<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D) {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let (h, _rx) = Speaker::spawn(our_config(OUR_ASN, Some("wrong-key"))).unwrap();
+                let (h, _rx) =
+                    Speaker::spawn(our_config(OUR_ASN, Some("wrong-key"), false)).unwrap();
                 let ever = wait_state(&h, Duration::from_secs(6), |s| s >= State::OpenSent).await;
                 assert!(
                     !ever,
@@ -301,6 +310,7 @@ fn bird_ibgp_routes_withdraw_hold_timer_and_recovery() {
         password: None,
         ipv6_at_peer: true,
         freeze: true,
+        v6_transport: false,
     };
     run("bird_ibgp", Bird::start, case);
 }
@@ -312,8 +322,23 @@ fn bird_ebgp_with_md5() {
         password: Some("s3cret"),
         ipv6_at_peer: true,
         freeze: false,
+        v6_transport: false,
     };
     run("bird_ebgp_md5", Bird::start, case);
+}
+
+/// The session itself over IPv6 (with MD5 on the IPv6 listener), carrying
+/// IPv4 and IPv6 routes.
+#[test]
+fn bird_ibgp_over_ipv6_transport_with_md5() {
+    let case = Case {
+        ebgp: false,
+        password: Some("s3cret6"),
+        ipv6_at_peer: true,
+        freeze: false,
+        v6_transport: true,
+    };
+    run("bird_ibgp_v6_transport", Bird::start, case);
 }
 
 #[test]
@@ -330,6 +355,7 @@ fn frr_ibgp_routes_withdraw_hold_timer_and_recovery() {
         password: None,
         ipv6_at_peer: true,
         freeze: true,
+        v6_transport: false,
     };
     run("frr_ibgp", Frr::start, case);
 }
@@ -341,6 +367,7 @@ fn frr_ebgp_with_md5() {
         password: Some("s3cret"),
         ipv6_at_peer: true,
         freeze: false,
+        v6_transport: false,
     };
     run("frr_ebgp_md5", Frr::start, case);
 }
@@ -359,6 +386,7 @@ fn gobgp_ibgp_routes_withdraw_hold_timer_and_recovery() {
         password: None,
         ipv6_at_peer: true,
         freeze: true,
+        v6_transport: false,
     };
     run("gobgp_ibgp", Gobgp::start, case);
 }
@@ -372,6 +400,7 @@ fn gobgp_ebgp_md5_ipv4_only_peer_gets_our_routes() {
         password: Some("s3cret"),
         ipv6_at_peer: false,
         freeze: false,
+        v6_transport: false,
     };
     run("gobgp_ebgp_md5_v4only", Gobgp::start, case);
 }

@@ -8,6 +8,12 @@ use tokio::sync::mpsc;
 use weft_bgp::fsm::State;
 use weft_bgp::{BgpConfig, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -213,6 +219,7 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     let prefixes: Vec<Prefix> = (0..100_000u32)
         .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 6))), 26).unwrap())
         .collect();
+    let rss_before = rss_kib();
     let start = Instant::now();
     t.a.announce(prefixes.clone()).await.unwrap();
     let mut n = 0;
@@ -233,7 +240,10 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     let took = start.elapsed();
     assert_eq!(n, 100_000);
     assert!(batches < 2_000, "{batches} batches: not batched");
-    eprintln!("100k prefixes speaker->speaker: {took:?} in {batches} batches");
+    eprintln!(
+        "100k prefixes speaker->speaker: {took:?} in {batches} batches; RSS grew {} KiB (both speakers, one process)",
+        rss_kib().saturating_sub(rss_before)
+    );
     let start = Instant::now();
     t.a.withdraw(prefixes).await.unwrap();
     let mut gone = 0;
@@ -253,4 +263,50 @@ async fn a_hundred_thousand_prefixes_arrive_in_batches() {
     eprintln!("100k withdrawals: {:?}", start.elapsed());
     t.a.shutdown(false).await.unwrap();
     t.b.shutdown(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn route_reflector_reflects_between_clients_with_next_hop_preserved() {
+    let port = free_port();
+    // R (127.0.0.1) reflects for clients A (127.0.0.2) and B (127.0.0.3).
+    let mut r_cfg = speaker_cfg("127.0.0.1", "127.0.0.2", port, None);
+    r_cfg.bgp.peers[0].route_reflector_client = true;
+    let mut b_peer = r_cfg.bgp.peers[0].clone();
+    b_peer.address = ip("127.0.0.3");
+    r_cfg.bgp.peers.push(b_peer);
+    let (r, _rr) = Speaker::spawn(r_cfg).unwrap();
+    let (a, mut ra) = Speaker::spawn(speaker_cfg("127.0.0.2", "127.0.0.1", port, None)).unwrap();
+    let (b, mut rb) = Speaker::spawn(speaker_cfg("127.0.0.3", "127.0.0.1", port, None)).unwrap();
+    assert!(wait_established(&r, Duration::from_secs(10)).await);
+    a.announce(vec![p("10.244.2.0/24")]).await.unwrap();
+    b.announce(vec![p("10.244.3.0/24")]).await.unwrap();
+    let got = collect_until(&mut rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.2.0/24"),
+            next_hops: vec![ip("127.0.0.2")]
+        }]
+    );
+    let got = collect_until(&mut ra, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.3.0/24"),
+            next_hops: vec![ip("127.0.0.3")]
+        }]
+    );
+    a.withdraw(vec![p("10.244.2.0/24")]).await.unwrap();
+    let got = collect_until(&mut rb, Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(
+        got,
+        vec![RouteEvent::Unreachable {
+            prefix: p("10.244.2.0/24")
+        }]
+    );
+    // Nothing was reflected back to its originator.
+    assert_eq!(a.peers().await.unwrap()[0].routes_received, 1);
+    for h in [a, b, r] {
+        h.shutdown(false).await.unwrap();
+    }
 }

@@ -39,8 +39,18 @@ pub fn find_in_path(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
         })
 }
 
-fn in_process(plugin_type: &str) -> Option<&'static dyn Plugin> {
-    if std::env::var("WEFT_CNI_EXEC_IPAM").is_ok_and(|v| v == "1") {
+/// How to reach the delegated plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In-process for plugins this crate implements (unless
+    /// `WEFT_CNI_EXEC_IPAM=1`), exec for the rest.
+    Auto,
+    /// Always exec the binary from `CNI_PATH`.
+    Exec,
+}
+
+fn in_process(plugin_type: &str, mode: Mode) -> Option<&'static dyn Plugin> {
+    if mode == Mode::Exec || std::env::var("WEFT_CNI_EXEC_IPAM").is_ok_and(|v| v == "1") {
         return None;
     }
     match plugin_type {
@@ -117,7 +127,17 @@ pub fn exec_add(
     netconf: &[u8],
     inv: &Invocation,
 ) -> Result<CniResult, CniError> {
-    if let Some(p) = in_process(plugin_type) {
+    add_with(Mode::Auto, plugin_type, netconf, inv)
+}
+
+/// [`exec_add`] with an explicit [`Mode`].
+pub fn add_with(
+    mode: Mode,
+    plugin_type: &str,
+    netconf: &[u8],
+    inv: &Invocation,
+) -> Result<CniResult, CniError> {
+    if let Some(p) = in_process(plugin_type, mode) {
         return p.add(&sub_invocation(Command::Add, netconf, inv)?);
     }
     let bin = find_in_path(plugin_type, &inv.path)?;
@@ -136,38 +156,47 @@ pub fn exec_add(
     CniResult::from_json(&v, &version)
 }
 
-/// DEL through IPAM plugin `plugin_type`.
-pub fn exec_del(plugin_type: &str, netconf: &[u8], inv: &Invocation) -> Result<(), CniError> {
-    if let Some(p) = in_process(plugin_type) {
-        return p.del(&sub_invocation(Command::Del, netconf, inv)?);
+/// DEL, CHECK, GC or STATUS through plugin `plugin_type` with an explicit [`Mode`].
+pub fn run_with(
+    mode: Mode,
+    command: Command,
+    plugin_type: &str,
+    netconf: &[u8],
+    inv: &Invocation,
+) -> Result<(), CniError> {
+    if let Some(p) = in_process(plugin_type, mode) {
+        let sub = sub_invocation(command, netconf, inv)?;
+        return match command {
+            Command::Del => p.del(&sub),
+            Command::Check => p.check(&sub),
+            Command::Gc => p.gc(&sub),
+            Command::Status => p.status(&sub),
+            Command::Add | Command::Version => Err(CniError::internal(
+                format!("run_with cannot run {}", command.as_str()),
+                "",
+            )),
+        };
     }
     let bin = find_in_path(plugin_type, &inv.path)?;
-    exec_plugin(&bin, Command::Del, netconf, inv).map(drop)
+    exec_plugin(&bin, command, netconf, inv).map(drop)
+}
+
+/// DEL through IPAM plugin `plugin_type`.
+pub fn exec_del(plugin_type: &str, netconf: &[u8], inv: &Invocation) -> Result<(), CniError> {
+    run_with(Mode::Auto, Command::Del, plugin_type, netconf, inv)
 }
 
 /// CHECK through IPAM plugin `plugin_type`.
 pub fn exec_check(plugin_type: &str, netconf: &[u8], inv: &Invocation) -> Result<(), CniError> {
-    if let Some(p) = in_process(plugin_type) {
-        return p.check(&sub_invocation(Command::Check, netconf, inv)?);
-    }
-    let bin = find_in_path(plugin_type, &inv.path)?;
-    exec_plugin(&bin, Command::Check, netconf, inv).map(drop)
+    run_with(Mode::Auto, Command::Check, plugin_type, netconf, inv)
 }
 
 /// GC through IPAM plugin `plugin_type` (1.1.0).
 pub fn exec_gc(plugin_type: &str, netconf: &[u8], inv: &Invocation) -> Result<(), CniError> {
-    if let Some(p) = in_process(plugin_type) {
-        return p.gc(&sub_invocation(Command::Gc, netconf, inv)?);
-    }
-    let bin = find_in_path(plugin_type, &inv.path)?;
-    exec_plugin(&bin, Command::Gc, netconf, inv).map(drop)
+    run_with(Mode::Auto, Command::Gc, plugin_type, netconf, inv)
 }
 
 /// STATUS through IPAM plugin `plugin_type` (1.1.0).
 pub fn exec_status(plugin_type: &str, netconf: &[u8], inv: &Invocation) -> Result<(), CniError> {
-    if let Some(p) = in_process(plugin_type) {
-        return p.status(&sub_invocation(Command::Status, netconf, inv)?);
-    }
-    let bin = find_in_path(plugin_type, &inv.path)?;
-    exec_plugin(&bin, Command::Status, netconf, inv).map(drop)
+    run_with(Mode::Auto, Command::Status, plugin_type, netconf, inv)
 }

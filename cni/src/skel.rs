@@ -271,7 +271,8 @@ fn required(cmd: &str, var: &str) -> bool {
         "CNI_COMMAND" => true,
         "CNI_CONTAINERID" | "CNI_IFNAME" => matches!(cmd, "ADD" | "CHECK" | "DEL"),
         "CNI_NETNS" => matches!(cmd, "ADD" | "CHECK"),
-        "CNI_PATH" => matches!(cmd, "ADD" | "CHECK" | "DEL" | "GC" | "STATUS"),
+        // libcni always sets it; GC/STATUS do not strictly need it.
+        "CNI_PATH" => matches!(cmd, "ADD" | "CHECK" | "DEL"),
         _ => false,
     }
 }
@@ -607,9 +608,60 @@ mod tests {
     #[test]
     fn status_and_gc_need_no_container() {
         let conf = r#"{"cniVersion":"1.1.0","name":"n"}"#;
-        let (out, _) = go(&[("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/x")], conf);
+        let (out, _) = go(&[("CNI_COMMAND", "STATUS")], conf);
         assert_eq!(out.exit_code, 0);
         let (out, _) = go(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")], conf);
         assert_eq!(out.exit_code, 0);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plugin::host_local::HostLocal;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever the environment and stdin, dispatch answers with a
+        /// result or an error JSON carrying a code, never a panic.
+        #[test]
+        fn dispatch_never_panics(
+            cmd in prop::sample::select(vec!["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC", "", "BOGUS"]),
+            cid in "[a-z0-9$/ .-]{0,12}",
+            ifname in "[a-z0-9:/ .]{0,18}",
+            args in "[A-Za-z0-9=;,.:]{0,30}",
+            version in prop::sample::select(vec!["", "0.1.0", "0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "2.0.0", "x"]),
+            body in prop::option::of("[\\[\\]{}0-9a-z\",:./]{0,60}"),
+            garbage in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let stdin = match &body {
+                Some(b) => format!(
+                    r#"{{"cniVersion":"{version}","name":"n","ipam":{{"dataDir":{:?},"subnet":"10.0.0.0/24","x":{b}}}}}"#,
+                    dir.path()
+                )
+                .into_bytes(),
+                None => garbage,
+            };
+            let vars = [
+                ("CNI_COMMAND", cmd.to_owned()),
+                ("CNI_CONTAINERID", cid),
+                ("CNI_NETNS", "/x".to_owned()),
+                ("CNI_IFNAME", ifname),
+                ("CNI_ARGS", args),
+                ("CNI_PATH", "/x".to_owned()),
+            ];
+            let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+            let out = dispatch(&HostLocal, &env, &mut stdin.as_slice());
+            if out.exit_code != 0 {
+                let v: Value = serde_json::from_str(&out.stdout).unwrap();
+                prop_assert!(v["code"].as_u64().is_some(), "{}", out.stdout);
+                prop_assert!(v["msg"].as_str().is_some());
+            } else if !out.stdout.is_empty() {
+                let _: Value = serde_json::from_str(&out.stdout).unwrap();
+            }
+        }
     }
 }

@@ -140,9 +140,9 @@ fn results_match_reference_per_version() {
         let mut shapes = Vec::new();
         // The reference (v1.1.1) stops at 1.0.0; a 1.1.0 result has the 1.0.0 shape.
         let ref_version = if version == "1.1.0" { "1.0.0" } else { version };
-        for (rt, version) in [
-            (Runtime::ours(), version),
-            (Runtime::reference(), ref_version),
+        for (ours, rt, version) in [
+            (true, Runtime::ours(), version),
+            (false, Runtime::reference(), ref_version),
         ] {
             let lab = Lab::new("cn");
             let rt = rt.in_netns(&lab.host_name());
@@ -156,13 +156,25 @@ fn results_match_reference_per_version() {
                 json!({}),
             );
             let pod = lab.pod(1);
-            let att = Attachment::new("cv", "eth0").with_netns(Some(&netns_path(&pod)));
+            let att = Attachment::new("cv", "eth0")
+                .with_netns(Some(&netns_path(&pod)))
+                .with_cap(
+                    "portMappings",
+                    json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                       {"hostPort": 8053, "containerPort": 53, "protocol": "udp"}]),
+                );
             let r = rt
                 .add_list(&list, &att)
                 .unwrap_or_else(|e| panic!("{version} ADD: {e:?}"));
             if version != "0.3.1" {
-                rt.check_list(&list, &att, &r)
-                    .unwrap_or_else(|e| panic!("{version} CHECK: {e:?}"));
+                let c = rt.check_list(&list, &att, &r);
+                if ours {
+                    c.unwrap_or_else(|e| panic!("{version} CHECK: {e:?}"));
+                } else if let Err(e) = c {
+                    // v1.1.1 portmap CHECK looks for its IPv4 rules in the
+                    // IPv6 table on dual-stack pods; ours must pass.
+                    eprintln!("reference CHECK failed ({version}): {}", e.msg());
+                }
             }
             rt.del_list(&list, &att, Some(&r))
                 .unwrap_or_else(|e| panic!("{version} DEL: {e:?}"));

@@ -16,8 +16,9 @@ fn skeleton_and_owner_chain_round_trip() {
         .run_in(|| {
             let mut s = NfSocket::open().unwrap();
             let t = skeleton::inet_table();
-            let mut ops = skeleton::inet_ops();
-            ops.extend(skeleton::bridge_ops());
+            skeleton::ensure(&mut s, skeleton::Skeleton::Inet).unwrap();
+            skeleton::ensure(&mut s, skeleton::Skeleton::Bridge).unwrap();
+            let mut ops = Vec::new();
             ops.push(Op::AddChain {
                 table: t.clone(),
                 name: "cn-m-1".into(),
@@ -41,8 +42,9 @@ fn skeleton_and_owner_chain_round_trip() {
                 elems: vec![(vec![10, 9, 0, 2], Some(Verdict::Jump("cn-m-1".into())))],
             });
             s.apply(&ops).unwrap();
-            // applying the skeleton twice is fine
-            s.apply(&skeleton::inet_ops()).unwrap();
+            // ensuring again is a no-op; refilling keeps one copy of each rule
+            skeleton::ensure(&mut s, skeleton::Skeleton::Inet).unwrap();
+            s.apply(&skeleton::refill(skeleton::inet_ops())).unwrap();
             assert_eq!(s.owned(&t, "cn-m-1").unwrap(), owned);
             assert!(s.owned(&t, "cn-m-nope").unwrap().is_empty());
             std::process::Command::new("nft")

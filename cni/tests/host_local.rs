@@ -80,6 +80,7 @@ fn results_and_files_match_reference_per_version() {
                 }
             }
             out.push(json!(lease_files(dir, "dual")));
+            out.push(json!(common::lease_modes(dir, "dual")));
             out
         }) else {
             return;

@@ -117,9 +117,102 @@ fn hostport_from_outside_host_localhost_and_hairpin() {
     assert_eq!(srv81.join().unwrap().len(), 1);
     assert!(!ip1.is_empty());
 
+    // conditions: a second pod whose host port excludes the outside node
+    let p2 = lab.pod(2);
+    let att2 = Attachment::new("pm2", "eth0").with_netns(Some(&netns_path(&p2)));
+    let r2 = rt
+        .exec(
+            "ADD",
+            Some(&att2),
+            &inject(&plugins[0], Some(&list), None, &att2),
+        )
+        .expect_ok("bridge ADD 2");
+    let mut pm2 = inject(&plugins[1], Some(&list), Some(&r2), &att2);
+    pm2["conditionsV4"] = json!(["!", "-s", format!("{OUTSIDE4}/32")]);
+    pm2["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8090, "containerPort": 90, "protocol": "tcp"}]});
+    rt.exec("ADD", Some(&att2), &pm2)
+        .expect_ok("portmap ADD with conditions");
+    let srv90 = tcp_server(p2.name(), "0.0.0.0:90", 1);
+    assert!(
+        tcp_probe(out.name(), &format!("{HOST_OUT4}:8090")).is_err(),
+        "condition did not exclude the outside node"
+    );
+    let seen = tcp_probe(&host, &format!("{HOST_OUT4}:8090")).unwrap();
+    assert!(
+        seen.contains(HOST_OUT4),
+        "host via conditions: pod saw {seen}"
+    );
+    srv90.join().unwrap();
+    rt.exec("DEL", Some(&att2), &pm2).expect_ok("portmap DEL 2");
+    rt.exec(
+        "DEL",
+        Some(&att2),
+        &inject(&plugins[0], Some(&list), Some(&r2), &att2),
+    )
+    .expect_ok("bridge DEL 2");
+
+    // route_localnet is on for the bridge: the guard must stop a pod from
+    // reaching the host's loopback services through its gateway
+    let lo_srv = tcp_server(&host, "0.0.0.0:9999", 1);
+    for args in [
+        &["rule", "add", "pref", "100", "lookup", "local"][..],
+        &["rule", "del", "pref", "0"],
+        &[
+            "rule",
+            "add",
+            "pref",
+            "10",
+            "to",
+            "127.0.0.5",
+            "lookup",
+            "100",
+        ],
+        &["route", "add", "127.0.0.5/32", "via", gw, "table", "100"],
+    ] {
+        p1.ip(args).unwrap();
+    }
+    // (the pod must accept replies from 127/8 too: an attacker's pod would)
+    p1.run(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.conf.all.route_localnet=1",
+            "net.ipv4.conf.eth0.route_localnet=1",
+        ],
+    )
+    .unwrap();
+    assert!(
+        tcp_probe(p1.name(), "127.0.0.5:9999").is_err(),
+        "pod reached the host's 127/8 through the gateway"
+    );
+    // control: without the guard the same probe gets through
+    assert!(
+        lab.sh("nft flush chain inet weft-cni guard; echo done")
+            .contains("done")
+    );
+    let seen = tcp_probe(p1.name(), "127.0.0.5:9999");
+    assert!(seen.is_ok(), "control probe failed: {seen:?}");
+    lo_srv.join().unwrap();
+
+    // a UDP flow through the mapping: its conntrack entry goes with the DEL
+    spawn_in(out.name(), || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"y", format!("{HOST_OUT4}:5353")).unwrap();
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(udp_conntrack(&lab, 5353) >= 1, "no UDP flow to flush");
+
     // DEL without mappings and without prevResult still removes everything
     let bare = Attachment::new("pm1", "eth0").with_netns(Some(&netns_path(&p1)));
     rt.del_list(&list, &bare, None).unwrap();
+    assert_eq!(
+        udp_conntrack(&lab, 5353),
+        0,
+        "UDP conntrack entry not flushed on DEL"
+    );
     rt.del_list(&list, &bare, None).unwrap();
     let nft = lab.nft();
     assert!(

@@ -60,6 +60,9 @@ pub struct IpipPacket<'a> {
 /// # Errors
 /// [`EncapError::RangeOutOfBounds`], [`EncapError::NoHeadroom`],
 /// [`EncapError::NotIp`], [`EncapError::NotIpv4`], [`EncapError::TooLong`].
+// Always inlined: called out of line, the bench measured 40% more time
+// (results and arguments round-trip through the stack).
+#[inline(always)]
 pub fn encap(
     buf: &mut [u8],
     inner: Range<usize>,
@@ -77,24 +80,32 @@ pub fn encap(
     let df = buf.get(inner.start + 6).copied().unwrap_or(0) & 0x40;
     // headroom_range checked out.len() <= 65535.
     let total = u16::try_from(out.len()).map_err(|_| EncapError::TooLong(out.len()))?;
-    // Composed in registers and written with two wide stores (see
-    // vxlan::encap on store-to-load forwarding).
-    let (src, dst) = (outer.src.octets(), outer.dst.octets());
-    let [t0, t1] = total.to_be_bytes();
-    let [i0, i1] = outer.id.to_be_bytes();
-    let mut h = [
-        0x45, tos, t0, t1, i0, i1, df, 0, outer.ttl, PROTOCOL, 0, 0, src[0], src[1], src[2],
-        src[3], dst[0], dst[1], dst[2], dst[3],
-    ];
-    let c = checksum::checksum(&h).to_be_bytes();
-    h[10] = c[0];
-    h[11] = c[1];
-    let mut w0 = [0u8; 16];
-    w0.copy_from_slice(&h[..16]);
-    let w1 = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-    let w0 = u128::from_be_bytes(w0);
-    buf[out.start..out.start + 16].copy_from_slice(&w0.to_be_bytes());
-    buf[out.start + 16..inner.start].copy_from_slice(&w1.to_be_bytes());
+    // Checksum from the field values and the header composed in registers,
+    // then written with two wide stores: no byte-wise stack array read back
+    // wide (a store-forwarding stall), see vxlan::encap.
+    let src = u32::from(outer.src);
+    let dst = u32::from(outer.dst);
+    let w0 = 0x4500 | u16::from(tos);
+    let w3 = u16::from(df) << 8;
+    let w4 = (u16::from(outer.ttl) << 8) | u16::from(PROTOCOL);
+    let sum = [w0, total, outer.id, w3, w4]
+        .iter()
+        .map(|&w| u64::from(w))
+        .sum::<u64>()
+        + u64::from(src >> 16)
+        + u64::from(src & 0xffff)
+        + u64::from(dst >> 16)
+        + u64::from(dst & 0xffff);
+    let c = checksum::finish(sum);
+    let word0 = (u128::from(w0) << 112)
+        | (u128::from(total) << 96)
+        | (u128::from(outer.id) << 80)
+        | (u128::from(w3) << 64)
+        | (u128::from(w4) << 48)
+        | (u128::from(c) << 32)
+        | u128::from(src);
+    buf[out.start..out.start + 16].copy_from_slice(&word0.to_be_bytes());
+    buf[out.start + 16..inner.start].copy_from_slice(&dst.to_be_bytes());
     Ok(out)
 }
 
@@ -106,9 +117,11 @@ pub fn encap(
 /// [`DecapError::OuterChecksum`], [`DecapError::OuterLength`],
 /// [`DecapError::OuterProtocol`], [`DecapError::OuterFragment`],
 /// [`DecapError::InnerNotIpv4`] and the errors of [`InnerPacket::parse`].
+// Always inlined, as `encap`.
+#[inline(always)]
 pub fn decap(packet: &[u8]) -> Result<IpipPacket<'_>, DecapError> {
     let (hlen, total) = inner::outer_v4(packet)?;
-    if !cfg!(fuzzing) && checksum::checksum(&packet[..hlen]) != 0 {
+    if !cfg!(fuzzing) && !checksum::header_ok(&packet[..hlen]) {
         return Err(DecapError::OuterChecksum);
     }
     if total != packet.len() || total < hlen {
@@ -244,6 +257,26 @@ mod tests {
         let c = checksum::checksum(&b[..20]);
         b[10..12].copy_from_slice(&c.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn decap_accepts_outer_options() {
+        let p = inner();
+        // 24-byte outer header: four NOP options.
+        let mut b = vec![
+            0x46, 0, 0, 0, 0, 1, 0x40, 0, 9, 4, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 1, 1,
+        ];
+        let total = u16::try_from(24 + p.len()).unwrap();
+        b[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = checksum::checksum(&b);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&p);
+        let d = decap(&b).unwrap();
+        assert_eq!(d.inner_range, 24..b.len());
+        assert_eq!(d.inner.bytes(), &p[..]);
+        assert_eq!(d.outer_src, Ipv4Addr::new(1, 2, 3, 4));
+        b[20] = 0; // corrupt an option byte: checksum no longer matches
+        assert_eq!(decap(&b), Err(DecapError::OuterChecksum));
     }
 
     #[test]

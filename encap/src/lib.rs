@@ -35,9 +35,32 @@
 //! # Ok::<(), weft_encap::EncapError>(())
 //! ```
 //!
+//! Buffers are plain slices, so any owner works: `Vec<u8>`, a preallocated
+//! ring, or `bytes::BytesMut` (it derefs to `[u8]`; the crate needs no
+//! runtime dependency on `bytes` for that):
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use weft_encap::{udp, vxlan, MacAddr};
+//! # let inner: &[u8] = &[0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 17, 0x26, 0xd7, 10, 0, 0, 1, 10, 0, 0, 2];
+//! let mut buf = BytesMut::zeroed(vxlan::HEADROOM);
+//! buf.extend_from_slice(inner);
+//! let end = buf.len();
+//! let out = vxlan::encap(&mut buf, vxlan::HEADROOM..end, 1, MacAddr([2; 6]), MacAddr([4; 6]))?;
+//! let datagram = buf.split_to(out.end).freeze(); // hand off without copying
+//! let frame = vxlan::decap(&datagram, 1).expect("valid");
+//! assert_eq!(udp::decap(frame.inner.bytes()).map(|p| p.len()), Ok(20));
+//! # Ok::<(), weft_encap::EncapError>(())
+//! ```
+//!
+//! For vxlan and udp the outer source address is what the caller's
+//! `recvfrom` returned; [`ipip::IpipPacket`] also reports the outer
+//! header's addresses because raw sockets hand the outer header up.
+//!
 //! Helpers: [`ttl::decrement`] (RFC 1624 incremental checksum),
 //! [`icmp::frag_needed_v4`] and [`icmp::packet_too_big_v6`] replies for
-//! packets over the tunnel MTU, [`flow::hash`] over the inner 5-tuple.
+//! packets over the tunnel MTU (and time-exceeded replies), [`flow::hash`]
+//! over the inner 5-tuple.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

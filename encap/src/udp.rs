@@ -18,6 +18,7 @@ pub const HEADROOM: usize = 0;
 ///
 /// # Errors
 /// [`EncapError::RangeOutOfBounds`], [`EncapError::NotIp`].
+#[inline]
 pub fn encap(buf: &[u8], inner: Range<usize>) -> Result<Range<usize>, EncapError> {
     let out = headroom_range(buf.len(), &inner, HEADROOM)?;
     IpVersion::of(&buf[inner]).ok_or(EncapError::NotIp)?;
@@ -28,6 +29,7 @@ pub fn encap(buf: &[u8], inner: Range<usize>) -> Result<Range<usize>, EncapError
 ///
 /// # Errors
 /// The inner-packet errors of [`InnerPacket::parse`].
+#[inline]
 pub fn decap(payload: &[u8]) -> Result<InnerPacket<'_>, DecapError> {
     InnerPacket::parse(payload)
 }

@@ -98,15 +98,45 @@ pub struct VxlanFrame<'a> {
     pub inner_range: Range<usize>,
 }
 
+/// A VXLAN header plus inner Ethernet addresses, composed once per
+/// (VNI, MACs) triple, e.g. per peer in the router's peer table, so the hot
+/// path only adds the ethertype and stores two words ([`encap_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes 0..16: flags, VNI, destination MAC, first two source MAC bytes.
+    word0: u128,
+    /// Bytes 14..22: source MAC, ethertype left zero.
+    word1: u64,
+}
+
+impl Header {
+    /// Composes the header for `vni` (masked to 24 bits) and the inner MACs.
+    /// A `const fn`, so fixed headers can be constants.
+    #[must_use]
+    // `as` because `From` is not const; every cast widens.
+    #[allow(clippy::cast_lossless)]
+    pub const fn new(vni: u32, src_mac: MacAddr, dst_mac: MacAddr) -> Self {
+        let (d, m) = (dst_mac.0, src_mac.0);
+        Self {
+            word0: ((FLAG_I as u128) << 120)
+                | (((vni & MAX_VNI) as u128) << 72)
+                | (u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], m[0], m[1]]) as u128),
+            word1: u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]),
+        }
+    }
+}
+
 /// Writes the VXLAN header and the inner Ethernet header into the
 /// [`HEADROOM`] bytes in front of `buf[inner]` and returns the range of the
 /// finished UDP payload (`inner.start - HEADROOM .. inner.end`). The
 /// ethertype follows the inner packet's IP version. `vni` is masked to 24
-/// bits. Nothing is allocated and the inner packet is not moved.
+/// bits. Nothing is allocated and the inner packet is not moved. Same as
+/// [`encap_with`] on `Header::new(vni, src_mac, dst_mac)`.
 ///
 /// # Errors
 /// [`EncapError::RangeOutOfBounds`], [`EncapError::NoHeadroom`],
 /// [`EncapError::NotIp`].
+#[inline]
 pub fn encap(
     buf: &mut [u8],
     inner: Range<usize>,
@@ -114,21 +144,27 @@ pub fn encap(
     src_mac: MacAddr,
     dst_mac: MacAddr,
 ) -> Result<Range<usize>, EncapError> {
+    encap_with(buf, inner, &Header::new(vni, src_mac, dst_mac))
+}
+
+/// [`encap`] with a precomputed [`Header`]: the cheapest hot path.
+///
+/// # Errors
+/// As [`encap`].
+#[inline]
+pub fn encap_with(
+    buf: &mut [u8],
+    inner: Range<usize>,
+    header: &Header,
+) -> Result<Range<usize>, EncapError> {
     let out = headroom_range(buf.len(), &inner, HEADROOM)?;
     let version = IpVersion::of(&buf[inner]).ok_or(EncapError::NotIp)?;
-    // Composed in registers and written with two wide stores, so that a
-    // decoder reading the header right after (same core) gets
-    // store-to-load forwarding instead of stalling on 22 byte stores.
-    let (d, m) = (dst_mac.0, src_mac.0);
-    let [e0, e1] = version.ethertype().to_be_bytes();
-    let word0 = (u128::from(FLAG_I) << 120)
-        | (u128::from(vni & MAX_VNI) << 72)
-        | (u128::from(u64::from_be_bytes([
-            d[0], d[1], d[2], d[3], d[4], d[5], m[0], m[1],
-        ])));
-    let word1 = u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], e0, e1]);
+    // Two wide stores, so that a decoder reading the header right after
+    // (same core) gets store-to-load forwarding instead of stalling on
+    // byte-wise stores.
+    let word1 = header.word1 | u64::from(version.ethertype());
     let h = &mut buf[out.start..out.start + HEADROOM];
-    h[..16].copy_from_slice(&word0.to_be_bytes());
+    h[..16].copy_from_slice(&header.word0.to_be_bytes());
     h[14..].copy_from_slice(&word1.to_be_bytes());
     Ok(out)
 }
@@ -140,6 +176,7 @@ pub fn encap(
 /// [`DecapError::VxlanReservedBits`], [`DecapError::VniMismatch`],
 /// [`DecapError::EtherType`], [`DecapError::EtherTypeMismatch`] and the
 /// inner-packet errors of [`InnerPacket::parse`].
+#[inline]
 pub fn decap(datagram: &[u8], expected_vni: u32) -> Result<VxlanFrame<'_>, DecapError> {
     let Some((h, frame_rest)) = datagram.split_first_chunk::<HEADROOM>() else {
         return Err(DecapError::Truncated {
@@ -147,36 +184,21 @@ pub fn decap(datagram: &[u8], expected_vni: u32) -> Result<VxlanFrame<'_>, Decap
             needed: HEADROOM,
         });
     };
-    if h[0] & FLAG_I == 0 {
-        return Err(DecapError::VxlanNoIFlag);
-    }
-    if h[0] & !FLAG_I != 0 || h[1] != 0 || h[2] != 0 || h[3] != 0 || h[7] != 0 {
-        return Err(DecapError::VxlanReservedBits);
-    }
-    let vni = u32::from_be_bytes([0, h[4], h[5], h[6]]);
-    if vni != expected_vni {
-        return Err(DecapError::VniMismatch {
-            got: vni,
-            expected: expected_vni,
-        });
+    // Fast path: the whole first word compared at once (flags exactly I,
+    // reserved bytes zero, VNI as expected); the cold path says why not.
+    let w0 = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    if w0 != (u64::from(FLAG_I) << 56) | (u64::from(expected_vni) << 8) {
+        return Err(header_error(w0, expected_vni));
     }
     let ethertype = u16::from_be_bytes([h[20], h[21]]);
-    let want = match ethertype {
-        ETHERTYPE_IPV4 => IpVersion::V4,
-        ETHERTYPE_IPV6 => IpVersion::V6,
-        other => return Err(DecapError::EtherType(other)),
-    };
     let nibble = frame_rest.first().map_or(0, |b| b >> 4);
-    match IpVersion::of(frame_rest) {
-        Some(v) if v == want => {}
-        Some(_) => {
-            return Err(DecapError::EtherTypeMismatch {
-                ethertype,
-                version: nibble,
-            });
-        }
-        None => return Err(DecapError::InnerVersion(nibble)),
+    if !matches!(
+        (ethertype, nibble),
+        (ETHERTYPE_IPV4, 4) | (ETHERTYPE_IPV6, 6)
+    ) {
+        return Err(ether_error(ethertype, nibble));
     }
+    let vni = expected_vni;
     // Ethernet pads frames to 60 bytes: only then may bytes follow the packet.
     let inner = if HEADROOM - HEADER_LEN + frame_rest.len() <= MIN_ETH_FRAME {
         InnerPacket::parse_prefix(frame_rest)?
@@ -190,6 +212,35 @@ pub fn decap(datagram: &[u8], expected_vni: u32) -> Result<VxlanFrame<'_>, Decap
         inner_range: HEADROOM..HEADROOM + inner.len(),
         inner,
     })
+}
+
+/// Why the first VXLAN word was refused.
+#[cold]
+fn header_error(w0: u64, expected: u32) -> DecapError {
+    let [flags, r1, r2, r3, v0, v1, v2, r4] = w0.to_be_bytes();
+    if flags & FLAG_I == 0 {
+        DecapError::VxlanNoIFlag
+    } else if flags & !FLAG_I != 0 || r1 != 0 || r2 != 0 || r3 != 0 || r4 != 0 {
+        DecapError::VxlanReservedBits
+    } else {
+        DecapError::VniMismatch {
+            got: u32::from_be_bytes([0, v0, v1, v2]),
+            expected,
+        }
+    }
+}
+
+/// Why the ethertype / inner version pair was refused.
+#[cold]
+fn ether_error(ethertype: u16, nibble: u8) -> DecapError {
+    match (ethertype, nibble) {
+        (ETHERTYPE_IPV4 | ETHERTYPE_IPV6, 4 | 6) => DecapError::EtherTypeMismatch {
+            ethertype,
+            version: nibble,
+        },
+        (ETHERTYPE_IPV4 | ETHERTYPE_IPV6, _) => DecapError::InnerVersion(nibble),
+        _ => DecapError::EtherType(ethertype),
+    }
 }
 
 /// Linux's `udp_flow_src_port`: maps a flow hash onto `ports` (inclusive)
@@ -263,6 +314,20 @@ mod tests {
         assert_eq!(&buf[20..22], &[0x86, 0xdd]);
         let f = decap(&buf[out], 0xabcdef).unwrap();
         assert_eq!(f.inner.version(), IpVersion::V6);
+    }
+
+    #[test]
+    fn precomputed_header_matches() {
+        let p = v4();
+        let (mut a, r) = with_headroom(&p, HEADROOM);
+        let mut b = a.clone();
+        let h = Header::new(0x12_3456, SRC, DST);
+        assert_eq!(
+            encap_with(&mut a, r.clone(), &h),
+            encap(&mut b, r, 0x12_3456, SRC, DST)
+        );
+        assert_eq!(a, b);
+        assert_eq!(Header::new(0x0100_0001, SRC, DST), Header::new(1, SRC, DST));
     }
 
     #[test]

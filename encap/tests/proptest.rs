@@ -219,6 +219,32 @@ proptest! {
     }
 
     #[test]
+    fn header_checksum_fast_path_agrees(h in proptest::collection::vec(any::<u8>(), 20..=60)) {
+        prop_assert_eq!(weft_encap::checksum::header_ok(&h), checksum(&h) == 0);
+        let mut fixed = h.clone();
+        fixed[10] = 0;
+        fixed[11] = 0;
+        let c = checksum(&fixed);
+        fixed[10..12].copy_from_slice(&c.to_be_bytes());
+        prop_assert!(weft_encap::checksum::header_ok(&fixed));
+    }
+
+    #[test]
+    fn incremental_update_matches_recompute(mut h in proptest::collection::vec(any::<u8>(), 20..=20),
+                                            at in 0usize..10, new in any::<u16>()) {
+        h[10] = 0;
+        h[11] = 0;
+        let c = checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let i = if at == 5 { 0 } else { at * 2 }; // never the checksum word itself
+        let old = u16::from_be_bytes([h[i], h[i + 1]]);
+        h[i..i + 2].copy_from_slice(&new.to_be_bytes());
+        let hc = weft_encap::checksum::update(u16::from_be_bytes([h[10], h[11]]), old, new);
+        h[10..12].copy_from_slice(&hc.to_be_bytes());
+        prop_assert_eq!(checksum(&h), 0);
+    }
+
+    #[test]
     fn source_port_in_range(h in any::<u32>(), lo in any::<u16>(), span in any::<u16>()) {
         let hi = lo.saturating_add(span);
         let port = vxlan::source_port(h, lo..=hi);

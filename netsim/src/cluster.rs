@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::attach::{AttachRequest, BridgeAttach, PodAttach};
 use crate::error::{Error, Result};
-use crate::mode::{self, Mode, Step, UNDERLAY_IF};
+use crate::mode::{self, Mode, Step, UNDERLAY_IF, WeftMode};
 use crate::netns::Netns;
 use crate::run::{self, RunPrefix};
 use crate::topology::{Ipv4Cidr, NodePlan, Topology};
@@ -96,12 +96,14 @@ impl Pod {
 /// and removes the run's state file and directory.
 pub struct Cluster {
     pub(crate) topo: Topology,
-    pub(crate) weftds: Vec<WeftdProcess>,
+    /// weftd per node (index = node index).
+    pub(crate) weftds: Vec<Option<WeftdProcess>>,
     pub(crate) pods: Vec<Vec<Pod>>,
     pub(crate) nodes: Vec<Node>,
     tor: Option<Netns>,
     fabric: Option<Netns>,
-    mode: Option<Mode>,
+    /// Forwarding mode per node (index = node index).
+    node_modes: Vec<Option<Mode>>,
     weftd_path: PathBuf,
     attach: Box<dyn PodAttach>,
     pub(crate) prefix: RunPrefix,
@@ -112,7 +114,7 @@ impl std::fmt::Debug for Cluster {
         f.debug_struct("Cluster")
             .field("prefix", &self.prefix.as_str())
             .field("topo", &self.topo)
-            .field("mode", &self.mode)
+            .field("node_modes", &self.node_modes)
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +132,7 @@ impl Cluster {
             nodes: Vec::new(),
             tor: None,
             fabric: None,
-            mode: None,
+            node_modes: Vec::new(),
             weftd_path: weftd.unwrap_or_else(default_weftd_path),
             attach: attach.unwrap_or_else(|| Box::new(BridgeAttach)),
             prefix,
@@ -158,7 +160,7 @@ impl Cluster {
     }
 
     fn build_fabric(&mut self) -> Result<()> {
-        let fab = Netns::create(&self.ns_name("fab"))?;
+        let fab = run::create_netns(&self.ns_name("fab"))?;
         fab.ip(&["link", "add", FABRIC_BRIDGE, "type", "bridge"])?;
         fab.ip(&[
             "link",
@@ -212,7 +214,7 @@ impl Cluster {
 
     fn build_node(&mut self, i: usize) -> Result<()> {
         let plan = self.topo.node_plan(i)?;
-        let ns = Netns::create(&self.ns_name(&format!("n{}", plan.number)))?;
+        let ns = run::create_netns(&self.ns_name(&format!("n{}", plan.number)))?;
         self.plug_underlay(&ns, &format!("n{}", plan.number), plan.underlay_ip)?;
         if !self.topo.underlay_offload {
             ns.run(
@@ -221,11 +223,13 @@ impl Cluster {
             )?;
         }
         self.nodes.push(Node { ns, plan });
+        self.node_modes.push(None);
+        self.weftds.push(None);
         Ok(())
     }
 
     fn build_tor(&mut self) -> Result<()> {
-        let ns = Netns::create(&self.ns_name("tor"))?;
+        let ns = run::create_netns(&self.ns_name("tor"))?;
         let ip = self.topo.tor_ip()?;
         self.plug_underlay(&ns, "tor", ip)?;
         self.tor = Some(ns);
@@ -234,7 +238,7 @@ impl Cluster {
 
     fn build_pod(&mut self, i: usize, j: usize) -> Result<()> {
         let node = &self.nodes[i];
-        let ns = Netns::create(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
+        let ns = run::create_netns(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
         let host_veth = format!("veth{}", j + 1);
         let req = AttachRequest {
             node: &node.ns,
@@ -246,7 +250,7 @@ impl Cluster {
             gateway: node.plan.gateway,
             ip: node.plan.pod_ips[j],
             bridge: POD_BRIDGE,
-            mtu: self.mode.map_or(self.topo.underlay_mtu, |m| {
+            mtu: self.node_modes[i].map_or(self.topo.underlay_mtu, |m| {
                 m.pod_mtu(self.topo.underlay_mtu)
             }),
         };
@@ -305,9 +309,19 @@ impl Cluster {
         self.tor.as_ref()
     }
 
-    /// The forwarding mode in effect.
+    /// The forwarding mode in effect when every node runs the same one.
     pub fn mode(&self) -> Option<Mode> {
-        self.mode
+        let first = *self.node_modes.first()?;
+        self.node_modes
+            .iter()
+            .all(|m| *m == first)
+            .then_some(first)
+            .flatten()
+    }
+
+    /// The forwarding mode of node `i`.
+    pub fn node_mode(&self, i: usize) -> Option<Mode> {
+        self.node_modes.get(i).copied().flatten()
     }
 
     /// Sets the weftd binary used by weft modes.
@@ -320,9 +334,14 @@ impl Cluster {
         &self.weftd_path
     }
 
-    /// Running weftd processes (one per node in a weft mode).
-    pub fn weftds(&self) -> &[WeftdProcess] {
-        &self.weftds
+    /// Running weftd processes.
+    pub fn weftds(&self) -> impl Iterator<Item = &WeftdProcess> {
+        self.weftds.iter().flatten()
+    }
+
+    /// The weftd running on node `i`, if any.
+    pub fn weftd(&self, i: usize) -> Option<&WeftdProcess> {
+        self.weftds.get(i).and_then(Option::as_ref)
     }
 
     fn run_step(&self, node: &Netns, step: &Step) -> Result<()> {
@@ -332,74 +351,104 @@ impl Cluster {
         Ok(())
     }
 
-    /// Removes the current mode's forwarding state (stops weftd). Errors
-    /// when weftd did not stop cleanly on SIGTERM.
-    pub fn clear_mode(&mut self) -> Result<()> {
-        let Some(old) = self.mode.take() else {
+    /// Removes node `i`'s forwarding state (stops its weftd). Errors when
+    /// weftd did not exit 0 on SIGTERM.
+    pub fn clear_node_mode(&mut self, i: usize) -> Result<()> {
+        let Some(old) = self.node_modes.get_mut(i).and_then(Option::take) else {
             return Ok(());
         };
-        let mut first_err = None;
-        for w in self.weftds.drain(..) {
-            if let Err(e) = w.stop() {
-                first_err.get_or_insert(e);
-            }
+        let stopped = self.weftds[i].take().map_or(Ok(()), WeftdProcess::stop);
+        for step in mode::kernel_teardown(old, &self.topo, i)? {
+            let _ = self.run_step(&self.nodes[i].ns, &step);
         }
-        for (i, n) in self.nodes.iter().enumerate() {
-            for step in mode::kernel_teardown(old, &self.topo, i)? {
-                let _ = self.run_step(&n.ns, &step);
+        stopped
+    }
+
+    /// Removes every node's forwarding state (stops weftd). Errors when a
+    /// weftd did not stop cleanly on SIGTERM.
+    pub fn clear_mode(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for i in 0..self.nodes.len() {
+            if let Err(e) = self.clear_node_mode(i) {
+                first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Switches every node to `mode`: clears the previous mode, sets pod
-    /// MTUs, then programs the kernel or starts weftd on every node.
+    /// Sets the MTU of node `i`'s pods, their host veths and `cni0`.
+    fn set_pod_mtu(&self, i: usize, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        let node = &self.nodes[i];
+        for pod in &self.pods[i] {
+            pod.ns.ip(&["link", "set", POD_IF, "mtu", &mtu])?;
+            node.ns.ip(&["link", "set", &pod.host_veth, "mtu", &mtu])?;
+        }
+        if !self.pods[i].is_empty() {
+            node.ns.ip(&["link", "set", POD_BRIDGE, "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+
+    /// Switches every node to `mode`: clears the previous mode everywhere,
+    /// sets pod MTUs, then programs the kernel or starts weftd on each node.
     pub fn apply_mode(&mut self, mode: Mode) -> Result<()> {
         self.clear_mode()?;
-        let mtu = mode.pod_mtu(self.topo.underlay_mtu).to_string();
-        for (i, node) in self.nodes.iter().enumerate() {
-            for pod in &self.pods[i] {
-                pod.ns.ip(&["link", "set", POD_IF, "mtu", &mtu])?;
-                node.ns.ip(&["link", "set", &pod.host_veth, "mtu", &mtu])?;
-            }
-            if !self.pods[i].is_empty() {
-                node.ns.ip(&["link", "set", POD_BRIDGE, "mtu", &mtu])?;
-            }
+        for i in 0..self.nodes.len() {
+            self.apply_node_mode(i, mode)?;
         }
-        self.mode = Some(mode);
+        Ok(())
+    }
+
+    /// Switches node `i` alone to `mode` (e.g. weft vxlan on one node and
+    /// kernel vxlan on another, for interop tests).
+    pub fn apply_node_mode(&mut self, i: usize, mode: Mode) -> Result<()> {
         match mode {
+            Mode::Weft(w) => {
+                let cfg = WeftdConfig::for_node(&self.topo, i, w)?;
+                self.start_weftd(i, &cfg)
+            }
             Mode::KernelHostGw | Mode::KernelVxlan => {
-                for (i, n) in self.nodes.iter().enumerate() {
-                    for step in mode::kernel_setup(mode, &self.topo, i)? {
-                        self.run_step(&n.ns, &step).map_err(|e| Error::Mode {
+                self.clear_node_mode(i)?;
+                self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
+                self.node_modes[i] = Some(mode);
+                for step in mode::kernel_setup(mode, &self.topo, i)? {
+                    self.run_step(&self.nodes[i].ns, &step)
+                        .map_err(|e| Error::Mode {
                             mode: mode.to_string(),
                             msg: e.to_string(),
                         })?;
-                    }
                 }
-            }
-            Mode::Weft(w) => {
-                for i in 0..self.nodes.len() {
-                    let cfg = WeftdConfig::for_node(&self.topo, i, w)?;
-                    let p = WeftdProcess::start(
-                        &self.weftd_path,
-                        &self.nodes[i].ns,
-                        &cfg,
-                        self.prefix.dir(),
-                    )?;
-                    self.weftds.push(p);
-                }
+                Ok(())
             }
         }
+    }
+
+    /// Starts weftd on node `i` with a caller-made config (start from
+    /// [`WeftdConfig::for_node`] and adjust), after clearing node `i`'s mode.
+    pub fn start_weftd(&mut self, i: usize, cfg: &WeftdConfig) -> Result<()> {
+        let w = WeftMode::from_config_name(&cfg.dataplane.mode).ok_or_else(|| Error::Mode {
+            mode: cfg.dataplane.mode.clone(),
+            msg: "not a weft dataplane mode".into(),
+        })?;
+        let mode = Mode::Weft(w);
+        self.clear_node_mode(i)?;
+        self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
+        self.node_modes[i] = Some(mode);
+        let p = WeftdProcess::start(&self.weftd_path, &self.nodes[i].ns, cfg, self.prefix.dir())?;
+        self.weftds[i] = Some(p);
         Ok(())
     }
 
     /// Total CPU seconds used so far by this cluster's weftd processes.
     pub fn router_cpu_seconds(&self) -> Option<f64> {
-        if self.weftds.is_empty() {
-            return None;
+        let mut any = false;
+        let mut sum = 0.0;
+        for w in self.weftds() {
+            sum += w.cpu_seconds()?;
+            any = true;
         }
-        self.weftds.iter().map(WeftdProcess::cpu_seconds).sum()
+        any.then_some(sum)
     }
 }
 

@@ -31,6 +31,13 @@ pub enum WeftMode {
 }
 
 impl WeftMode {
+    /// Parses weftd's config name (`host-gw`, `vxlan`, `udp`, `ipip`).
+    pub fn from_config_name(s: &str) -> Option<Self> {
+        [Self::HostGw, Self::Vxlan, Self::Udp, Self::Ipip]
+            .into_iter()
+            .find(|m| m.config_name() == s)
+    }
+
     /// The name in weftd's config.
     pub fn config_name(self) -> &'static str {
         match self {

@@ -6,16 +6,34 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::netns::Netns;
 
 /// Where the state files live.
 pub const STATE_DIR: &str = "/run/netsim";
 
 /// Prefixes of clusters alive in this process (for the Ctrl-C handler).
 static ACTIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Set once a termination signal arrived.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Namespace creation holds this shared; the signal handler takes it
+/// exclusively, so no namespace appears after its teardown pass.
+static CREATE: RwLock<()> = RwLock::new(());
+
+/// Creates a namespace of a cluster unless a termination signal arrived.
+pub(crate) fn create_netns(name: &str) -> Result<Netns> {
+    let _shared = CREATE.read();
+    if interrupted() {
+        return Err(Error::Topology("interrupted".into()));
+    }
+    Ok(Netns::create(name)?)
+}
 
 /// A claimed run prefix. Dropping it removes the state file and the run's
 /// temporary directory (the namespaces are the cluster's job).
@@ -155,6 +173,7 @@ pub fn remove_run(prefix: &str) -> Vec<String> {
         kill_netns_pids(&name);
         let ok = Command::new("ip")
             .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if ok {
@@ -213,11 +232,28 @@ pub fn remove_active_runs() {
 /// clusters and exits with status 130.
 pub fn install_signal_cleanup() -> Result<()> {
     ctrlc::set_handler(|| {
+        let _exclusive = CREATE.write();
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("netsim: interrupted, cleaning up");
         remove_active_runs();
         std::process::exit(130);
     })
     .map_err(|e| Error::io("installing signal handler", io::Error::other(e)))
+}
+
+/// Whether a termination signal arrived (the handler is then tearing down
+/// and will exit with 130).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// When interrupted, waits for the signal handler to finish and exit(130),
+/// so an error caused by the teardown does not decide the exit status.
+pub fn exit_if_interrupted() {
+    if interrupted() {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        std::process::exit(130);
+    }
 }
 
 #[cfg(test)]

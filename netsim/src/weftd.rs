@@ -39,6 +39,9 @@ pub struct WeftdConfig {
 pub struct DataplaneConfig {
     /// `host-gw`, `vxlan`, `udp` or `ipip`.
     pub mode: String,
+    /// Further keys written as given (e.g. `vxlan_vni`, `vxlan_port`, `mtu`).
+    #[serde(flatten)]
+    pub extra: toml::Table,
 }
 
 /// `[[static_routes]]`.
@@ -70,6 +73,7 @@ impl WeftdConfig {
             cluster_cidr: topo.cluster_cidr.clone(),
             dataplane: DataplaneConfig {
                 mode: mode.config_name().to_owned(),
+                extra: toml::Table::new(),
             },
             static_routes,
         })
@@ -242,6 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn extra_dataplane_keys_are_written() {
+        let mut c = WeftdConfig::for_node(&Topology::default(), 0, WeftMode::Vxlan).unwrap();
+        c.dataplane.extra.insert("vxlan_vni".into(), 4096.into());
+        c.dataplane.extra.insert("vxlan_port".into(), 4789.into());
+        let v: toml::Value = toml::from_str(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(v["dataplane"]["mode"].as_str(), Some("vxlan"));
+        assert_eq!(v["dataplane"]["vxlan_vni"].as_integer(), Some(4096));
+        assert_eq!(v["dataplane"]["vxlan_port"].as_integer(), Some(4789));
+    }
+
+    #[test]
     fn every_weft_mode_has_its_config_name() {
         let t = Topology::default();
         for (m, name) in [
@@ -252,6 +267,7 @@ mod tests {
         ] {
             let c = WeftdConfig::for_node(&t, 0, m).unwrap();
             assert_eq!(c.dataplane.mode, name);
+            assert_eq!(WeftMode::from_config_name(name), Some(m));
         }
     }
 

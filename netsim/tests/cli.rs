@@ -67,6 +67,7 @@ fn ctrl_c_tears_everything_down() {
     if !privileged_or_skip("ctrl_c_tears_everything_down", TOOLS) {
         return;
     }
+    let log = std::env::temp_dir().join(format!("netsim-ctrlc-test-{}.log", std::process::id()));
     let mut child = Command::new(BIN)
         .args([
             "up",
@@ -79,7 +80,7 @@ fn ctrl_c_tears_everything_down() {
             "--hold",
             "60",
         ])
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -95,7 +96,10 @@ fn ctrl_c_tears_everything_down() {
                     .then(|| e.file_name().to_string_lossy().into_owned())
             })
         });
-        if let Some(p) = found {
+        let ready = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Ctrl-C tears it down");
+        if let Some(p) = found.filter(|_| ready) {
             // 2 nodes + 2 pods + fabric, and the vxlan device of node 2 exists.
             if owned(&p).len() == 5
                 && Command::new("ip")
@@ -121,9 +125,66 @@ fn ctrl_c_tears_everything_down() {
         assert!(Instant::now() < deadline, "netsim up ignored SIGINT");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(130));
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(status.code(), Some(130), "{status:?}: {stderr}");
     assert!(owned(&prefix).is_empty(), "{:?}", owned(&prefix));
     assert!(!std::path::Path::new(STATE_DIR).join(&prefix).exists());
+}
+
+#[test]
+fn ctrl_c_in_the_middle_of_building() {
+    if !privileged_or_skip("ctrl_c_in_the_middle_of_building", TOOLS) {
+        return;
+    }
+    let mut child = Command::new(BIN)
+        .args([
+            "up",
+            "--nodes",
+            "4",
+            "--pods",
+            "3",
+            "--mode",
+            "kernel-vxlan",
+            "--hold",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Interrupt as soon as a few namespaces exist (the build is still going).
+    let prefix = loop {
+        assert!(Instant::now() < deadline, "netsim up never started");
+        let found = std::fs::read_dir(STATE_DIR).ok().and_then(|d| {
+            d.flatten().find_map(|e| {
+                let s = std::fs::read_to_string(e.path()).unwrap_or_default();
+                (s.split_whitespace().next() == Some(&pid.to_string()))
+                    .then(|| e.file_name().to_string_lossy().into_owned())
+            })
+        });
+        if let Some(p) = found.filter(|p| owned(p).len() >= 2) {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "netsim up ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(owned(&prefix).is_empty(), "{:?}", owned(&prefix));
 }
 
 #[test]

@@ -68,8 +68,21 @@ fn check_modes(nodes: usize, pods: usize, offload: bool) {
             .unwrap();
         assert_eq!(t.bytes, 2_000_000);
     }
+    assert_eq!(c.mode(), Some(Mode::KernelHostGw));
     c.clear_mode().unwrap();
+    assert_eq!(c.mode(), None);
     assert!(!c.ping_matrix().unwrap().all_ok());
+    // Node by node: mixed modes break the return path, uniform ones work.
+    c.apply_node_mode(0, Mode::KernelHostGw).unwrap();
+    for i in 1..nodes {
+        c.apply_node_mode(i, Mode::KernelVxlan).unwrap();
+    }
+    assert_eq!(c.mode(), None);
+    assert_eq!(c.node_mode(1), Some(Mode::KernelVxlan));
+    assert!(!c.ping_matrix().unwrap().all_ok());
+    c.apply_node_mode(0, Mode::KernelVxlan).unwrap();
+    assert_eq!(c.mode(), Some(Mode::KernelVxlan));
+    assert!(c.ping_matrix().unwrap().all_ok());
     drop(c);
     assert!(netns_with_prefix(&prefix).is_empty());
     assert!(

@@ -51,7 +51,7 @@ fn weft_mode_lifecycle_with_a_stand_in_weftd() {
         .build()
         .unwrap();
     c.apply_mode(Mode::Weft(WeftMode::HostGw)).unwrap();
-    assert_eq!(c.weftds().len(), 3);
+    assert_eq!(c.weftds().count(), 3);
     // The config netsim wrote is in the run directory.
     let cfg = std::fs::read_to_string(c.run_dir().join(format!("{}.toml", c.node(0).ns().name())))
         .unwrap();
@@ -64,7 +64,7 @@ fn weft_mode_lifecycle_with_a_stand_in_weftd() {
     let n1 = c.node(0).ns().name().to_owned();
     // SIGTERM: the stand-in removes its routes and exits 0.
     c.apply_mode(Mode::KernelVxlan).unwrap();
-    assert!(c.weftds().is_empty());
+    assert_eq!(c.weftds().count(), 0);
     let routes = netsim::netns::run_checked(
         std::process::Command::new("ip").args(["-n", &n1, "route", "show", "proto", "99"]),
     )

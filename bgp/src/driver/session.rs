@@ -66,6 +66,7 @@ pub(crate) fn spawn(
                 events,
                 state: State::Idle,
                 pending: Vec::new(),
+                closing: Vec::new(),
             };
             peer.run(cmds, crx).await;
         }
@@ -84,6 +85,8 @@ struct Peer {
     events: mpsc::Sender<PeerEvent>,
     state: State,
     pending: Vec<Update>,
+    /// Writers of closed connections still flushing (a final NOTIFICATION).
+    closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn now() -> std::time::Instant {
@@ -131,7 +134,8 @@ impl Peer {
             self.input(Input::Stop).await;
         }
         // Let the writers flush what was queued (the Cease) before exiting.
-        let writers: Vec<_> = self.conns.drain().map(|(_, io)| io.writer_task).collect();
+        let mut writers: Vec<_> = self.conns.drain().map(|(_, io)| io.writer_task).collect();
+        writers.append(&mut self.closing);
         for w in writers {
             let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
         }
@@ -254,7 +258,19 @@ impl Peer {
                 // Dropping the writer's sender lets it flush, then shut down.
                 if let Some(io) = self.conns.remove(&conn) {
                     drop(io.writer);
-                    drop(io.writer_task);
+                    self.closing.retain(|h| !h.is_finished());
+                    // A peer that stops reading cannot pin the socket: the
+                    // flush gets a few seconds, then the writer is aborted.
+                    let abort = io.writer_task.abort_handle();
+                    let h = io.writer_task;
+                    self.closing.push(tokio::spawn(async move {
+                        if tokio::time::timeout(Duration::from_secs(5), h)
+                            .await
+                            .is_err()
+                        {
+                            abort.abort();
+                        }
+                    }));
                 }
             }
             Output::Established { conn, negotiated } => {

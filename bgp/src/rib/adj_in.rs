@@ -22,6 +22,11 @@ impl AdjRibIn {
         }
     }
 
+    /// Makes room for `n` more routes.
+    pub fn reserve(&mut self, n: usize) {
+        self.routes.reserve(n);
+    }
+
     /// Removes the route; true when there was one.
     pub fn remove(&mut self, prefix: &Prefix) -> bool {
         self.routes.remove(prefix).is_some()

@@ -88,10 +88,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::rib::PeerKey;
+    use crate::rib::{PeerKey, Route};
     use crate::wire::{AsPath, PathAttrs, Segment, SegmentKind};
 
-    fn path(peer: u8, f: impl FnOnce(&mut PathAttrs, &mut Path)) -> Path {
+    fn path(peer: u8, f: impl FnOnce(&mut PathAttrs, &mut Route)) -> Path {
         let mut attrs = PathAttrs {
             origin: Some(Origin::Igp),
             as_path: Some(AsPath(vec![Segment {
@@ -100,18 +100,17 @@ mod tests {
             }])),
             ..PathAttrs::default()
         };
-        let mut p = Path {
+        let mut r = Route {
             peer: PeerKey(u32::from(peer)),
-            attrs: Arc::new(PathAttrs::default()),
+            attrs: PathAttrs::default(),
             next_hop: IpAddr::V4(Ipv4Addr::new(192, 0, 2, peer)),
             ebgp: false,
             peer_router_id: Ipv4Addr::new(10, 0, 0, peer),
             peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, peer)),
-            stale: false,
         };
-        f(&mut attrs, &mut p);
-        p.attrs = Arc::new(attrs);
-        p
+        f(&mut attrs, &mut r);
+        r.attrs = attrs;
+        Path::new(Arc::new(r))
     }
 
     fn seq(asns: &[u32]) -> Option<AsPath> {

@@ -39,13 +39,14 @@ pub struct PeerInfo {
     pub rr_client: bool,
 }
 
-/// One candidate path for a prefix.
+/// What every prefix of one UPDATE from one peer shares: attributes, next
+/// hop and the facts about the peer that the decision process needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Path {
+pub struct Route {
     /// Where it came from.
     pub peer: PeerKey,
-    /// Attributes, shared by all prefixes of the UPDATE.
-    pub attrs: Arc<PathAttrs>,
+    /// Path attributes.
+    pub attrs: PathAttrs,
     /// BGP next hop.
     pub next_hop: IpAddr,
     /// Learned over eBGP.
@@ -54,8 +55,33 @@ pub struct Path {
     pub peer_router_id: Ipv4Addr,
     /// The sending peer's address.
     pub peer_addr: IpAddr,
+}
+
+/// One candidate path for a prefix: a shared [`Route`] (16 bytes per
+/// prefix, whatever the attributes) plus the graceful-restart stale mark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// The shared part.
+    pub route: Arc<Route>,
     /// Kept across a peer's graceful restart, not yet refreshed.
     pub stale: bool,
+}
+
+impl Path {
+    /// A fresh (not stale) path.
+    pub fn new(route: Arc<Route>) -> Self {
+        Self {
+            route,
+            stale: false,
+        }
+    }
+}
+
+impl std::ops::Deref for Path {
+    type Target = Route;
+    fn deref(&self) -> &Route {
+        &self.route
+    }
 }
 
 /// A route change for the consumer (the router's route table).
@@ -81,10 +107,10 @@ pub fn events(changes: &[Change]) -> Vec<RouteEvent> {
     changes
         .iter()
         .filter_map(|c| match (&c.old, &c.new) {
-            (_, Some(n)) if c.old.as_ref().is_none_or(|o| o.next_hops != n.next_hops) => {
+            (_, Some(n)) if c.old.as_ref().is_none_or(|o| !o.same_next_hops(n)) => {
                 Some(RouteEvent::Reachable {
                     prefix: c.prefix,
-                    next_hops: n.next_hops.clone(),
+                    next_hops: n.next_hops(),
                 })
             }
             (Some(_), None) => Some(RouteEvent::Unreachable { prefix: c.prefix }),
@@ -145,17 +171,28 @@ impl Rib {
         if announced.is_empty() {
             return out;
         }
+
         let looped = self.loops.rejects(&update.attrs, peer);
-        let attrs = Arc::new(update.attrs.clone());
+        // One shared Route per next hop (an UPDATE has at most two).
+        let mut shared: Vec<Arc<Route>> = Vec::with_capacity(2);
         for (prefix, nh) in announced {
-            let path = (!looped && self.import.accepts(&prefix)).then(|| Path {
-                peer: peer.key,
-                attrs: attrs.clone(),
-                next_hop: nh.global,
-                ebgp: peer.ebgp,
-                peer_router_id: peer.router_id,
-                peer_addr: peer.addr,
-                stale: false,
+            let path = (!looped && self.import.accepts(&prefix)).then(|| {
+                let route = match shared.iter().find(|r| r.next_hop == nh.global) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = Arc::new(Route {
+                            peer: peer.key,
+                            attrs: update.attrs.clone(),
+                            next_hop: nh.global,
+                            ebgp: peer.ebgp,
+                            peer_router_id: peer.router_id,
+                            peer_addr: peer.addr,
+                        });
+                        shared.push(r.clone());
+                        r
+                    }
+                };
+                Path::new(route)
             });
             // A refused announcement replaces (withdraws) an earlier accepted one.
             self.set(peer.key, prefix, path, &mut out);

@@ -102,6 +102,8 @@ pub struct PeerOpts {
     pub hold: u16,
     /// Offer IPv6 unicast too.
     pub ipv6: bool,
+    /// Run the session over IPv6 (BIRD only).
+    pub v6_transport: bool,
 }
 
 /// A running routing daemon.
@@ -203,6 +205,11 @@ impl Bird {
         } else {
             String::new()
         };
+        let (local, neighbor, nh4) = if o.v6_transport {
+            (PEER6, US6, format!("next hop address {PEER4};"))
+        } else {
+            (PEER4, US4, String::new())
+        };
         let conf = format!(
             r#"
 router id {PEER4};
@@ -210,15 +217,15 @@ protocol device {{ }}
 protocol static s4 {{ ipv4; route {PEER_ROUTE4} blackhole; }}
 protocol static s6 {{ ipv6; route {PEER_ROUTE6} blackhole; }}
 protocol bgp weft {{
-  local {PEER4} as {asn};
-  neighbor {US4} as {our};
+  local {local} as {asn};
+  neighbor {neighbor} as {our};
   direct;
   hold time {hold};
   keepalive time 1;
   connect retry time 1;
   error wait time 1, 2;
   {pw}
-  ipv4 {{ import all; export all; next hop self; }};
+  ipv4 {{ import all; export all; next hop self; {nh4} }};
   {v6}
 }}
 "#,

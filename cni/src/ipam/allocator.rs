@@ -314,3 +314,114 @@ mod tests {
         assert_eq!(walk(s, None), ["fd00::2", "fd00::3"]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ipam::config::IpamConfig;
+    use crate::ipam::store::MemStore;
+
+    /// A small v4 range set: 1-3 ranges in distinct /28s with random bounds
+    /// and gateways.
+    fn small_set() -> impl Strategy<Value = RangeSet> {
+        prop::collection::vec((0u8..16, 0u8..16, 0u8..16, any::<bool>()), 1..4).prop_map(|rs| {
+            let ranges: Vec<String> = rs
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b, g, explicit_gw))| {
+                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                    let base = 16 * i;
+                    let gw = if *explicit_gw {
+                        format!(r#","gateway":"10.0.0.{}""#, base + usize::from(*g))
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        r#"{{"subnet":"10.0.0.{base}/28","rangeStart":"10.0.0.{}","rangeEnd":"10.0.0.{}"{gw}}}"#,
+                        base + usize::from(*lo),
+                        base + usize::from(*hi)
+                    )
+                })
+                .collect();
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","ipam":{{"ranges":[[{}]]}}}}"#,
+                ranges.join(",")
+            );
+            IpamConfig::load(conf.as_bytes(), "").unwrap().ranges.remove(0)
+        })
+    }
+
+    proptest! {
+        /// Random ADD/DEL sequences: addresses are unique, assignable, inside
+        /// the set, and ADD fails exactly when every assignable address is taken.
+        #[test]
+        fn allocations_are_unique_and_exhaustion_is_exact(
+            set in small_set(),
+            ops in prop::collection::vec((any::<bool>(), 0u8..40), 1..120),
+        ) {
+            let mut st = MemStore::default();
+            let all: BTreeSet<IpAddr> = set
+                .0
+                .iter()
+                .flat_map(|r| {
+                    let (s, e) = (crate::ipam::ipmath::to_u128(r.range_start), crate::ipam::ipmath::to_u128(r.range_end));
+                    (s..=e).map(|n| crate::ipam::ipmath::from_u128(n, r.range_start)).filter(|ip| r.assignable(*ip))
+                })
+                .collect();
+            prop_assert_eq!(set.capacity(), all.len() as u128);
+            for (add, who) in ops {
+                let owner = Owner::new(&format!("c{who}"), "eth0");
+                if add {
+                    let held = st.owned(&owner).unwrap();
+                    let res = allocate(&set, 0, &mut st, &owner, None);
+                    match res {
+                        Ok(c) => {
+                            let ip = c.address.addr();
+                            prop_assert!(held.is_empty());
+                            prop_assert!(all.contains(&ip));
+                            prop_assert_eq!(c.gateway, set.range_for(ip).map(|r| r.gateway));
+                        }
+                        Err(AllocError::Duplicate(..)) => prop_assert!(!held.is_empty()),
+                        Err(AllocError::Exhausted(_)) => prop_assert_eq!(st.leases.len(), all.len()),
+                        Err(e) => prop_assert!(false, "unexpected {e}"),
+                    }
+                } else {
+                    st.release(&owner).unwrap();
+                }
+                let taken: BTreeSet<IpAddr> = st.leases.keys().copied().collect();
+                prop_assert!(taken.is_subset(&all));
+            }
+        }
+
+        /// Arbitrary JSON in the ipam section never panics the loader.
+        #[test]
+        fn config_loader_never_panics(
+            subnet in "[0-9a-f:./]{0,24}",
+            start in "[0-9a-f:.]{0,20}",
+            end in "[0-9a-f:.]{0,20}",
+            gw in "[0-9a-f:.]{0,20}",
+            extra in prop::option::of("[\\[\\]{}0-9a-z\",:]{0,30}"),
+        ) {
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","ipam":{{"ranges":[[{{"subnet":"{subnet}","rangeStart":"{start}","rangeEnd":"{end}","gateway":"{gw}"}}]]{}}}}}"#,
+                extra.map(|e| format!(",\"x\":{e}")).unwrap_or_default()
+            );
+            let _ = IpamConfig::load(conf.as_bytes(), "");
+        }
+
+        /// Huge v6 ranges: capacity saturates instead of overflowing.
+        #[test]
+        fn v6_capacity_never_overflows(prefix in 0u8..126) {
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","ipam":{{"ranges":[[{{"subnet":"::/{prefix}","rangeStart":"::"}}]]}}}}"#
+            );
+            if let Ok(c) = IpamConfig::load(conf.as_bytes(), "") {
+                prop_assert!(c.ranges[0].capacity() > 0);
+            }
+        }
+    }
+}

@@ -65,7 +65,7 @@ impl Range {
     /// How many addresses this range can hand out.
     pub fn capacity(&self) -> u128 {
         let (s, e) = (to_u128(self.range_start), to_u128(self.range_end));
-        let mut n = e - s + 1;
+        let mut n = (e - s).saturating_add(1);
         let mut skip = vec![self.gateway, self.subnet.network()];
         if self.subnet.addr().is_ipv4() {
             skip.push(self.subnet.broadcast());
@@ -109,7 +109,10 @@ impl RangeSet {
 
     /// Addresses the set can hand out.
     pub fn capacity(&self) -> u128 {
-        self.0.iter().map(Range::capacity).sum()
+        self.0
+            .iter()
+            .map(Range::capacity)
+            .fold(0u128, u128::saturating_add)
     }
 }
 

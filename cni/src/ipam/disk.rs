@@ -9,7 +9,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::index::{OwnerIndex, lease_names, overwrite};
+use super::owner_table::owner_hash;
 use super::store::{LeaseStore, Owner};
 use crate::error::CniError;
 
@@ -80,6 +81,10 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> CniError {
 pub struct DiskStore {
     dir: PathBuf,
     index: OwnerIndex,
+    /// Index and leases share a filesystem: lease files are hard-linked
+    /// into place from a staged copy.
+    can_link: bool,
+    staged: Option<(Owner, PathBuf)>,
     _lock: Flock<File>,
 }
 
@@ -95,9 +100,13 @@ impl DiskStore {
             .map_err(io("creating", &dir))?;
         let lock = lock_file(&dir.join("lock"), timeout)?;
         let index = OwnerIndex::open(&data_dir.join(".weft").join(network), &dir)?;
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        let can_link = dev(index.root()).is_some() && dev(index.root()) == dev(&dir);
         Ok(Self {
             dir,
             index,
+            can_link,
+            staged: None,
             _lock: lock,
         })
     }
@@ -114,6 +123,7 @@ impl DiskStore {
 
     /// Records the index state; call before dropping (errors surface here).
     pub fn commit(&mut self) -> Result<(), CniError> {
+        self.unstage();
         self.index.commit(&self.dir)
     }
 
@@ -124,32 +134,101 @@ impl DiskStore {
     }
 
     /// Releases the leases the index lists for exactly `o` whose files still
-    /// name `o`; returns them.
+    /// name `o`; returns them. Entries whose file is gone are dropped.
     fn release_exact(&mut self, o: &Owner) -> Result<Vec<IpAddr>, CniError> {
         let listed = self.index.get(o)?;
         let mut gone = Vec::new();
         for ip in listed {
-            if self.read_owner(ip).as_ref() == Some(o) {
-                self.index.begin()?;
-                let p = self.dir.join(ip.to_string());
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(CniError::io(format!("removing {}", p.display()), e)),
+            self.index.begin()?;
+            match self.read_owner(ip) {
+                Some(holder) if holder == *o => {
+                    let p = self.dir.join(ip.to_string());
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(CniError::io(format!("removing {}", p.display()), e));
+                        }
+                    }
+                    self.index.removed(o, ip)?;
+                    gone.push(ip);
                 }
-                self.index.removed(o, ip)?;
-                gone.push(ip);
+                // Another owner whose hash collides with ours: not our entry.
+                Some(holder)
+                    if owner_hash(&holder.container_id, &holder.ifname)
+                        == owner_hash(&o.container_id, &o.ifname) => {}
+                _ => self.index.unlist(o, ip)?,
             }
         }
-        if gone.is_empty() {
-            self.index.forget(o)?;
-        }
         Ok(gone)
+    }
+
+    /// A temporary file beside the index holding `owner`'s lease content,
+    /// hard-linked into place by [`LeaseStore::reserve`] so a lease file
+    /// is never seen (or left by a killed process) half-written.
+    fn staged(&mut self, owner: &Owner) -> Result<PathBuf, CniError> {
+        if let Some((o, p)) = &self.staged
+            && o == owner
+        {
+            return Ok(p.clone());
+        }
+        self.unstage();
+        let p = self
+            .index
+            .root()
+            .join(format!("lease.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&p);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&p)
+            .map_err(io("creating", &p))?;
+        f.write_all(owner.file_content().as_bytes())
+            .map_err(io("writing", &p))?;
+        self.staged = Some((owner.clone(), p.clone()));
+        Ok(p)
+    }
+
+    fn unstage(&mut self) {
+        if let Some((_, p)) = self.staged.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    /// Creates lease file `p` for `owner` if it does not exist.
+    fn create_lease(&mut self, p: &Path, owner: &Owner) -> Result<bool, CniError> {
+        if self.can_link {
+            let staged = self.staged(owner)?;
+            return match fs::hard_link(&staged, p) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(CniError::io(format!("creating {}", p.display()), e)),
+            };
+        }
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(p)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(CniError::io(format!("creating {}", p.display()), e)),
+        };
+        if let Err(e) = f.write_all(owner.file_content().as_bytes()) {
+            drop(f);
+            let _ = fs::remove_file(p);
+            return Err(CniError::io(format!("writing {}", p.display()), e));
+        }
+        Ok(true)
     }
 }
 
 impl Drop for DiskStore {
     fn drop(&mut self) {
+        self.unstage();
         let _ = self.index.commit(&self.dir);
     }
 }
@@ -166,23 +245,9 @@ impl LeaseStore for DiskStore {
     fn reserve(&mut self, ip: IpAddr, owner: &Owner, set: usize) -> Result<bool, CniError> {
         let p = self.dir.join(ip.to_string());
         self.index.begin()?;
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&p)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(CniError::io(format!("creating {}", p.display()), e)),
-        };
-        if let Err(e) = f.write_all(owner.file_content().as_bytes()) {
-            drop(f);
-            let _ = fs::remove_file(&p);
-            return Err(CniError::io(format!("writing {}", p.display()), e));
+        if !self.create_lease(&p, owner)? {
+            return Ok(false);
         }
-        drop(f);
         // Fault injection for the crash tests: die like a SIGKILL right after
         // the lease file exists and before the index knows about it.
         if std::env::var_os("WEFT_CNI_TEST_FAULT").is_some_and(|v| v == "abort-after-reserve") {
@@ -332,6 +397,29 @@ mod tests {
         let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
         assert_eq!(s.index().opened_by, OpenedBy::Rebuild);
         assert_eq!(s.owned(&Owner::new("c3", "eth0")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn damaged_index_files_are_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = Owner::new("c1", "eth0");
+        {
+            let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+            s.reserve("10.0.0.2".parse().unwrap(), &o, 0).unwrap();
+        }
+        for (file, junk) in [
+            ("owners", &b"garbage"[..]),
+            ("state", &b"weft-ipam-index 1 valid=1"[..]),
+        ] {
+            fs::write(tmp.path().join(".weft/net").join(file), junk).unwrap();
+            let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+            assert_eq!(s.index().opened_by, OpenedBy::Rebuild, "{file}");
+            assert_eq!(s.owned(&o).unwrap().len(), 1, "{file}");
+        }
+        // The whole index directory gone: rebuilt too.
+        fs::remove_dir_all(tmp.path().join(".weft")).unwrap();
+        let mut s = DiskStore::open(tmp.path(), "net", T).unwrap();
+        assert_eq!(s.release(&o).unwrap().len(), 1);
     }
 
     #[test]

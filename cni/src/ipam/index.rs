@@ -2,8 +2,9 @@
 //! every lease file (the reference scans them all on each call).
 //!
 //! Layout: `<dataDir>/.weft/<network>/` (outside the reference's lease
-//! directory, and `.weft` can never be a network name) holds one file per
-//! owner (`<cid>@<hex ifname>`, listing its addresses) and a `state` file.
+//! directory, and `.weft` can never be a network name) holds `owners`, an
+//! on-disk hash table owner -> addresses ([`super::owner_table`]), and a
+//! `state` file.
 //!
 //! The lease directory stays the single source of truth. The index is
 //! trusted only when `state` proves nobody else touched the lease
@@ -24,7 +25,6 @@
 //! file content before anything is released, so a stale entry can never
 //! free someone else's address.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
@@ -32,6 +32,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::owner_table::{OwnerTable, owner_hash};
 use super::store::Owner;
 use crate::error::CniError;
 
@@ -46,22 +47,6 @@ pub fn fnv64(data: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// The index file name for an owner.
-pub fn owner_file_name(o: &Owner) -> String {
-    let hex: String = o.ifname.bytes().map(|b| format!("{b:02x}")).collect();
-    let cid_ok = o.container_id.len() <= 180
-        && o.container_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && !o.container_id.starts_with('.');
-    if cid_ok && !o.container_id.is_empty() {
-        format!("{}@{hex}", o.container_id)
-    } else {
-        let key = format!("{}\n{}", o.container_id, o.ifname);
-        format!("h-{:016x}@{hex}", fnv64(key.as_bytes()))
-    }
 }
 
 /// What `state` records about the lease directory.
@@ -231,6 +216,7 @@ pub fn probe_fine_ctime(root: &Path, lease_dir: &Path) -> bool {
 #[derive(Debug)]
 pub struct OwnerIndex {
     root: PathBuf,
+    table: Option<OwnerTable>,
     state_file: File,
     state: State,
     /// True once we changed the lease directory in this session.
@@ -270,6 +256,7 @@ impl OwnerIndex {
         };
         let mut idx = Self {
             root: root.to_owned(),
+            table: OwnerTable::open(&root.join("owners")).ok(),
             state_file,
             state: state.clone().unwrap_or_default(),
             touched: false,
@@ -289,48 +276,30 @@ impl OwnerIndex {
             }
             _ => false,
         };
-        if !trusted {
+        if !trusted || idx.table.is_none() {
             idx.rebuild(lease_dir)?;
         }
         Ok(idx)
     }
 
-    fn owner_path(&self, o: &Owner) -> PathBuf {
-        self.root.join(owner_file_name(o))
+    /// The index directory (same filesystem as the leases, usually).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
-    /// Addresses the index lists for exactly `o`.
-    pub fn get(&self, o: &Owner) -> Result<Vec<IpAddr>, CniError> {
-        let p = self.owner_path(o);
-        let text = match fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(CniError::io(format!("reading {}", p.display()), e)),
-        };
-        let mut lines = text.lines();
-        let (cid, ifname) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
-        if cid != o.container_id || ifname != o.ifname {
-            return Ok(Vec::new());
-        }
-        Ok(lines.filter_map(|l| l.parse().ok()).collect())
+    fn table(&mut self) -> Result<&mut OwnerTable, CniError> {
+        self.table
+            .as_mut()
+            .ok_or_else(|| CniError::internal("owner index not loaded", ""))
     }
 
-    fn put(&self, o: &Owner, ips: &[IpAddr]) -> Result<(), CniError> {
-        let p = self.owner_path(o);
-        if ips.is_empty() {
-            return match fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(CniError::io(format!("removing {}", p.display()), e))
-                }
-                _ => Ok(()),
-            };
-        }
-        let mut text = format!("{}\n{}\n", o.container_id, o.ifname);
-        for ip in ips {
-            text.push_str(&ip.to_string());
-            text.push('\n');
-        }
-        overwrite(&p, text.as_bytes()).map_err(io("writing", &p))
+    /// Addresses the index lists for `o` (or for an owner whose hash
+    /// collides: callers check the lease file).
+    pub fn get(&mut self, o: &Owner) -> Result<Vec<IpAddr>, CniError> {
+        let h = owner_hash(&o.container_id, &o.ifname);
+        self.table()?
+            .get(h)
+            .map_err(|e| CniError::io("reading owner index", e))
     }
 
     fn write_state(&mut self) -> Result<(), CniError> {
@@ -354,11 +323,10 @@ impl OwnerIndex {
 
     /// Records that `o` now also holds `ip` (its lease file exists).
     pub fn added(&mut self, o: &Owner, ip: IpAddr) -> Result<(), CniError> {
-        let mut ips = self.get(o)?;
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
-        self.put(o, &ips)?;
+        let h = owner_hash(&o.container_id, &o.ifname);
+        self.table()?
+            .insert(h, ip)
+            .map_err(|e| CniError::io("writing owner index", e))?;
         self.state.count += 1;
         self.state.xor ^= fnv64(ip.to_string().as_bytes());
         Ok(())
@@ -366,16 +334,18 @@ impl OwnerIndex {
 
     /// Records that `ip`'s lease file (held by `o`) was removed.
     pub fn removed(&mut self, o: &Owner, ip: IpAddr) -> Result<(), CniError> {
-        let ips: Vec<IpAddr> = self.get(o)?.into_iter().filter(|x| *x != ip).collect();
-        self.put(o, &ips)?;
+        self.unlist(o, ip)?;
         self.state.count = self.state.count.saturating_sub(1);
         self.state.xor ^= fnv64(ip.to_string().as_bytes());
         Ok(())
     }
 
-    /// Drops `o`'s entry without touching counters (a stale entry).
-    pub fn forget(&mut self, o: &Owner) -> Result<(), CniError> {
-        self.put(o, &[])
+    /// Drops the entry (`o`, `ip`) without touching counters (stale entry).
+    pub fn unlist(&mut self, o: &Owner, ip: IpAddr) -> Result<(), CniError> {
+        let h = owner_hash(&o.container_id, &o.ifname);
+        self.table()?
+            .remove(h, ip)
+            .map_err(|e| CniError::io("writing owner index", e))
     }
 
     /// Records the lease directory's stamp after our changes and marks the
@@ -402,17 +372,16 @@ impl OwnerIndex {
         self.state.valid = false;
         self.write_state()?;
         let names = lease_names(lease_dir)?;
-        let mut owners: BTreeMap<Owner, Vec<IpAddr>> = BTreeMap::new();
+        let mut entries = Vec::with_capacity(names.len());
         let mut xor = 0;
         for (ip, name) in &names {
             xor ^= fnv64(name.as_bytes());
             if let Ok(text) = fs::read_to_string(lease_dir.join(name)) {
-                owners
-                    .entry(Owner::from_file_content(&text))
-                    .or_default()
-                    .push(*ip);
+                let o = Owner::from_file_content(&text);
+                entries.push((owner_hash(&o.container_id, &o.ifname), *ip));
             }
         }
+        // Leftovers: old tables, temp lease files of killed processes.
         for ent in fs::read_dir(&self.root).map_err(io("reading", &self.root))? {
             let ent = ent.map_err(io("reading", &self.root))?;
             let p = ent.path();
@@ -425,9 +394,8 @@ impl OwnerIndex {
                 fs::remove_file(&p).map_err(io("removing", &p))?;
             }
         }
-        for (o, ips) in &owners {
-            self.put(o, ips)?;
-        }
+        let tp = self.root.join("owners");
+        self.table = Some(OwnerTable::create(&tp, &entries).map_err(io("writing", &tp))?);
         self.state.count = names.len() as u64;
         self.state.xor = xor;
         self.state.fine_ctime = probe_fine_ctime(&self.root, lease_dir);
@@ -460,13 +428,5 @@ mod tests {
         assert_eq!(State::decode(&text[..text.len() - 5]), None);
         assert_eq!(State::decode(&text.replace("count=5", "count=6")), None);
         assert_eq!(State::decode(""), None);
-    }
-
-    #[test]
-    fn owner_file_names() {
-        assert_eq!(owner_file_name(&Owner::new("abc", "eth0")), "abc@65746830");
-        assert_eq!(owner_file_name(&Owner::new("abc", "")), "abc@");
-        let long = "a".repeat(300);
-        assert!(owner_file_name(&Owner::new(&long, "eth0")).starts_with("h-"));
     }
 }

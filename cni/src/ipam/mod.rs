@@ -7,4 +7,5 @@ pub mod config;
 pub mod disk;
 pub mod index;
 pub mod ipmath;
+pub mod owner_table;
 pub mod store;

@@ -80,3 +80,47 @@ pub(super) fn tuple_family(orig: &[u8]) -> Option<u8> {
         libc::AF_INET6 as u8
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(family: u8, proto: u8, dport: u16, v6: bool) -> Vec<u8> {
+        let mut m = MsgBuf::default();
+        m.begin(0x0100, 0, 1, family, 0);
+        m.nest(CTA_TUPLE_ORIG);
+        m.nest(1); // CTA_TUPLE_IP
+        if v6 {
+            m.put(3, &[0xfd; 16]);
+            m.put(4, &[0xfd; 16]);
+        } else {
+            m.put(1, &[10, 0, 0, 1]);
+            m.put(2, &[10, 0, 0, 2]);
+        }
+        m.nest_end();
+        m.nest(CTA_TUPLE_PROTO);
+        m.put(CTA_PROTO_NUM, &[proto]);
+        m.put(CTA_PROTO_DST_PORT, &dport.to_be_bytes());
+        m.nest_end();
+        m.nest_end();
+        m.put(CTA_ZONE, &7u16.to_be_bytes());
+        m.end();
+        nla::messages(m.bytes())[0].payload.to_vec()
+    }
+
+    #[test]
+    fn matches_protocol_and_port_only() {
+        let e = entry(2, 17, 5353, false);
+        let (orig, zone) = matching_tuple(&e, 17, &[53, 5353]).unwrap();
+        assert_eq!(zone, Some(7u16.to_be_bytes().to_vec()));
+        assert_eq!(tuple_family(&orig), Some(libc::AF_INET as u8));
+        assert!(matching_tuple(&e, 6, &[5353]).is_none());
+        assert!(matching_tuple(&e, 17, &[53]).is_none());
+        let e6 = entry(10, 17, 53, true);
+        let (orig, _) = matching_tuple(&e6, 17, &[53]).unwrap();
+        assert_eq!(tuple_family(&orig), Some(libc::AF_INET6 as u8));
+        for cut in 0..e.len() {
+            let _ = matching_tuple(&e[..cut], 17, &[5353]);
+        }
+    }
+}

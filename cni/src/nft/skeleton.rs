@@ -119,7 +119,66 @@ fn lookup(set: &str, sreg: u32) -> Expr {
     }
 }
 
-/// Ops creating (or refreshing) the inet skeleton.
+/// Marks tables whose skeleton this version created.
+pub const MARKER: &[u8] = b"weft-cni skeleton v1";
+
+/// Which skeleton.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skeleton {
+    /// `inet weft-cni`: ipMasq and portmap.
+    Inet,
+    /// `bridge weft-cni`: macspoofchk.
+    Bridge,
+}
+
+/// Makes sure the skeleton exists: nothing to do when the table carries our
+/// marker (the common case: one GETTABLE); created atomically when missing
+/// (a concurrent creator winning is fine); refilled when the table exists
+/// without the marker (another version made it). Creation never deletes, so
+/// the batch leaves no destroy work behind (closing an nfnetlink socket waits
+/// for that work: an RCU grace period).
+pub fn ensure(sock: &mut super::NfSocket, which: Skeleton) -> Result<(), super::NftError> {
+    let (table, ops) = match which {
+        Skeleton::Inet => (inet_table(), inet_ops()),
+        Skeleton::Bridge => (bridge_table(), bridge_ops()),
+    };
+    match sock.table_userdata(&table)? {
+        Some(u) if u == MARKER => Ok(()),
+        Some(_) => sock.apply(&refill(ops)),
+        None => {
+            let mut create = ops;
+            create[0] = Op::CreateTable {
+                table,
+                userdata: MARKER.to_vec(),
+            };
+            match sock.apply(&create) {
+                Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+                r => r,
+            }
+        }
+    }
+}
+
+/// The skeleton ops with every base chain flushed before its rules.
+pub fn refill(ops: Vec<Op>) -> Vec<Op> {
+    let mut out = Vec::with_capacity(ops.len() + 8);
+    let mut flushed: Vec<String> = Vec::new();
+    for op in ops {
+        if let Op::AddRule { table, chain, .. } = &op {
+            if !flushed.contains(chain) {
+                out.push(Op::FlushChain {
+                    table: table.clone(),
+                    chain: chain.clone(),
+                });
+                flushed.push(chain.clone());
+            }
+        }
+        out.push(op);
+    }
+    out
+}
+
+/// Ops creating the inet skeleton (table, maps, chains, fixed rules).
 pub fn inet_ops() -> Vec<Op> {
     let t = inet_table();
     let mut ops = vec![
@@ -212,7 +271,7 @@ pub fn inet_ops() -> Vec<Op> {
     ops
 }
 
-/// Ops creating (or refreshing) the bridge-family skeleton (macspoofchk).
+/// Ops creating the bridge-family skeleton (macspoofchk).
 pub fn bridge_ops() -> Vec<Op> {
     let t = bridge_table();
     vec![

@@ -173,7 +173,8 @@ impl Bridge {
         attach::configure_gateway(host, br, &addr_plan, conf).await?;
         let cmac = <[u8; 6]>::try_from(ci.mac.as_slice()).ok();
         let masq_ips: Vec<IpNet> = addr_plan.ips.iter().map(|(a, _)| *a).collect();
-        attach::install_rules(conf, names, &masq_ips, hv.index, cmac)?;
+        let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        attach::install_rules(&mut sock, conf, names, &masq_ips, hv.index, cmac)?;
         let br_now = host
             .link_by_index(br.index)
             .await
@@ -241,13 +242,34 @@ impl Plugin for Bridge {
             },
             None => None,
         };
+        // The socket stays open until the links are gone: closing an
+        // nfnetlink socket waits for the deleted rules' RCU grace period,
+        // which then overlaps with the (slower) veth deletion.
         let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
         attach::release_rules(&mut sock, &names)
             .map_err(|e| CniError::internal(e.to_string(), ""))?;
-        rt()?.block_on(async {
+        let r = rt()?.block_on(async {
             let host = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
             attach::delete_links(&host, &names, netns.as_ref(), &inv.ifname).await
-        })
+        });
+        drop(sock);
+        r
+    }
+
+    fn status(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        match inv.net.ipam_type() {
+            Some(t) => delegate::exec_status(t, &inv.stdin, inv),
+            None => Ok(()),
+        }
+    }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        match inv.net.ipam_type() {
+            Some(t) => delegate::exec_gc(t, &inv.stdin, inv),
+            None => Ok(()),
+        }
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {

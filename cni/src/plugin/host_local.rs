@@ -7,6 +7,26 @@
 //! ifname). CHECK verifies one exists. GC (1.1) releases every lease whose
 //! owner is not in `cni.dev/valid-attachments`. STATUS (1.1) fails with code
 //! 50 when a range set has no free address left.
+//!
+//! Interchangeable with the reference plugin on a live node (same lease
+//! files, same `last_reserved_ip.N` round robin, same `flock` on `lock`);
+//! our owner index lives outside the lease directory
+//! (`<dataDir>/.weft/<network>/`, see [`crate::ipam::index`]) and is
+//! rebuilt whenever the reference (or anyone) changed the leases.
+//!
+//! Deliberate differences from the reference 1.1.1 (all in error reporting
+//! or in corners the reference gets wrong):
+//! - a full pool on ADD is code 50 (reference: 999); invalid config is 7
+//!   (999); bad `CNI_ARGS` is 4 (999); a lock held longer than
+//!   `WEFT_CNI_LOCK_TIMEOUT_MS` (default 30 s) is 11 (the reference waits
+//!   forever); error JSON carries `cniVersion` as spec 1.0 asks;
+//! - network and IPv4 broadcast addresses are never handed out, even when
+//!   an explicit `rangeStart`/`rangeEnd` includes them;
+//! - when several requested IPs fall in one range set, the first in order
+//!   wins (the reference picks by Go map order); `CNI_ARGS IP=` may list
+//!   several addresses separated by commas;
+//! - a lease file is created complete (hard link of a staged copy), so a
+//!   process killed mid-ADD never leaves an empty lease file behind.
 
 use std::net::IpAddr;
 use std::time::Duration;

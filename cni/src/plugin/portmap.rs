@@ -97,11 +97,16 @@ fn enable_localnet(ip: IpAddr) -> Result<(), CniError> {
                 .map(|l| l.name),
         )
     })?;
-    if let Some(n) = name {
-        let key = format!("net/ipv4/conf/{n}/route_localnet");
-        if ns::read_sysctl(&key).ok().as_deref() != Some("1") {
-            ns::write_sysctl(&key, "1").map_err(|e| CniError::io(format!("set {key}"), e))?;
-        }
+    match name {
+        Some(n) => set_localnet(&n),
+        None => Ok(()),
+    }
+}
+
+fn set_localnet(ifname: &str) -> Result<(), CniError> {
+    let key = format!("net/ipv4/conf/{ifname}/route_localnet");
+    if ns::read_sysctl(&key).ok().as_deref() != Some("1") {
+        ns::write_sysctl(&key, "1").map_err(|e| CniError::io(format!("set {key}"), e))?;
     }
     Ok(())
 }
@@ -125,13 +130,33 @@ impl Plugin for PortMap {
         let mut sock = NfSocket::open().map_err(nft_err)?;
         let old_udp = release(&mut sock, &names).map_err(nft_err)?;
         if !p.ops.is_empty() {
-            let mut ops = skeleton::inet_ops();
-            ops.extend(p.ops.iter().cloned());
-            sock.apply(&ops).map_err(nft_err)?;
+            skeleton::ensure(&mut sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
+            sock.apply(&p.ops).map_err(nft_err)?;
         }
         if p.localnet {
-            if let Some(v4) = ips.iter().copied().find(IpAddr::is_ipv4) {
-                enable_localnet(v4)?;
+            // The host-side interfaces of the previous result (bridge, host
+            // veth) are where the pod is routed: set it there without a
+            // netlink round trip; fall back to a route lookup.
+            let host_ifs: Vec<&str> = prev
+                .interfaces
+                .iter()
+                .filter(|i| {
+                    i.sandbox.is_empty() && !i.name.is_empty() && !i.name.contains(['/', '.'])
+                })
+                .map(|i| i.name.as_str())
+                .filter(|n| {
+                    std::path::Path::new("/proc/sys/net/ipv4/conf")
+                        .join(n)
+                        .exists()
+                })
+                .collect();
+            if host_ifs.is_empty() {
+                if let Some(v4) = ips.iter().copied().find(IpAddr::is_ipv4) {
+                    enable_localnet(v4)?;
+                }
+            }
+            for n in host_ifs {
+                set_localnet(n)?;
             }
         }
         let mut udp = p.udp_ports.clone();

@@ -437,3 +437,19 @@ pub fn lease_files(data_dir: &Path, network: &str) -> std::collections::BTreeMap
     }
     out
 }
+
+/// The lease directory's files (name -> permission bits), excluding our index.
+pub fn lease_modes(data_dir: &Path, network: &str) -> std::collections::BTreeMap<String, u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(data_dir.join(network)) {
+        for e in rd.flatten() {
+            let mode = e
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0);
+            out.insert(e.file_name().to_string_lossy().into_owned(), mode);
+        }
+    }
+    out
+}

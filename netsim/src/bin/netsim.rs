@@ -252,6 +252,7 @@ fn main() -> ExitCode {
         } => demo(&topo, &modes, &out, duration, repeat),
         Cmd::Clean => clean(),
     };
+    netsim::run::exit_if_interrupted();
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -89,9 +89,8 @@ pub async fn create_veth(
     ifname: &str,
     mac: Option<[u8; 6]>,
 ) -> Result<Link, CniError> {
-    let mtu = (conf.mtu != 0)
-        .then_some(conf.mtu)
-        .or(Some(br.mtu).filter(|m| *m != 0 && *m != 1500));
+    // As the reference: the configured MTU, else the kernel default.
+    let mtu = (conf.mtu != 0).then_some(conf.mtu);
     host.add_veth(&names.host_veth, ifname, netns, mtu, mac).await.map_err(|e| match e.errno() {
         Some(libc::EEXIST) => internal(format!(
             "failed to create veth {}: a link with that name already exists (attachment already set up?)",
@@ -234,6 +233,7 @@ pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError>
 
 /// Installs ipMasq / macspoofchk for the attachment in one batch.
 pub fn install_rules(
+    sock: &mut NfSocket,
     conf: &BridgeConf,
     names: &Names,
     ips: &[IpNet],
@@ -245,15 +245,14 @@ pub fn install_rules(
     if !masq && !spoof {
         return Ok(());
     }
-    let mut sock = NfSocket::open().map_err(nft_err)?;
-    release_rules(&mut sock, names).map_err(nft_err)?;
+    release_rules(sock, names).map_err(nft_err)?;
     let mut ops = Vec::new();
     if conf.ip_masq && !ips.is_empty() {
-        ops.extend(skeleton::inet_ops());
+        skeleton::ensure(sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
         ops.extend(plan::masq_ops(names, ips));
     }
     if let (true, Some(m)) = (spoof, mac) {
-        ops.extend(skeleton::bridge_ops());
+        skeleton::ensure(sock, skeleton::Skeleton::Bridge).map_err(nft_err)?;
         ops.extend(plan::spoof_ops(names, host_ifindex, m));
     }
     sock.apply(&ops).map_err(nft_err)
