@@ -65,7 +65,8 @@ pub struct DataplaneConfig {
     /// kernel supports them.
     #[serde(default = "default_true")]
     pub offload: bool,
-    /// Number of TUN queues and worker pairs (multi-queue TUN + SO_REUSEPORT).
+    /// Number of TUN queues and worker pairs (multi-queue TUN + SO_REUSEPORT);
+    /// default: one per CPU, at most 4.
     #[serde(default = "default_queues")]
     pub queues: u32,
 }
@@ -144,8 +145,11 @@ fn default_udp_port() -> u16 {
 fn default_true() -> bool {
     true
 }
+/// One TUN queue per CPU, at most 4.
 fn default_queues() -> u32 {
-    1
+    std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+        .clamp(1, 4)
 }
 
 /// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff` in the config.

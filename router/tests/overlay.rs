@@ -63,3 +63,19 @@ fn udp_two_and_three_nodes() {
 fn ipip_two_and_three_nodes() {
     mode_suite("ipip_two_and_three_nodes", "ipip", false);
 }
+
+#[test]
+fn overlay_fallback_without_offloads_single_queue() {
+    if !netsim::netns::privileged_or_skip("overlay_fallback_without_offloads_single_queue", TOOLS) {
+        return;
+    }
+    // The plain path (no vnet header, no UDP GSO/GRO, sendmmsg batches)
+    // must carry the same traffic, for the UDP and the raw-socket modes.
+    for mode in ["vxlan", "ipip"] {
+        let mut c = Cluster::new("rto", 2, Opts::default());
+        c.start_all(mode, "offload = false\nqueues = 1");
+        c.assert_ping_matrix();
+        tcp_transfer(&c.node(1).pod, &c.node(2).pod, &pod_ip(2), 4 << 20);
+        tcp_transfer(&c.node(2).pod, &c.node(1).pod, &pod_ip(1), 4 << 20);
+    }
+}

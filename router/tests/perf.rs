@@ -113,7 +113,34 @@ fn throughput_table() {
     println!("underlay offload {}", if off { "off" } else { "on" });
     for mode in modes.split(',') {
         let c = setup(mode, off);
+        for n in [1u8, 2] {
+            let _ = c.node(n).ns.run("nstat", &["-n"]);
+        }
         let p1 = iperf(&c, 1, secs);
+        if std::env::var("WEFT_PERF_NSTAT").is_ok() {
+            for n in [1u8, 2] {
+                let o = c.node(n).ns.run("nstat", &[]).unwrap();
+                let l = c
+                    .node(n)
+                    .ns
+                    .ip(&["-s", "link", "show", "weft0"])
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
+                println!("node {n} weft0:\n{}", String::from_utf8_lossy(&l));
+                let t = c.node(n).pod.run("nstat", &["-a"]).unwrap();
+                let t = String::from_utf8_lossy(&t.stdout);
+                println!(
+                    "pod {n}: {}",
+                    t.lines()
+                        .filter(|l| l.contains("Retrans")
+                            || l.contains("OFO")
+                            || l.contains("Csum"))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+                println!("node {n} nstat:\n{}", String::from_utf8_lossy(&o.stdout));
+            }
+        }
         let p4 = iperf(&c, 4, secs);
         println!("{mode:14} P=1 {p1:6.2} Gbit/s   P=4 {p4:6.2} Gbit/s");
     }

@@ -119,8 +119,12 @@ impl Dataplane {
         for q in 0..queues {
             match dp.mode {
                 Mode::Ipip => {
-                    // Every raw socket sees every packet: only one receives.
-                    let s = Arc::new(RawIpip::open(local_ip).map_err(sock("ipip raw"))?);
+                    // Every raw socket gets a copy of every packet: open one,
+                    // received by queue 0's worker, sent on by all.
+                    let s = match unders.first() {
+                        Some((_, Underlay::Raw(s))) => Arc::clone(s),
+                        _ => Arc::new(RawIpip::open(local_ip).map_err(sock("ipip raw"))?),
+                    };
                     let rx = (q == 0).then(|| Underlay::Raw(Arc::clone(&s)));
                     unders.push((rx, Underlay::Raw(s)));
                 }
