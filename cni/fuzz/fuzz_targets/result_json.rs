@@ -17,7 +17,11 @@ fuzz_target!(|input: (u8, &[u8])| {
     for to in SUPPORTED_VERSIONS {
         if let Ok(j) = r.to_json(to) {
             let back = CniResult::from_json(&j, to).expect("own output must decode");
-            assert_eq!(back.to_json(to).ok(), Some(j), "re-encoding differs ({from} -> {to})");
+            assert_eq!(
+                back.to_json(to).ok(),
+                Some(j),
+                "re-encoding differs ({from} -> {to})"
+            );
         }
     }
 });

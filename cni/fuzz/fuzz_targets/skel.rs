@@ -25,7 +25,9 @@ impl Plugin for Echo {
     }
 }
 
-const CMDS: &[&str] = &["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC", "", "BOGUS"];
+const CMDS: &[&str] = &[
+    "ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC", "", "BOGUS",
+];
 
 fuzz_target!(|input: (u8, &str, &str, &str, &[u8])| {
     let (cmd, cid, ifname, args, stdin) = input;
