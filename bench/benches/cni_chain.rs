@@ -9,7 +9,7 @@
 //! and the release binaries (`cargo build --release -p weft-cni --bins`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +41,10 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// Runs one plugin like a runtime does; returns its wall time, its result
+/// and the max RSS (KiB) of its process tree (wait4's rusage: the plugin
+/// plus any children it waited for, e.g. the reference's iptables).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below
 fn exec(
     dir: &Path,
     plugin: &str,
@@ -49,7 +53,7 @@ fn exec(
     netns: &str,
     conf: &Value,
     strace: Option<&Path>,
-) -> (Duration, Value) {
+) -> (Duration, Value, i64) {
     let bin = dir.join(plugin);
     let mut c = match strace {
         Some(out) => {
@@ -69,6 +73,7 @@ fn exec(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    force_fork(&mut c);
     let start = Instant::now();
     let mut child = c.spawn().unwrap();
     child
@@ -77,15 +82,64 @@ fn exec(
         .unwrap()
         .write_all(conf.to_string().as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let (status, maxrss) = wait4(child.id());
     let took = start.elapsed();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let v: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
     assert!(
-        out.status.success(),
-        "{plugin} {cmd} failed: {}",
-        String::from_utf8_lossy(&out.stdout)
+        status == 0,
+        "{plugin} {cmd} failed (wait status {status}): {} {}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
     );
-    (took, v)
+    (took, v, maxrss)
+}
+
+/// Makes std spawn with fork(2)+exec instead of vfork/posix_spawn. With
+/// vfork the child borrows our address space until exec, and Linux folds that
+/// mm's high-water mark into the child's ru_maxrss: every plugin would report
+/// at least this (bigger) process's peak. A forked child only carries our
+/// anonymous pages, well below any plugin's own peak.
+#[allow(unsafe_code)]
+fn force_fork(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook does nothing (async-signal-safe); it only makes std
+    // take the fork path.
+    unsafe {
+        c.pre_exec(|| Ok(()));
+    }
+}
+
+/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB).
+#[allow(unsafe_code)]
+fn wait4(pid: u32) -> (i32, i64) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    (status, ru.ru_maxrss)
+}
+
+/// Max RSS per "plugin COMMAND" over a run.
+type Rss = std::collections::BTreeMap<String, i64>;
+
+fn note_rss(rss: &mut Rss, plugin: &str, cmd: &str, kb: i64) {
+    let e = rss.entry(format!("{plugin} {cmd}")).or_insert(0);
+    *e = (*e).max(kb);
 }
 
 fn confs(data_dir: &str, i: usize) -> (Value, Value) {
@@ -118,13 +172,16 @@ fn runner() {
     let (mut add, mut del, mut add_br, mut del_br) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut results = Vec::new();
+    let mut rss = Rss::new();
     for (i, p) in pods.iter().enumerate() {
         let (br, mut pm) = confs(&data, i);
         let ns = format!("/run/netns/{p}");
         let cid = format!("bench{i}");
-        let (t1, r) = exec(&dir, "bridge", "ADD", &cid, &ns, &br, None);
+        let (t1, r, m1) = exec(&dir, "bridge", "ADD", &cid, &ns, &br, None);
         pm["prevResult"] = r.clone();
-        let (t2, _) = exec(&dir, "portmap", "ADD", &cid, &ns, &pm, None);
+        let (t2, _, m2) = exec(&dir, "portmap", "ADD", &cid, &ns, &pm, None);
+        note_rss(&mut rss, "bridge", "ADD", m1);
+        note_rss(&mut rss, "portmap", "ADD", m2);
         add.push((t1 + t2).as_secs_f64() * 1e3);
         add_br.push(t1.as_secs_f64() * 1e3);
         results.push(r);
@@ -135,15 +192,29 @@ fn runner() {
         pm["prevResult"] = results[i].clone();
         let ns = format!("/run/netns/{p}");
         let cid = format!("bench{i}");
-        let (t2, _) = exec(&dir, "portmap", "DEL", &cid, &ns, &pm, None);
-        let (t1, _) = exec(&dir, "bridge", "DEL", &cid, &ns, &br, None);
+        let (t2, _, m2) = exec(&dir, "portmap", "DEL", &cid, &ns, &pm, None);
+        let (t1, _, m1) = exec(&dir, "bridge", "DEL", &cid, &ns, &br, None);
+        note_rss(&mut rss, "bridge", "DEL", m1);
+        note_rss(&mut rss, "portmap", "DEL", m2);
         del.push((t1 + t2).as_secs_f64() * 1e3);
         del_br.push(t1.as_secs_f64() * 1e3);
     }
-    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    // host-local on its own (our bridge runs it in-process; the reference
+    // execs it), a few leases in a fresh network.
+    let ipam = json!({"cniVersion": "1.0.0", "name": "bench-ipam", "type": "none",
+        "ipam": {"type": "host-local", "dataDir": data,
+                 "ranges": [[{"subnet": "10.201.0.0/16"}], [{"subnet": "fd21::/64"}]]}});
+    let ns0 = format!("/run/netns/{}", pods[0]);
+    for i in 0..pods.len().min(5) {
+        let cid = format!("ipam{i}");
+        for cmd in ["ADD", "DEL"] {
+            let (_, _, m) = exec(&dir, "host-local", cmd, &cid, &ns0, &ipam, None);
+            note_rss(&mut rss, "host-local", cmd, m);
+        }
+    }
     println!(
         "{}",
-        json!({"add": add, "del": del, "add_bridge": add_br, "del_bridge": del_br, "maxrss_kb": ru.max_rss()})
+        json!({"add": add, "del": del, "add_bridge": add_br, "del_bridge": del_br, "rss": rss})
     );
 }
 
@@ -167,7 +238,7 @@ fn children_per_add(dir: &Path, host: &str, pod: &str, data: &str) -> Option<usi
         let ns = format!("/run/netns/{pod}");
         let mut execs = 0;
         let (o1, o2) = (tmp.path().join("br"), tmp.path().join("pm"));
-        let (_, r) = exec(&dir, "bridge", "ADD", "strace", &ns, &br, Some(&o1));
+        let (_, r, _) = exec(&dir, "bridge", "ADD", "strace", &ns, &br, Some(&o1));
         pm["prevResult"] = r.clone();
         exec(&dir, "portmap", "ADD", "strace", &ns, &pm, Some(&o2));
         for o in [&o1, &o2] {
@@ -193,7 +264,7 @@ struct Run {
     del: Vec<f64>,
     add_bridge: Vec<f64>,
     del_bridge: Vec<f64>,
-    maxrss_kb: i64,
+    rss: Rss,
     children: Option<usize>,
 }
 
@@ -243,7 +314,7 @@ fn run(dir: &Path, n: usize, tag: &str) -> Run {
         del: nums("del"),
         add_bridge: nums("add_bridge"),
         del_bridge: nums("del_bridge"),
-        maxrss_kb: v["maxrss_kb"].as_i64().unwrap_or(-1),
+        rss: serde_json::from_value(v["rss"].clone()).unwrap(),
         children,
     }
 }
@@ -323,8 +394,7 @@ fn main() {
         median(&mut o.del_bridge)
     );
     println!(
-        "  ours      max RSS {} KiB, child processes per chain ADD: {}",
-        o.maxrss_kb,
+        "  ours      child processes per chain ADD: {}",
         o.children
             .map_or("n/a (no strace)".into(), |c| c.to_string())
     );
@@ -335,8 +405,7 @@ fn main() {
     if let Some(r) = r.as_mut() {
         let (ra, rd) = (median(&mut r.add), median(&mut r.del));
         println!(
-            "  reference ADD median {ra:8.2} ms  DEL median {rd:8.2} ms  max RSS {} KiB, child processes per chain ADD: {}",
-            r.maxrss_kb,
+            "  reference ADD median {ra:8.2} ms  DEL median {rd:8.2} ms  child processes per chain ADD: {}",
             r.children.map_or("n/a".into(), |c| c.to_string())
         );
         println!(
@@ -346,6 +415,17 @@ fn main() {
         );
     } else {
         println!("  reference plugins not installed in {REFERENCE}: no ratio");
+    }
+    println!(
+        "  max RSS per exec (wait4 ru_maxrss of the plugin's process tree; target <= 4096 KiB):"
+    );
+    for (k, kb) in &o.rss {
+        let reference = r
+            .as_ref()
+            .and_then(|r| r.rss.get(k))
+            .map_or("n/a".into(), |v| format!("{v} KiB"));
+        let verdict = if *kb <= 4096 { "ok" } else { "OVER" };
+        println!("    {k:<16} ours {kb:>5} KiB ({verdict})  reference {reference}");
     }
     let scale = env_usize("WEFT_BENCH_SCALE", 100);
     if scale > 0 {

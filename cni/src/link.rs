@@ -263,6 +263,25 @@ impl Netlink {
             .map_err(nl_err(format!("add veth {host}/{peer}")))
     }
 
+    /// Creates a veth pair with both ends in this namespace.
+    pub async fn add_veth_local(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> Result<(), LinkError> {
+        let mut v = LinkVeth::new(name, peer);
+        if let Some(m) = mtu {
+            v = v.mtu(m);
+        }
+        self.handle
+            .link()
+            .add(v.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("add veth {name}/{peer}")))
+    }
+
     /// Sets promiscuous mode and (optionally) brings the link up.
     pub async fn set_link(
         &self,
@@ -369,6 +388,46 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// IPv6 duplicate address detection state of a link's addresses:
+    /// (still tentative, failed).
+    pub async fn dad_state(&self, index: u32) -> Result<(Vec<IpAddr>, Vec<IpAddr>), LinkError> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err(format!("list addresses of {index}")))?;
+        let (mut tentative, mut failed) = (Vec::new(), Vec::new());
+        for m in msgs {
+            if m.header.index != index {
+                continue;
+            }
+            let mut ip = None;
+            // IFA_FLAGS (32 bits) when present, else the header's 8 bits.
+            let mut flags = AddressFlags::from_bits_truncate(u32::from(m.header.flags.bits()));
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Address(a) => ip = Some(*a),
+                    AddressAttribute::Flags(f) => flags = *f,
+                    _ => {}
+                }
+            }
+            let Some(ip) = ip.filter(IpAddr::is_ipv6) else {
+                continue;
+            };
+            if flags.contains(AddressFlags::Dadfailed) {
+                failed.push(ip);
+            } else if flags.contains(AddressFlags::Tentative) {
+                tentative.push(ip);
+            }
+        }
+        Ok((tentative, failed))
     }
 
     /// Adds an address; `nodad` skips IPv6 duplicate address detection.
@@ -494,6 +553,7 @@ impl Netlink {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
 }
 

@@ -83,10 +83,28 @@ impl Bridge {
         let br = attach::ensure_bridge(&host, conf, vlan).await?;
         let hv =
             attach::create_veth(&host, netns, &br, conf, vlan, names, &inv.ifname, mac).await?;
+        if conf.enabledad {
+            // As the reference: make sure the container interface does DAD
+            // (best effort; the namespace default may have it off).
+            let k = inv.ifname.clone();
+            let _ = netns.run(move || {
+                let _ = crate::ns::write_sysctl(&format!("net/ipv6/conf/{k}/enhanced_dad"), "1");
+                let _ = crate::ns::write_sysctl(&format!("net/ipv6/conf/{k}/accept_dad"), "1");
+            });
+        }
         // From here on a failure must undo the veth (and the IPAM lease).
         let mut leased = false;
         let r = self
-            .add_rest(inv, conf, &host, &cont, &br, &hv, names, &mut leased)
+            .add_rest(
+                inv,
+                (conf, vlan),
+                &host,
+                &cont,
+                &br,
+                &hv,
+                names,
+                &mut leased,
+            )
             .await;
         if r.is_err() {
             let _ = host.del_link(hv.index).await;
@@ -106,7 +124,7 @@ impl Bridge {
     async fn add_rest(
         &self,
         inv: &Invocation,
-        conf: &BridgeConf,
+        (conf, vlan): (&BridgeConf, &config::VlanPlan),
         host: &Netlink,
         cont: &Netlink,
         br: &link::Link,
@@ -170,7 +188,12 @@ impl Bridge {
         if !conf.disable_container_interface {
             attach::configure_container(cont, ci.index, &addr_plan, conf).await?;
         }
-        attach::configure_gateway(host, br, &addr_plan, conf).await?;
+        if conf.is_gateway && vlan.access != 0 && !addr_plan.bridge_addrs.is_empty() {
+            let gw = attach::vlan_gateway_link(host, br, conf, vlan).await?;
+            attach::configure_gateway(host, &gw, &addr_plan, conf).await?;
+        } else {
+            attach::configure_gateway(host, br, &addr_plan, conf).await?;
+        }
         let cmac = <[u8; 6]>::try_from(ci.mac.as_slice()).ok();
         let masq_ips: Vec<IpNet> = addr_plan.ips.iter().map(|(a, _)| *a).collect();
         let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;

@@ -130,6 +130,124 @@ async fn vlan_port(host: &Netlink, index: u32, vlan: &VlanPlan) -> Result<(), Li
     Ok(())
 }
 
+/// Name of the VLAN gateway interface for `bridge` and `vid`, as the
+/// reference names it (`<bridge>.<vid>`), if it fits IFNAMSIZ.
+pub fn vlan_gateway_name(bridge: &str, vid: u16) -> Option<String> {
+    let n = format!("{bridge}.{vid}");
+    (n.len() <= 15).then_some(n)
+}
+
+/// Deterministic name of the bridge-side peer of the VLAN gateway interface
+/// (the reference picks a random `veth…`; ours is derived from the gateway
+/// name so a retry finds it).
+pub fn vlan_gateway_peer(gw_name: &str) -> String {
+    // FNV-1a, 32 bits.
+    let h = gw_name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("vgw{h:08x}")
+}
+
+/// The link that holds the gateway addresses with `isGateway` and `vlan`:
+/// like the reference, `<bridge>.<vlan>` is one end of a veth pair kept in
+/// the host namespace whose other end is an untagged access port of the VLAN
+/// on the bridge. Created on first use, shared by every container of that
+/// bridge and VLAN, and (as the reference) never removed by DEL. Needs VLAN
+/// filtering on the bridge for the port's PVID; on failure nothing is left.
+pub async fn vlan_gateway_link(
+    host: &Netlink,
+    br: &Link,
+    conf: &BridgeConf,
+    vlan: &VlanPlan,
+) -> Result<Link, CniError> {
+    let name = vlan_gateway_name(&conf.bridge, vlan.access).ok_or_else(|| {
+        CniError::config(
+            format!(
+                "vlan gateway interface name \"{}.{}\" is longer than 15 bytes",
+                conf.bridge, vlan.access
+            ),
+            "",
+        )
+    })?;
+    if let Some(l) = host.link_by_name(&name).await.map_err(internal)? {
+        if !l.up {
+            host.set_link(l.index, true, None, None)
+                .await
+                .map_err(internal)?;
+        }
+        return Ok(l);
+    }
+    let peer = vlan_gateway_peer(&name);
+    let mtu = (br.mtu != 0).then_some(br.mtu);
+    host.add_veth_local(&name, &peer, mtu).await.map_err(|e| {
+        internal(format!(
+            "could not create vlan gateway interface {name}: {e}"
+        ))
+    })?;
+    let gone = |n: &str| LinkError::Netlink {
+        op: format!("get link {n}"),
+        msg: "vanished after creation".into(),
+        errno: None,
+    };
+    let setup = async {
+        let p = host.link_by_name(&peer).await?.ok_or_else(|| gone(&peer))?;
+        host.set_link(p.index, true, None, Some(br.index)).await?;
+        let access = VlanPlan {
+            access: vlan.access,
+            trunk: Vec::new(),
+            preserve_default: vlan.preserve_default,
+        };
+        vlan_port(host, p.index, &access).await?;
+        let g = host.link_by_name(&name).await?.ok_or_else(|| gone(&name))?;
+        host.set_link(g.index, true, None, None).await?;
+        host.link_by_name(&name).await?.ok_or_else(|| gone(&name))
+    };
+    match setup.await {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            if let Ok(Some(l)) = host.link_by_name(&name).await {
+                let _ = host.del_link(l.index).await;
+            }
+            Err(internal(format!(
+                "could not set up vlan gateway interface {name}: {e}"
+            )))
+        }
+    }
+}
+
+/// How long ADD waits for IPv6 DAD with `enabledad` (the reference: 10 s).
+pub const DAD_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until no IPv6 address of the link is tentative, like the
+/// reference's `ip.SettleAddresses` (polls every 50 ms, bounded by
+/// `timeout`). A failed DAD (duplicate address on the link) is an error, and
+/// so is running out of time, as in the reference.
+pub async fn settle_dad(
+    nl: &Netlink,
+    index: u32,
+    timeout: std::time::Duration,
+) -> Result<(), CniError> {
+    let start = std::time::Instant::now();
+    loop {
+        let (tentative, failed) = nl.dad_state(index).await.map_err(internal)?;
+        if let Some(ip) = failed.first() {
+            return Err(internal(format!(
+                "address {ip} failed duplicate address detection (DADFAILED)"
+            )));
+        }
+        if tentative.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(internal(format!(
+                "addresses {tentative:?} still tentative after {} ms of DAD",
+                timeout.as_millis()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Configures the container interface: up, addresses, routes.
 pub async fn configure_container(
     cont: &Netlink,
@@ -144,6 +262,9 @@ pub async fn configure_container(
         cont.add_addr(index, addr.addr(), addr.prefix_len(), !conf.enabledad)
             .await
             .map_err(|e| internal(format!("failed to add IP addr {addr} to {index}: {e}")))?;
+    }
+    if conf.enabledad && plan.ips.iter().any(|(a, _)| a.addr().is_ipv6()) {
+        settle_dad(cont, index, DAD_SETTLE_TIMEOUT).await?;
     }
     for (dst, gw) in &plan.routes {
         let gw = plan::route_gateway(dst, *gw, &plan.ips);
@@ -160,7 +281,8 @@ pub async fn configure_container(
     Ok(())
 }
 
-/// Gives the bridge its gateway addresses and turns forwarding on.
+/// Gives the gateway link (the bridge, or the VLAN gateway interface) its
+/// gateway addresses and turns forwarding on.
 pub async fn configure_gateway(
     host: &Netlink,
     br: &Link,
