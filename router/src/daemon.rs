@@ -219,6 +219,19 @@ async fn follow_underlay_mtu(
 }
 
 fn log_ops(ops: &[RouteOp]) {
+    // Bulk changes (a BGP table arriving) get one line, not one per route.
+    if ops.len() > 16 {
+        let added = ops
+            .iter()
+            .filter(|o| matches!(o, RouteOp::Replace(_)))
+            .count();
+        info!(
+            installed = added,
+            removed = ops.len() - added,
+            "routes reconciled"
+        );
+        return;
+    }
     for op in ops {
         match op {
             RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+use weft_router::bgp_feed::BgpFeed;
 use weft_router::config::Config;
 use weft_router::daemon::{self, DaemonError};
 use weft_router::route_table::RouteTable;
@@ -50,9 +51,17 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
             feed.send(u).await.context("queueing static routes")?;
         }
         let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        let bgp = BgpFeed::start(&cfg, feed.clone(), false)
+            .await
+            .context("starting BGP")?;
         let stop = async {
             let sig = signals.wait().await;
             tracing::info!(?sig, "stopping");
+            // Sessions end before the routes go, so peers see a clean stop
+            // (or, with graceful restart, keep our routes).
+            if let Some(b) = bgp {
+                b.stop(true).await;
+            }
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
         let res = daemon::run(cfg, updates, stop).await;
