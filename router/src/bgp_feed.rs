@@ -10,9 +10,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+use weft_bgp::fsm::State;
 use weft_bgp::{BgpConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
 use crate::cidr::Cidr;
@@ -139,7 +142,12 @@ pub struct BgpFeed {
     handle: SpeakerHandle,
     forward: JoinHandle<()>,
     graceful_restart: bool,
+    synced: watch::Receiver<bool>,
 }
+
+/// How long every peer must have been Established, with no new routes,
+/// before a restarted weftd drops the routes it did not relearn.
+const SETTLE: Duration = Duration::from_secs(2);
 
 impl BgpFeed {
     /// Starts the speaker for `cfg` (None without `[bgp]`), announces our
@@ -158,14 +166,33 @@ impl BgpFeed {
             asn = sc.bgp.asn, router_id = %sc.router_id, peers = sc.bgp.peers.len(),
             listen_port = sc.bgp.listen_port, restarting, "starting BGP speaker"
         );
+        let restart_time = Duration::from_secs(sc.bgp.restart_time.into());
         let (handle, events) = Speaker::spawn(sc)?;
         handle.announce(own_prefixes(cfg)).await?;
-        let forward = tokio::spawn(forward(cfg.clone(), events, feed));
+        let (synced_tx, synced) = watch::channel(!restarting);
+        let (activity_tx, activity) = watch::channel(());
+        let forward = tokio::spawn(forward(cfg.clone(), events, feed, activity_tx));
+        if restarting {
+            tokio::spawn(watch_sync(
+                handle.clone(),
+                activity,
+                restart_time,
+                synced_tx,
+            ));
+        }
         Ok(Some(Self {
             handle,
             forward,
             graceful_restart,
+            synced,
         }))
+    }
+
+    /// Turns `true` once BGP has relearned the table after a restart
+    /// (every peer Established and quiet for a moment, or the restart
+    /// time passed); `true` from the start otherwise.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.clone()
     }
 
     /// The speaker (for status queries).
@@ -190,8 +217,44 @@ impl BgpFeed {
     }
 }
 
-async fn forward(cfg: Config, mut events: mpsc::Receiver<Vec<RouteEvent>>, feed: RouteFeed) {
+/// Declares the table relearned: all peers Established and no route
+/// event for [`SETTLE`], or `restart_time` over.
+async fn watch_sync(
+    handle: SpeakerHandle,
+    mut activity: watch::Receiver<()>,
+    restart_time: Duration,
+    synced: watch::Sender<bool>,
+) {
+    let deadline = tokio::time::Instant::now() + restart_time;
+    let mut quiet_since: Option<tokio::time::Instant> = None;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(peers) = handle.peers().await else {
+            break;
+        };
+        let up = peers.iter().all(|p| p.state == State::Established);
+        if !up || activity.has_changed().unwrap_or(false) {
+            activity.mark_unchanged();
+            quiet_since = None;
+            continue;
+        }
+        let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= SETTLE {
+            break;
+        }
+    }
+    info!("BGP table relearned after restart");
+    let _ = synced.send(true);
+}
+
+async fn forward(
+    cfg: Config,
+    mut events: mpsc::Receiver<Vec<RouteEvent>>,
+    feed: RouteFeed,
+    activity: watch::Sender<()>,
+) {
     while let Some(batch) = events.recv().await {
+        activity.send_replace(());
         let n = batch.len();
         for u in to_updates(&cfg, batch) {
             if feed.send(u).await.is_err() {

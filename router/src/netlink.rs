@@ -134,8 +134,21 @@ impl RouteSync {
     /// Dumps, diffs against `desired` and applies the difference. Returns
     /// the operations applied.
     pub async fn reconcile(&self, desired: &[KernelRoute]) -> Result<Vec<RouteOp>, NetlinkError> {
+        self.reconcile_with(desired, true).await
+    }
+
+    /// [`Self::reconcile`], optionally without deletions (stale routes kept
+    /// during a graceful restart).
+    pub async fn reconcile_with(
+        &self,
+        desired: &[KernelRoute],
+        delete: bool,
+    ) -> Result<Vec<RouteOp>, NetlinkError> {
         let current = self.dump_own().await?;
-        let ops = diff(desired, &current);
+        let mut ops = diff(desired, &current);
+        if !delete {
+            ops.retain(|o| matches!(o, RouteOp::Replace(_)));
+        }
         // Replacements before deletions (a changed next hop never leaves a
         // gap); within each group the requests are pipelined on the one
         // socket, so 100k routes cost one kernel round trip per window,
