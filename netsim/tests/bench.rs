@@ -99,3 +99,44 @@ fn one_second_bench_writes_a_well_formed_report() {
     assert!(svg_text.contains("<svg") && svg_text.contains("kernel-vxlan"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_inside_a_flock_wrapper_does_not_deadlock() {
+    if !privileged_or_skip(
+        "bench_inside_a_flock_wrapper_does_not_deadlock",
+        &[
+            "ip", "bridge", "ethtool", "ping", "sysctl", "iperf3", "ss", "flock", "timeout",
+        ],
+    ) {
+        return;
+    }
+    // As COMMON.md tells people to run throughput jobs; the inner lock must
+    // see the wrapper's and not wait for it.
+    let out = Command::new("flock")
+        .args([netsim::measure::BENCH_LOCK, "timeout", "120"])
+        .arg(env!("CARGO_BIN_EXE_netsim"))
+        .args([
+            "bench",
+            "--modes",
+            "kernel-hostgw",
+            "--streams",
+            "1",
+            "--duration",
+            "1",
+            "--repeat",
+            "1",
+            "--ping-count",
+            "5",
+            "--sockperf-secs",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| kernel-hostgw | 1 |"), "{stdout}");
+}
