@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod bench;
+pub mod bgp;
 pub mod cluster;
 pub mod error;
 pub mod measure;

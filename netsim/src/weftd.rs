@@ -32,6 +32,9 @@ pub struct WeftdConfig {
     pub dataplane: DataplaneConfig,
     /// One route per other node.
     pub static_routes: Vec<StaticRoute>,
+    /// weftd's `[bgp]` table, if any (see [`crate::bgp`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<toml::Table>,
 }
 
 /// `[dataplane]`.
@@ -76,6 +79,7 @@ impl WeftdConfig {
                 extra: toml::Table::new(),
             },
             static_routes,
+            bgp: None,
         })
     }
 

@@ -32,6 +32,9 @@ pub struct Config {
     /// Routes known without BGP.
     #[serde(default)]
     pub static_routes: Vec<StaticRoute>,
+    /// Optional BGP speaker (`[bgp]` and `[[bgp.peers]]`, see `weft_bgp`).
+    #[serde(default)]
+    pub bgp: Option<weft_bgp::BgpConfig>,
 }
 
 /// The `[dataplane]` table.
@@ -466,6 +469,9 @@ impl Config {
             {
                 err(&p("vtep_mac"), format!("{m} is not a unicast MAC"));
             }
+        }
+        if let Some(b) = &self.bgp {
+            errs.extend(crate::bgp_feed::validate(self, b));
         }
         errs
     }

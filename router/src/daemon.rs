@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, ConfigErrors};
@@ -89,8 +89,29 @@ pub async fn check_host(cfg: &Config, sync: &RouteSync) -> Result<UnderlayLink, 
 /// Runs weftd until `stop` resolves, then removes its routes and TUN.
 pub async fn run(
     cfg: Config,
+    updates: mpsc::Receiver<RouteUpdate>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_with(cfg, updates, stop, RunOptions::default()).await
+}
+
+/// Graceful-restart behaviour for [`run_with`] (BGP, see `bgp_feed`).
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Leave the installed routes in the kernel on stop, so forwarding
+    /// goes on while weftd restarts (host-gw with graceful restart).
+    pub keep_routes_on_stop: bool,
+    /// While this reads `false`, routes already in the kernel but not (yet)
+    /// in the table are kept: after a restart, until BGP has relearned.
+    pub stale_until: Option<watch::Receiver<bool>>,
+}
+
+/// [`run`] with graceful-restart options.
+pub async fn run_with(
+    cfg: Config,
     mut updates: mpsc::Receiver<RouteUpdate>,
     stop: impl Future<Output = ()>,
+    opts: RunOptions,
 ) -> Result<(), DaemonError> {
     let sync = RouteSync::new()?;
     // Subscribe before the first dump so no change is missed.
@@ -117,6 +138,7 @@ pub async fn run(
         underlay_mtu: underlay.mtu,
         underlay_ip: cfg.underlay_ip,
         tun_ifindex,
+        stale_until: opts.stale_until,
     };
     let result = control_loop(
         &mut state,
@@ -129,10 +151,15 @@ pub async fn run(
     )
     .await;
 
-    // Remove everything installed, even after an error.
-    match sync.reconcile(&[]).await {
-        Ok(ops) => info!(removed = ops.len(), "weftd routes removed"),
-        Err(e) => warn!(error = %e, "removing weftd routes failed"),
+    // Remove everything installed, even after an error (unless a graceful
+    // restart keeps forwarding going).
+    if opts.keep_routes_on_stop && result.is_ok() {
+        info!("graceful restart: routes stay installed");
+    } else {
+        match sync.reconcile(&[]).await {
+            Ok(ops) => info!(removed = ops.len(), "weftd routes removed"),
+            Err(e) => warn!(error = %e, "removing weftd routes failed"),
+        }
     }
     if let Some(dp) = dataplane {
         dp.stop();
@@ -145,6 +172,15 @@ struct LoopState {
     underlay_mtu: u32,
     underlay_ip: std::net::IpAddr,
     tun_ifindex: Option<u32>,
+    stale_until: Option<watch::Receiver<bool>>,
+}
+
+/// Resolves when the stale-route hold changes (never without one).
+async fn stale_changed(w: Option<&mut watch::Receiver<bool>>) -> bool {
+    match w {
+        Some(w) => w.changed().await.is_err() || *w.borrow(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn control_loop(
@@ -169,7 +205,9 @@ async fn control_loop(
                 dp.set_routes(&hops);
             }
             let desired = desired_routes(&hops, state.tun_ifindex);
-            let ops = sync.reconcile(&desired).await?;
+            let ops = sync
+                .reconcile_with(&desired, state.stale_until.is_none())
+                .await?;
             log_ops(&ops);
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
         }
@@ -186,6 +224,11 @@ async fn control_loop(
                 None => feed_open = false,
             },
             Some(()) = kernel.recv() => dirty = true,
+            released = stale_changed(state.stale_until.as_mut()) => if released {
+                info!("stale routes released");
+                state.stale_until = None;
+                dirty = true;
+            },
             _ = resync.tick() => dirty = true,
         }
     }
@@ -219,6 +262,19 @@ async fn follow_underlay_mtu(
 }
 
 fn log_ops(ops: &[RouteOp]) {
+    // Bulk changes (a BGP table arriving) get one line, not one per route.
+    if ops.len() > 16 {
+        let added = ops
+            .iter()
+            .filter(|o| matches!(o, RouteOp::Replace(_)))
+            .count();
+        info!(
+            installed = added,
+            removed = ops.len() - added,
+            "routes reconciled"
+        );
+        return;
+    }
     for op in ops {
         match op {
             RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),

@@ -2,6 +2,7 @@
 //! control socket and metrics.
 #![warn(missing_docs)]
 
+pub mod bgp_feed;
 pub mod cidr;
 pub mod config;
 pub mod daemon;

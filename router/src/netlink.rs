@@ -21,6 +21,9 @@ use crate::reconcile::{KernelRoute, RouteOp, RouteVia, diff};
 /// /etc/iproute2/rt_protos. `ip route show proto 87` lists weftd's routes.
 pub const WEFT_RTPROTO: u8 = 0x57;
 
+/// Route requests in flight at once during a reconcile.
+const PIPELINE: usize = 256;
+
 /// Errors at the netlink edge.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -131,10 +134,34 @@ impl RouteSync {
     /// Dumps, diffs against `desired` and applies the difference. Returns
     /// the operations applied.
     pub async fn reconcile(&self, desired: &[KernelRoute]) -> Result<Vec<RouteOp>, NetlinkError> {
+        self.reconcile_with(desired, true).await
+    }
+
+    /// [`Self::reconcile`], optionally without deletions (stale routes kept
+    /// during a graceful restart).
+    pub async fn reconcile_with(
+        &self,
+        desired: &[KernelRoute],
+        delete: bool,
+    ) -> Result<Vec<RouteOp>, NetlinkError> {
         let current = self.dump_own().await?;
-        let ops = diff(desired, &current);
-        for op in &ops {
-            self.apply(op).await?;
+        let mut ops = diff(desired, &current);
+        if !delete {
+            ops.retain(|o| matches!(o, RouteOp::Replace(_)));
+        }
+        // Replacements before deletions (a changed next hop never leaves a
+        // gap); within each group the requests are pipelined on the one
+        // socket, so 100k routes cost one kernel round trip per window,
+        // not per route.
+        let split = ops
+            .iter()
+            .position(|o| matches!(o, RouteOp::Delete(_)))
+            .unwrap_or(ops.len());
+        for group in [&ops[..split], &ops[split..]] {
+            futures::stream::iter(group.iter().map(|op| self.apply(op)))
+                .buffer_unordered(PIPELINE)
+                .try_collect::<()>()
+                .await?;
         }
         Ok(ops)
     }

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
-use weft_router::config::Config;
-use weft_router::daemon::{self, DaemonError};
+use weft_router::bgp_feed::BgpFeed;
+use weft_router::config::{Config, Mode};
+use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::netlink::RouteSync;
 use weft_router::route_table::RouteTable;
 use weft_router::shutdown;
 
@@ -50,12 +52,35 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
             feed.send(u).await.context("queueing static routes")?;
         }
         let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        // Graceful restart (host-gw): routes stay in the kernel across a
+        // SIGTERM; finding ours there at start means we are restarting.
+        let gr = cfg.bgp.as_ref().is_some_and(|b| b.graceful_restart)
+            && cfg.dataplane.mode == Mode::HostGw;
+        let restarting = gr
+            && !RouteSync::new()
+                .context("opening netlink")?
+                .dump_own()
+                .await
+                .context("dumping routes")?
+                .is_empty();
+        let bgp = BgpFeed::start(&cfg, feed.clone(), restarting)
+            .await
+            .context("starting BGP")?;
+        let opts = RunOptions {
+            keep_routes_on_stop: gr,
+            stale_until: bgp.as_ref().filter(|_| restarting).map(BgpFeed::synced),
+        };
         let stop = async {
             let sig = signals.wait().await;
             tracing::info!(?sig, "stopping");
+            // Sessions end before the routes go, so peers see a clean stop
+            // (or, with graceful restart, keep our routes).
+            if let Some(b) = bgp {
+                b.stop(true).await;
+            }
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
-        let res = daemon::run(cfg, updates, stop).await;
+        let res = daemon::run_with(cfg, updates, stop, opts).await;
         drop(feed);
         res.map_err(|e| match e {
             DaemonError::Config(c) => {

@@ -1,0 +1,364 @@
+//! BGP glue: runs the `weft_bgp` speaker from the `[bgp]` table, announces
+//! this node's pod CIDRs with the underlay IP as next hop, and turns the
+//! speaker's route events into `RouteUpdate`s on the same feed as the
+//! static routes (source `Bgp`, so a static route for a range wins).
+//!
+//! ```text
+//!  [bgp] ─► SpeakerConfig ─► Speaker ─► Vec<RouteEvent> ─► to_updates ─► RouteFeed
+//!  pod_cidr(s) ─► announce          ▲ peers (BIRD, FRR, GoBGP, weftd)
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use weft_bgp::fsm::State;
+use weft_bgp::{BgpConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
+
+use crate::cidr::Cidr;
+use crate::config::{Config, ConfigError};
+use crate::daemon::RouteFeed;
+use crate::route_table::{PeerRoute, RouteSource, RouteUpdate};
+
+/// Problems in `[bgp]` that need the rest of the config (plus the bgp
+/// crate's own checks), with field paths.
+pub fn validate(cfg: &Config, b: &BgpConfig) -> Vec<ConfigError> {
+    let mut errs: Vec<ConfigError> = b
+        .validate()
+        .into_iter()
+        .map(|e| ConfigError {
+            path: e.path,
+            msg: e.msg,
+        })
+        .collect();
+    if b.router_id.is_none() && !cfg.underlay_ip.is_ipv4() {
+        errs.push(ConfigError {
+            path: "bgp.router_id".into(),
+            msg: "required when underlay_ip is IPv6".into(),
+        });
+    }
+    for (i, p) in b.peers.iter().enumerate() {
+        if p.address == cfg.underlay_ip {
+            errs.push(ConfigError {
+                path: format!("bgp.peers[{i}].address"),
+                msg: format!("{} is this node's own underlay_ip", p.address),
+            });
+        }
+    }
+    errs
+}
+
+fn prefix_of(c: Cidr) -> Option<Prefix> {
+    Prefix::new(c.addr(), c.prefix_len())
+}
+
+fn cidr_of(p: &Prefix) -> Option<Cidr> {
+    Cidr::new(p.addr(), p.len())
+}
+
+/// The prefixes this node announces: its pod CIDR(s).
+pub fn own_prefixes(cfg: &Config) -> Vec<Prefix> {
+    cfg.own_pod_cidrs()
+        .into_iter()
+        .filter_map(prefix_of)
+        .collect()
+}
+
+/// The speaker configuration for `cfg` (None without a `[bgp]` table).
+/// `restarting`: we stopped gracefully before and peers kept our routes.
+pub fn speaker_config(cfg: &Config, restarting: bool) -> Option<SpeakerConfig> {
+    let mut b = cfg.bgp.clone()?;
+    let router_id = b.router_id.unwrap_or(match cfg.underlay_ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    });
+    // Our prefixes' next hop is the underlay IP, whatever address the
+    // session runs on.
+    match cfg.underlay_ip {
+        IpAddr::V4(v4) => {
+            b.next_hop_v4.get_or_insert(v4);
+        }
+        IpAddr::V6(v6) => {
+            b.next_hop_v6.get_or_insert(v6);
+        }
+    }
+    let import = [Some(cfg.cluster_cidr), cfg.cluster_cidr_v6]
+        .into_iter()
+        .flatten()
+        .filter_map(prefix_of)
+        .collect();
+    let mut sc = SpeakerConfig::new(b, router_id, import);
+    sc.restarting = restarting;
+    Some(sc)
+}
+
+/// Route table updates for a batch of speaker events. Routes to our own
+/// pod ranges or via our own underlay IP are dropped (withdrawn).
+pub fn to_updates(cfg: &Config, events: Vec<RouteEvent>) -> Vec<RouteUpdate> {
+    let own = cfg.own_pod_cidrs();
+    events
+        .into_iter()
+        .filter_map(|e| {
+            let (prefix, hop) = match e {
+                RouteEvent::Reachable { prefix, next_hops } => {
+                    // The kernel route table holds one gateway per range:
+                    // take the lowest of equal-cost next hops, stable
+                    // across batches.
+                    let hop = next_hops
+                        .iter()
+                        .filter(|h| **h != cfg.underlay_ip && !h.is_unspecified())
+                        .min()
+                        .copied();
+                    (prefix, hop)
+                }
+                RouteEvent::Unreachable { prefix } => (prefix, None),
+            };
+            let pod_cidr = cidr_of(&prefix)?;
+            let hop = hop.filter(|_| !own.iter().any(|o| o.overlaps(&pod_cidr)));
+            Some(match hop {
+                Some(via) => RouteUpdate::Upsert {
+                    route: PeerRoute {
+                        pod_cidr,
+                        via,
+                        vtep_mac: None,
+                    },
+                    source: RouteSource::Bgp,
+                },
+                None => RouteUpdate::Withdraw {
+                    pod_cidr,
+                    source: RouteSource::Bgp,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A running speaker feeding the route table.
+#[derive(Debug)]
+pub struct BgpFeed {
+    handle: SpeakerHandle,
+    forward: JoinHandle<()>,
+    graceful_restart: bool,
+    synced: watch::Receiver<bool>,
+}
+
+/// How long every peer must have been Established, with no new routes,
+/// before a restarted weftd drops the routes it did not relearn.
+const SETTLE: Duration = Duration::from_secs(2);
+
+impl BgpFeed {
+    /// Starts the speaker for `cfg` (None without `[bgp]`), announces our
+    /// pod CIDRs and forwards learned routes into `feed`. Must run inside
+    /// a tokio runtime.
+    pub async fn start(
+        cfg: &Config,
+        feed: RouteFeed,
+        restarting: bool,
+    ) -> Result<Option<Self>, weft_bgp::Error> {
+        let Some(sc) = speaker_config(cfg, restarting) else {
+            return Ok(None);
+        };
+        let graceful_restart = sc.bgp.graceful_restart;
+        info!(
+            asn = sc.bgp.asn, router_id = %sc.router_id, peers = sc.bgp.peers.len(),
+            listen_port = sc.bgp.listen_port, restarting, "starting BGP speaker"
+        );
+        let restart_time = Duration::from_secs(sc.bgp.restart_time.into());
+        let (handle, events) = Speaker::spawn(sc)?;
+        handle.announce(own_prefixes(cfg)).await?;
+        let (synced_tx, synced) = watch::channel(!restarting);
+        let (activity_tx, activity) = watch::channel(());
+        let forward = tokio::spawn(forward(cfg.clone(), events, feed, activity_tx));
+        if restarting {
+            tokio::spawn(watch_sync(
+                handle.clone(),
+                activity,
+                restart_time,
+                synced_tx,
+            ));
+        }
+        Ok(Some(Self {
+            handle,
+            forward,
+            graceful_restart,
+            synced,
+        }))
+    }
+
+    /// Turns `true` once BGP has relearned the table after a restart
+    /// (every peer Established and quiet for a moment, or the restart
+    /// time passed); `true` from the start otherwise.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.clone()
+    }
+
+    /// The speaker (for status queries).
+    pub fn handle(&self) -> &SpeakerHandle {
+        &self.handle
+    }
+
+    /// True when `[bgp].graceful_restart` is on.
+    pub fn graceful_restart(&self) -> bool {
+        self.graceful_restart
+    }
+
+    /// Stops every session. With `graceful` (and graceful restart
+    /// configured) peers keep our routes for the restart time.
+    pub async fn stop(self, graceful: bool) {
+        let graceful = graceful && self.graceful_restart;
+        if let Err(e) = self.handle.shutdown(graceful).await {
+            warn!(error = %e, "BGP shutdown");
+        }
+        self.forward.abort();
+        info!(graceful, "BGP speaker stopped");
+    }
+}
+
+/// Declares the table relearned: all peers Established and no route
+/// event for [`SETTLE`], or `restart_time` over.
+async fn watch_sync(
+    handle: SpeakerHandle,
+    mut activity: watch::Receiver<()>,
+    restart_time: Duration,
+    synced: watch::Sender<bool>,
+) {
+    let deadline = tokio::time::Instant::now() + restart_time;
+    let mut quiet_since: Option<tokio::time::Instant> = None;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(peers) = handle.peers().await else {
+            break;
+        };
+        let up = peers.iter().all(|p| p.state == State::Established);
+        if !up || activity.has_changed().unwrap_or(false) {
+            activity.mark_unchanged();
+            quiet_since = None;
+            continue;
+        }
+        let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= SETTLE {
+            break;
+        }
+    }
+    info!("BGP table relearned after restart");
+    let _ = synced.send(true);
+}
+
+async fn forward(
+    cfg: Config,
+    mut events: mpsc::Receiver<Vec<RouteEvent>>,
+    feed: RouteFeed,
+    activity: watch::Sender<()>,
+) {
+    while let Some(batch) = events.recv().await {
+        activity.send_replace(());
+        let n = batch.len();
+        for u in to_updates(&cfg, batch) {
+            if feed.send(u).await.is_err() {
+                return;
+            }
+        }
+        debug!(events = n, "BGP routes fed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Result<Config, crate::config::ConfigErrors> {
+        Config::parse(&format!(
+            r#"
+node_name = "n1"
+underlay_ip = "172.31.0.1"
+pod_cidr = "10.244.1.0/24"
+cluster_cidr = "10.244.0.0/16"
+[dataplane]
+mode = "host-gw"
+{extra}
+"#
+        ))
+    }
+
+    #[test]
+    fn parses_the_issue_example_and_defaults_router_id_and_next_hop() {
+        let c = cfg("[bgp]\nasn = 64512\n[[bgp.peers]]\naddress = \"172.31.0.254\"\nasn = 64512\n")
+            .unwrap();
+        let sc = speaker_config(&c, false).unwrap();
+        assert_eq!(sc.router_id, Ipv4Addr::new(172, 31, 0, 1));
+        assert_eq!(sc.bgp.next_hop_v4, Some(Ipv4Addr::new(172, 31, 0, 1)));
+        assert_eq!(sc.import, vec!["10.244.0.0/16".parse::<Prefix>().unwrap()]);
+        assert_eq!(sc.bgp.listen_port, 179);
+        assert!(sc.bgp.graceful_restart);
+        assert_eq!(own_prefixes(&c), vec!["10.244.1.0/24".parse().unwrap()]);
+        assert!(speaker_config(&cfg("").unwrap(), false).is_none());
+    }
+
+    #[test]
+    fn bgp_errors_carry_paths() {
+        let e = cfg(
+            "[bgp]\nasn = 0\n[[bgp.peers]]\naddress = \"172.31.0.1\"\nasn = 1\nhold_time = 2\n",
+        )
+        .unwrap_err();
+        assert!(e.mentions("bgp.asn"), "{e}");
+        assert!(e.mentions("bgp.peers[0].hold_time"), "{e}");
+        assert!(e.mentions("bgp.peers[0].address"), "{e}");
+        assert!(cfg("[bgp]\nasn = 1\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn events_become_bgp_updates_without_our_own_routes() {
+        let c = cfg("[bgp]\nasn = 64512\n").unwrap();
+        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ups = to_updates(
+            &c,
+            vec![
+                RouteEvent::Reachable {
+                    prefix: p("10.244.2.0/24"),
+                    next_hops: vec![ip("172.31.0.3"), ip("172.31.0.2")],
+                },
+                RouteEvent::Reachable {
+                    prefix: p("10.244.1.0/24"),
+                    next_hops: vec![ip("172.31.0.2")],
+                },
+                RouteEvent::Reachable {
+                    prefix: p("10.244.4.0/24"),
+                    next_hops: vec![ip("172.31.0.1")],
+                },
+                RouteEvent::Unreachable {
+                    prefix: p("10.244.3.0/24"),
+                },
+            ],
+        );
+        let c2 = |s: &str| s.parse::<Cidr>().unwrap();
+        assert_eq!(
+            ups,
+            vec![
+                RouteUpdate::Upsert {
+                    route: PeerRoute {
+                        pod_cidr: c2("10.244.2.0/24"),
+                        via: ip("172.31.0.2"),
+                        vtep_mac: None
+                    },
+                    source: RouteSource::Bgp
+                },
+                RouteUpdate::Withdraw {
+                    pod_cidr: c2("10.244.1.0/24"),
+                    source: RouteSource::Bgp
+                },
+                RouteUpdate::Withdraw {
+                    pod_cidr: c2("10.244.4.0/24"),
+                    source: RouteSource::Bgp
+                },
+                RouteUpdate::Withdraw {
+                    pod_cidr: c2("10.244.3.0/24"),
+                    source: RouteSource::Bgp
+                },
+            ]
+        );
+    }
+}

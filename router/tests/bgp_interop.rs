@@ -1,0 +1,166 @@
+//! weftd (host-gw) in iBGP with BIRD 2, FRR bgpd and GoBGP, each in its own
+//! namespace pair: our pod CIDR reaches the peer with our underlay IP as
+//! next hop; the peer's route lands in our kernel (proto 87), goes away
+//! when the peer withdraws it and when the frozen (SIGSTOP) peer's hold
+//! timer expires, and comes back when the peer resumes.
+#![allow(clippy::unwrap_used)]
+
+// The daemon harness of the bgp crate's interop tests (BIRD/FRR/GoBGP in a
+// namespace with private sockets), shared rather than copied.
+#[path = "../../bgp/tests/common/mod.rs"]
+mod peers;
+
+use std::process::Command;
+use std::time::Duration;
+
+use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
+use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess};
+use peers::{Daemon, PEER_ROUTE4, PEER4, PeerOpts, TempDir, US4, eventually, signal};
+
+const TOOLS: &[&str] = &["ip", "bird", "birdc", "vtysh", "gobgpd", "gobgp", "kill"];
+const ASN: u32 = 64512;
+const OUR_POD_CIDR: &str = "10.244.1.0/24";
+
+/// `us` (weftd) and `peer` (the daemon), joined by a veth pair with the
+/// addresses the shared harness expects.
+fn topo() -> (Netns, Netns) {
+    let pfx = unique_prefix("wb");
+    let us = Netns::create(&format!("{pfx}-u")).unwrap();
+    let peer = Netns::create(&format!("{pfx}-p")).unwrap();
+    run_checked(Command::new("ip").args([
+        "link",
+        "add",
+        "bgu0",
+        "netns",
+        us.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "bgp0",
+        "netns",
+        peer.name(),
+    ]))
+    .unwrap();
+    for (ns, dev, a) in [(&us, "bgu0", US4), (&peer, "bgp0", PEER4)] {
+        ns.ip(&["addr", "add", &format!("{a}/24"), "dev", dev])
+            .unwrap();
+        ns.ip(&["link", "set", dev, "up"]).unwrap();
+        ns.ip(&["link", "set", "lo", "up"]).unwrap();
+    }
+    (us, peer)
+}
+
+fn weftd_config() -> WeftdConfig {
+    let bgp: toml::Table = toml::from_str(&format!(
+        "asn = {ASN}\nhold_time = 3\nconnect_retry = 1\nrestart_time = 30\n\
+         [[peers]]\naddress = \"{PEER4}\"\nasn = {ASN}\n"
+    ))
+    .unwrap();
+    WeftdConfig {
+        node_name: "wb-node".into(),
+        underlay_ip: US4.into(),
+        pod_cidr: OUR_POD_CIDR.into(),
+        cluster_cidr: "10.244.0.0/16".into(),
+        dataplane: DataplaneConfig {
+            mode: "host-gw".into(),
+            extra: toml::Table::new(),
+        },
+        static_routes: vec![],
+        bgp: Some(bgp),
+    }
+}
+
+fn kernel_route(ns: &Netns, prefix: &str) -> String {
+    let out = ns
+        .ip(&["-4", "route", "show", prefix, "proto", "87"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn run_against(name: &str, start: impl FnOnce(&Netns, &PeerOpts) -> Box<dyn Daemon>) {
+    let (us, peer_ns) = topo();
+    let dir = TempDir::new("wbd");
+    let opts = PeerOpts {
+        asn: ASN,
+        our_asn: ASN,
+        password: None,
+        hold: 3,
+        ipv6: false,
+        v6_transport: false,
+    };
+    let daemon = start(&peer_ns, &opts);
+    let weftd = WeftdProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_weftd")),
+        &us,
+        &weftd_config(),
+        &dir.0,
+    )
+    .unwrap();
+    let logs = || weftd.log_tail();
+    let via_peer = format!("via {PEER4} ");
+
+    assert!(
+        eventually(Duration::from_secs(20), || daemon
+            .has_route(OUR_POD_CIDR, US4)),
+        "{name} never got our pod CIDR via {US4}\n{}",
+        logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || kernel_route(&us, PEER_ROUTE4)
+            .contains(&via_peer)),
+        "{name}'s {PEER_ROUTE4} never reached our kernel\n{}",
+        logs()
+    );
+
+    // Freeze the peer: the hold timer (3 s) expires and its routes go.
+    signal(daemon.pid(), "STOP");
+    let frozen = eventually(Duration::from_secs(10), || {
+        kernel_route(&us, PEER_ROUTE4).is_empty()
+    });
+    signal(daemon.pid(), "CONT");
+    assert!(frozen, "{name}: route stayed after hold expiry\n{}", logs());
+    // The peer comes back: session and route return.
+    assert!(
+        eventually(Duration::from_secs(20), || kernel_route(&us, PEER_ROUTE4)
+            .contains(&via_peer)),
+        "{name}: route did not return after the peer resumed\n{}",
+        logs()
+    );
+
+    daemon.withdraw(PEER_ROUTE4);
+    assert!(
+        eventually(Duration::from_secs(10), || kernel_route(&us, PEER_ROUTE4)
+            .is_empty()),
+        "{name}: withdrawn route stayed in our kernel\n{}",
+        logs()
+    );
+    // Our own announcement is still there.
+    assert!(daemon.has_route(OUR_POD_CIDR, US4), "{name}");
+    weftd.stop().unwrap();
+    drop(daemon);
+}
+
+#[test]
+fn weftd_ibgp_with_bird() {
+    if !privileged_or_skip("weftd_ibgp_with_bird", TOOLS) {
+        return;
+    }
+    run_against("BIRD", |ns, o| Box::new(peers::Bird::start(ns, o)));
+}
+
+#[test]
+fn weftd_ibgp_with_frr() {
+    if !privileged_or_skip("weftd_ibgp_with_frr", TOOLS) {
+        return;
+    }
+    run_against("FRR", |ns, o| Box::new(peers::Frr::start(ns, o)));
+}
+
+#[test]
+fn weftd_ibgp_with_gobgp() {
+    if !privileged_or_skip("weftd_ibgp_with_gobgp", TOOLS) {
+        return;
+    }
+    run_against("GoBGP", |ns, o| Box::new(peers::Gobgp::start(ns, o)));
+}
