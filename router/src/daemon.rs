@@ -1,7 +1,13 @@
 //! weftd's control loop: checks the config against the kernel, starts the
 //! dataplane, keeps the kernel routes equal to the route table (fed by a
-//! channel of `RouteUpdate`s: static routes now, BGP later) and removes
+//! channel of `RouteUpdate`s: static routes and BGP) and removes
 //! everything it installed on stop.
+//!
+//! A batch of updates is installed incrementally: the changed pod ranges
+//! are compared with what weftd installed (`change_ops`), and only those
+//! operations go to the kernel. The full dump + `diff` runs at start, on
+//! the periodic resync, on link changes, when someone else deletes one of
+//! weftd's routes, and after a failed incremental batch.
 //!
 //! ```text
 //!  static routes ──┐
@@ -11,16 +17,18 @@
 //!                                         reconcile([]) + drop TUN
 //! ```
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::dataplane::{Dataplane, DataplaneError};
-use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
-use crate::reconcile::{RouteOp, desired_routes};
+use crate::netlink::{KernelEvent, NetlinkError, RouteSync, UnderlayLink, watch_kernel};
+use crate::reconcile::{KernelRoute, RouteChange, RouteOp, change_ops, desired_routes};
 use crate::route_table::{RouteTable, RouteUpdate};
 
 /// How often the routes are re-checked even without kernel events.
@@ -139,6 +147,7 @@ pub async fn run_with(
         underlay_ip: cfg.underlay_ip,
         tun_ifindex,
         stale_until: opts.stale_until,
+        installed: BTreeMap::new(),
     };
     let result = control_loop(
         &mut state,
@@ -173,6 +182,26 @@ struct LoopState {
     underlay_ip: std::net::IpAddr,
     tun_ifindex: Option<u32>,
     stale_until: Option<watch::Receiver<bool>>,
+    /// What weftd last made the kernel hold, by destination.
+    installed: BTreeMap<Cidr, KernelRoute>,
+}
+
+impl LoopState {
+    /// The kernel route weftd wants for `cidr` now.
+    fn wanted(&self, table: &RouteTable, cidr: Cidr) -> Option<KernelRoute> {
+        let hop = table.next_hop(&cidr)?;
+        desired_routes(&[(cidr, hop)], self.tun_ifindex).pop()
+    }
+
+    /// Whether a kernel event needs a full resync: a link change, or a
+    /// route weftd still wants deleted by someone else (its own deletions
+    /// come back as events too and are ignored).
+    fn needs_resync(&self, ev: KernelEvent) -> bool {
+        match ev {
+            KernelEvent::Link | KernelEvent::Unknown => true,
+            KernelEvent::RouteGone(r) => self.installed.get(&r.dst) == Some(&r),
+        }
+    }
 }
 
 /// Resolves when the stale-route hold changes (never without one).
@@ -188,17 +217,21 @@ async fn control_loop(
     sync: &RouteSync,
     table: &mut RouteTable,
     updates: &mut mpsc::Receiver<RouteUpdate>,
-    kernel: &mut mpsc::Receiver<()>,
+    kernel: &mut mpsc::UnboundedReceiver<KernelEvent>,
     dataplane: Option<&Dataplane>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     tokio::pin!(stop);
     let mut resync = tokio::time::interval(RESYNC_EVERY);
+    // Full dump + diff wanted.
     let mut dirty = true;
+    // Pod ranges changed since the last sync (incremental install).
+    let mut changed: BTreeSet<Cidr> = BTreeSet::new();
     let mut feed_open = true;
     loop {
         if dirty {
             dirty = false;
+            changed.clear();
             let hops = table.next_hops();
             if let Some(dp) = dataplane {
                 follow_underlay_mtu(state, sync, dp).await?;
@@ -209,21 +242,68 @@ async fn control_loop(
                 .reconcile_with(&desired, state.stale_until.is_none())
                 .await?;
             log_ops(&ops);
+            state.installed = desired.iter().map(|r| (r.dst, *r)).collect();
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
+        } else if !changed.is_empty() {
+            if let Some(dp) = dataplane {
+                dp.set_routes(&table.next_hops());
+            }
+            let changes: Vec<RouteChange> = std::mem::take(&mut changed)
+                .into_iter()
+                .map(|c| RouteChange {
+                    old: state.installed.get(&c).copied(),
+                    new: state.wanted(table, c),
+                })
+                .collect();
+            let ops = change_ops(&changes, state.stale_until.is_none());
+            match sync.apply_ops(&ops).await {
+                Ok(()) => {
+                    log_ops(&ops);
+                    for c in &changes {
+                        match (c.new, c.old) {
+                            (Some(r), _) => {
+                                state.installed.insert(r.dst, r);
+                            }
+                            (None, Some(r)) => {
+                                state.installed.remove(&r.dst);
+                            }
+                            (None, None) => {}
+                        }
+                    }
+                    metrics::gauge!("weft_router_routes").set(state.installed.len() as f64);
+                }
+                Err(e) => {
+                    // The kernel state is unknown now: a full resync finds
+                    // out (and fails the daemon if netlink stays broken).
+                    warn!(error = %e, "incremental route update failed, resyncing");
+                    dirty = true;
+                    continue;
+                }
+            }
         }
         tokio::select! {
             () = &mut stop => return Ok(()),
             u = updates.recv(), if feed_open => match u {
                 Some(u) => {
-                    dirty |= table.apply(u);
-                    // Take everything already queued before reconciling.
+                    let mut apply = |u: RouteUpdate| {
+                        if table.apply(u) {
+                            changed.insert(u.cidr());
+                        }
+                    };
+                    apply(u);
+                    // Take everything already queued before installing.
                     while let Ok(u) = updates.try_recv() {
-                        dirty |= table.apply(u);
+                        apply(u);
                     }
                 }
                 None => feed_open = false,
             },
-            Some(()) = kernel.recv() => dirty = true,
+            Some(ev) = kernel.recv() => {
+                dirty |= state.needs_resync(ev);
+                while let Ok(ev) = kernel.try_recv() {
+                    dirty |= state.needs_resync(ev);
+                }
+            },
             released = stale_changed(state.stale_until.as_mut()) => if released {
                 info!("stale routes released");
                 state.stale_until = None;

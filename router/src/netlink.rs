@@ -149,6 +149,13 @@ impl RouteSync {
         if !delete {
             ops.retain(|o| matches!(o, RouteOp::Replace(_)));
         }
+        self.apply_ops(&ops).await?;
+        Ok(ops)
+    }
+
+    /// Applies `ops` (replacements before deletions, as [`diff`] and
+    /// `change_ops` order them).
+    pub async fn apply_ops(&self, ops: &[RouteOp]) -> Result<(), NetlinkError> {
         // Replacements before deletions (a changed next hop never leaves a
         // gap); within each group the requests are pipelined on the one
         // socket, so 100k routes cost one kernel round trip per window,
@@ -163,7 +170,7 @@ impl RouteSync {
                 .try_collect::<()>()
                 .await?;
         }
-        Ok(ops)
+        Ok(())
     }
 
     /// Interface index of `name`, if it exists.
@@ -238,34 +245,52 @@ impl RouteSync {
     }
 }
 
-/// Subscribes to route and link changes. The receiver gets one `()` per
-/// batch of relevant kernel messages (links changing, routes of weftd's
-/// protocol disappearing). Call before the first dump so nothing is missed.
-pub fn watch_kernel() -> Result<mpsc::Receiver<()>, NetlinkError> {
+/// A kernel change weftd may have to repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A link appeared, changed or went away.
+    Link,
+    /// A route of weftd's protocol was deleted (by weftd itself or by
+    /// someone else: the receiver compares it with what it installed).
+    RouteGone(KernelRoute),
+    /// A route of weftd's protocol that cannot be parsed was deleted.
+    Unknown,
+}
+
+/// Subscribes to route and link changes: links changing and routes of
+/// weftd's protocol disappearing. Call before the first dump so nothing is
+/// missed.
+pub fn watch_kernel() -> Result<mpsc::UnboundedReceiver<KernelEvent>, NetlinkError> {
     let (conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Route,
         MulticastGroup::Ipv6Route,
     ])?;
     tokio::spawn(conn);
-    let (tx, rx) = mpsc::channel(1);
+    // Unbounded: a withdrawal of 100k routes yields 100k small events,
+    // none of which may be lost (the daemon drains them in batches).
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some((msg, _)) = messages.next().await {
-            let relevant = match msg.payload {
+            let ev = match msg.payload {
                 netlink_packet_core::NetlinkPayload::InnerMessage(m) => match m {
-                    RouteNetlinkMessage::DelRoute(r) => {
-                        r.header.protocol == RouteProtocol::Other(WEFT_RTPROTO)
+                    RouteNetlinkMessage::DelRoute(r)
+                        if r.header.protocol == RouteProtocol::Other(WEFT_RTPROTO)
+                            && route_table_id(&r) == u32::from(RouteHeader::RT_TABLE_MAIN) =>
+                    {
+                        Some(parse_route(&r).map_or(KernelEvent::Unknown, KernelEvent::RouteGone))
                     }
-                    RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_) => true,
-                    _ => false,
+                    RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_) => {
+                        Some(KernelEvent::Link)
+                    }
+                    _ => None,
                 },
-                _ => false,
+                _ => None,
             };
-            if relevant {
-                // A full channel already holds a pending wake-up.
-                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                    break;
-                }
+            if let Some(ev) = ev
+                && tx.send(ev).is_err()
+            {
+                break;
             }
         }
     });

@@ -79,6 +79,43 @@ pub fn diff(desired: &[KernelRoute], current: &[KernelRoute]) -> Vec<RouteOp> {
     ops
 }
 
+/// One destination whose kernel route changes: what weftd installed
+/// before (`old`) and what it wants now (`new`); `None` is "no route".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChange {
+    /// The route installed before the change.
+    pub old: Option<KernelRoute>,
+    /// The route wanted after it.
+    pub new: Option<KernelRoute>,
+}
+
+/// Operations for a batch of table changes, without looking at the kernel:
+/// the incremental counterpart of [`diff`] (which the periodic resync still
+/// runs). Replacements come first, then deletions; with `delete` false
+/// (stale routes held during a graceful restart) nothing is deleted.
+pub fn change_ops(changes: &[RouteChange], delete: bool) -> Vec<RouteOp> {
+    let mut ops: Vec<RouteOp> = changes
+        .iter()
+        .filter(|c| c.new.is_some() && c.new != c.old)
+        .filter_map(|c| c.new.map(RouteOp::Replace))
+        .collect();
+    if delete {
+        for c in changes {
+            let Some(old) = c.old else { continue };
+            let gone = match c.new {
+                None => true,
+                // IPv4 replaces the route in place; IPv6 keeps the old next
+                // hop beside the new one, so it must go explicitly.
+                Some(new) => new != old && !old.dst.is_ipv4(),
+            };
+            if gone {
+                ops.push(RouteOp::Delete(old));
+            }
+        }
+    }
+    ops
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +215,94 @@ mod tests {
         let ops = diff(&[], &current);
         assert_eq!(ops.len(), 2);
         assert!(ops.iter().all(|o| matches!(o, RouteOp::Delete(_))));
+    }
+
+    fn ch(old: Option<KernelRoute>, new: Option<KernelRoute>) -> RouteChange {
+        RouteChange { old, new }
+    }
+
+    #[test]
+    fn change_ops_add_replace_withdraw() {
+        let a = gw("10.244.2.0/24", "172.31.0.2");
+        let b_old = gw("10.244.3.0/24", "172.31.0.3");
+        let b_new = gw("10.244.3.0/24", "172.31.0.33");
+        let c_old = gw("10.244.4.0/24", "172.31.0.4");
+        let changes = [
+            ch(None, Some(a)),
+            ch(Some(b_old), Some(b_new)),
+            ch(Some(c_old), None),
+            // Unchanged (e.g. a shadowed source changed): nothing to do.
+            ch(Some(a), Some(a)),
+            ch(None, None),
+        ];
+        assert_eq!(
+            change_ops(&changes, true),
+            vec![
+                RouteOp::Replace(a),
+                RouteOp::Replace(b_new),
+                RouteOp::Delete(c_old),
+            ]
+        );
+        // Stale hold: additions and in-place replacements only.
+        assert_eq!(
+            change_ops(&changes, false),
+            vec![RouteOp::Replace(a), RouteOp::Replace(b_new)]
+        );
+    }
+
+    #[test]
+    fn change_ops_ipv6_new_next_hop_deletes_the_old_one_after() {
+        let old = gw("fd10:244:2::/64", "fd00::2");
+        let new = gw("fd10:244:2::/64", "fd00::9");
+        assert_eq!(
+            change_ops(&[ch(Some(old), Some(new))], true),
+            vec![RouteOp::Replace(new), RouteOp::Delete(old)]
+        );
+    }
+
+    #[test]
+    fn change_ops_agree_with_a_full_diff() {
+        // Applying the incremental ops to the old set gives the same kernel
+        // state as the full diff does.
+        let old = vec![
+            gw("10.244.2.0/24", "172.31.0.2"),
+            gw("10.244.3.0/24", "172.31.0.3"),
+            gw("fd10:244:3::/64", "fd00::3"),
+        ];
+        let new = vec![
+            gw("10.244.3.0/24", "172.31.0.30"),
+            gw("10.244.5.0/24", "172.31.0.5"),
+            gw("fd10:244:3::/64", "fd00::30"),
+        ];
+        let dsts: BTreeSet<Cidr> = old.iter().chain(&new).map(|r| r.dst).collect();
+        let changes: Vec<RouteChange> = dsts
+            .iter()
+            .map(|d| {
+                ch(
+                    old.iter().find(|r| r.dst == *d).copied(),
+                    new.iter().find(|r| r.dst == *d).copied(),
+                )
+            })
+            .collect();
+        let apply = |ops: &[RouteOp]| {
+            let mut k: BTreeSet<KernelRoute> = old.iter().copied().collect();
+            for op in ops {
+                match op {
+                    RouteOp::Replace(r) => {
+                        if r.dst.is_ipv4() {
+                            k.retain(|x| x.dst != r.dst);
+                        }
+                        k.insert(*r);
+                    }
+                    RouteOp::Delete(r) => {
+                        k.remove(r);
+                    }
+                }
+            }
+            k
+        };
+        let want: BTreeSet<KernelRoute> = new.iter().copied().collect();
+        assert_eq!(apply(&change_ops(&changes, true)), want);
+        assert_eq!(apply(&diff(&new, &old)), want);
     }
 }

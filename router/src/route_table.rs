@@ -47,6 +47,13 @@ pub enum RouteUpdate {
     },
 }
 
+impl RouteUpdate {
+    /// The pod range this update is about.
+    pub fn cidr(&self) -> Cidr {
+        update_cidr(self)
+    }
+}
+
 /// How packets for a remote pod range leave this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextHop {
@@ -155,6 +162,11 @@ impl RouteTable {
             .iter()
             .filter_map(|(c, m)| m.values().next().map(|r| (*c, self.resolve(r))))
             .collect()
+    }
+
+    /// The resolved next hop of one pod range, if any source knows it.
+    pub fn next_hop(&self, cidr: &Cidr) -> Option<NextHop> {
+        self.best(cidr).map(|r| self.resolve(&r))
     }
 
     /// Number of pod ranges known.
