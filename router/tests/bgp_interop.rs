@@ -10,46 +10,15 @@
 #[path = "../../bgp/tests/common/mod.rs"]
 mod peers;
 
-use std::process::Command;
 use std::time::Duration;
 
-use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
+use netsim::netns::{Netns, privileged_or_skip};
 use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess};
 use peers::{Daemon, PEER_ROUTE4, PEER4, PeerOpts, TempDir, US4, eventually, signal};
 
 const TOOLS: &[&str] = &["ip", "bird", "birdc", "vtysh", "gobgpd", "gobgp", "kill"];
 const ASN: u32 = 64512;
 const OUR_POD_CIDR: &str = "10.244.1.0/24";
-
-/// `us` (weftd) and `peer` (the daemon), joined by a veth pair with the
-/// addresses the shared harness expects.
-fn topo() -> (Netns, Netns) {
-    let pfx = unique_prefix("wb");
-    let us = Netns::create(&format!("{pfx}-u")).unwrap();
-    let peer = Netns::create(&format!("{pfx}-p")).unwrap();
-    run_checked(Command::new("ip").args([
-        "link",
-        "add",
-        "bgu0",
-        "netns",
-        us.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "bgp0",
-        "netns",
-        peer.name(),
-    ]))
-    .unwrap();
-    for (ns, dev, a) in [(&us, "bgu0", US4), (&peer, "bgp0", PEER4)] {
-        ns.ip(&["addr", "add", &format!("{a}/24"), "dev", dev])
-            .unwrap();
-        ns.ip(&["link", "set", dev, "up"]).unwrap();
-        ns.ip(&["link", "set", "lo", "up"]).unwrap();
-    }
-    (us, peer)
-}
 
 fn weftd_config() -> WeftdConfig {
     let bgp: toml::Table = toml::from_str(&format!(
@@ -79,7 +48,7 @@ fn kernel_route(ns: &Netns, prefix: &str) -> String {
 }
 
 fn run_against(name: &str, start: impl FnOnce(&Netns, &PeerOpts) -> Box<dyn Daemon>) {
-    let (us, peer_ns) = topo();
+    let peers::Topo { us, peer: peer_ns } = peers::Topo::with_tag("wb");
     let dir = TempDir::new("wbd");
     let opts = PeerOpts {
         asn: ASN,

@@ -32,7 +32,12 @@ pub struct Topo {
 
 impl Topo {
     pub fn new() -> Self {
-        let pfx = unique_prefix("bg");
+        Self::with_tag("bg")
+    }
+
+    /// As [`Topo::new`], with namespace names from `unique_prefix(tag)`.
+    pub fn with_tag(tag: &str) -> Self {
+        let pfx = unique_prefix(tag);
         let us = Netns::create(&format!("{pfx}-u")).unwrap();
         let peer = Netns::create(&format!("{pfx}-p")).unwrap();
         netsim::netns::run_checked(Command::new("ip").args([
