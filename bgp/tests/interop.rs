@@ -159,6 +159,7 @@ fn run<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D, case: Ca
         hold: 3,
         ipv6: case.ipv6_at_peer,
         v6_transport: case.v6_transport,
+        graceful_restart: false,
     };
     let daemon = Arc::new(start(&topo.peer, &opts));
     let name = daemon.name();
@@ -277,6 +278,7 @@ fn mismatch<D: Daemon + Sync>(test: &str, start: fn(&Netns, &PeerOpts) -> D) {
         hold: 3,
         ipv6: false,
         v6_transport: false,
+        graceful_restart: false,
     };
     let daemon = start(&topo.peer, &opts);
     let name = daemon.name();

@@ -2,7 +2,8 @@
 //! namespace pair: our pod CIDR reaches the peer with our underlay IP as
 //! next hop; the peer's route lands in our kernel (proto 87), goes away
 //! when the peer withdraws it and when the frozen (SIGSTOP) peer's hold
-//! timer expires, and comes back when the peer resumes.
+//! timer expires, and comes back when the peer resumes or is killed and
+//! started again.
 #![allow(clippy::unwrap_used)]
 
 // The daemon harness of the bgp crate's interop tests (BIRD/FRR/GoBGP in a
@@ -47,7 +48,7 @@ fn kernel_route(ns: &Netns, prefix: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn run_against(name: &str, start: impl FnOnce(&Netns, &PeerOpts) -> Box<dyn Daemon>) {
+fn run_against(name: &str, peer_gr: bool, start: impl Fn(&Netns, &PeerOpts) -> Box<dyn Daemon>) {
     let peers::Topo { us, peer: peer_ns } = peers::Topo::with_tag("wb");
     let dir = TempDir::new("wbd");
     let opts = PeerOpts {
@@ -57,8 +58,9 @@ fn run_against(name: &str, start: impl FnOnce(&Netns, &PeerOpts) -> Box<dyn Daem
         hold: 3,
         ipv6: false,
         v6_transport: false,
+        graceful_restart: peer_gr,
     };
-    let daemon = start(&peer_ns, &opts);
+    let mut daemon = start(&peer_ns, &opts);
     let weftd = WeftdProcess::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_weftd")),
         &us,
@@ -97,6 +99,43 @@ fn run_against(name: &str, start: impl FnOnce(&Netns, &PeerOpts) -> Box<dyn Daem
         logs()
     );
 
+    // A real restart: the peer process dies (SIGKILL, no NOTIFICATION) and a
+    // new one starts from its config. A peer that negotiated graceful
+    // restart (BIRD and FRR here, with forwarding state) keeps its route
+    // (stale) in our kernel meanwhile, and the restarted peer's End-of-RIB
+    // confirms it; one that did not (GoBGP) loses it as soon as the TCP
+    // session closes.
+    drop(daemon);
+    if peer_gr {
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            kernel_route(&us, PEER_ROUTE4).contains(&via_peer),
+            "{name} negotiated graceful restart but its route went\n{}",
+            logs()
+        );
+    } else {
+        assert!(
+            eventually(Duration::from_secs(10), || kernel_route(&us, PEER_ROUTE4)
+                .is_empty()),
+            "{name} died without graceful restart but its route stayed\n{}",
+            logs()
+        );
+    }
+    daemon = start(&peer_ns, &opts);
+    assert!(
+        eventually(Duration::from_secs(20), || daemon
+            .has_route(OUR_POD_CIDR, US4)),
+        "{name} restarted never got our pod CIDR again\n{}",
+        logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || kernel_route(&us, PEER_ROUTE4)
+            .contains(&via_peer)),
+        "{name}: route missing after the peer restarted\n{}",
+        logs()
+    );
+
+    // The withdrawal comes from the restarted peer, over the new session.
     daemon.withdraw(PEER_ROUTE4);
     assert!(
         eventually(Duration::from_secs(10), || kernel_route(&us, PEER_ROUTE4)
@@ -115,7 +154,7 @@ fn weftd_ibgp_with_bird() {
     if !privileged_or_skip("weftd_ibgp_with_bird", TOOLS) {
         return;
     }
-    run_against("BIRD", |ns, o| Box::new(peers::Bird::start(ns, o)));
+    run_against("BIRD", true, |ns, o| Box::new(peers::Bird::start(ns, o)));
 }
 
 #[test]
@@ -123,7 +162,7 @@ fn weftd_ibgp_with_frr() {
     if !privileged_or_skip("weftd_ibgp_with_frr", TOOLS) {
         return;
     }
-    run_against("FRR", |ns, o| Box::new(peers::Frr::start(ns, o)));
+    run_against("FRR", true, |ns, o| Box::new(peers::Frr::start(ns, o)));
 }
 
 #[test]
@@ -131,5 +170,5 @@ fn weftd_ibgp_with_gobgp() {
     if !privileged_or_skip("weftd_ibgp_with_gobgp", TOOLS) {
         return;
     }
-    run_against("GoBGP", |ns, o| Box::new(peers::Gobgp::start(ns, o)));
+    run_against("GoBGP", false, |ns, o| Box::new(peers::Gobgp::start(ns, o)));
 }

@@ -109,6 +109,9 @@ pub struct PeerOpts {
     pub ipv6: bool,
     /// Run the session over IPv6 (BIRD only).
     pub v6_transport: bool,
+    /// Advertise graceful restart (RFC 4724) for the session's families
+    /// with the forwarding-state bit, so we act as its helper (BIRD, FRR).
+    pub graceful_restart: bool,
 }
 
 /// A running routing daemon.
@@ -229,6 +232,7 @@ protocol bgp weft {{
   keepalive time 1;
   connect retry time 1;
   error wait time 1, 2;
+  {gr}
   {pw}
   ipv4 {{ import all; export all; next hop self; {nh4} }};
   {v6}
@@ -237,6 +241,11 @@ protocol bgp weft {{
             asn = o.asn,
             our = o.our_asn,
             hold = o.hold,
+            gr = if o.graceful_restart {
+                "graceful restart on;"
+            } else {
+                ""
+            },
         );
         std::fs::write(dir.path("bird.conf"), conf).unwrap();
         let mut cmd = ns.command("bird");
@@ -313,13 +322,18 @@ impl Frr {
         let conf = format!(
             "frr defaults traditional\nhostname frrpeer\ndomainname lab.example\n\
              route-map NH6 permit 10\n set ipv6 next-hop global {PEER6}\nexit\n\
-             router bgp {asn}\n bgp router-id {PEER4}\n no bgp ebgp-requires-policy\n no bgp network import-check\n\
+             router bgp {asn}\n bgp router-id {PEER4}\n no bgp ebgp-requires-policy\n no bgp network import-check\n{gr}\
              neighbor {US4} remote-as {our}\n neighbor {US4} timers 1 {hold}\n neighbor {US4} timers connect 1\n\
              neighbor {US4} disable-connected-check\n{pw}\
              address-family ipv4 unicast\n  network {PEER_ROUTE4}\n exit-address-family\n{v6}",
             asn = o.asn,
             our = o.our_asn,
             hold = o.hold,
+            gr = if o.graceful_restart {
+                " bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(dir.path("bgpd.conf"), conf).unwrap();
         let mut cmd = ns.command("/usr/lib/frr/bgpd");
@@ -395,6 +409,10 @@ const GOBGP_API: &str = "127.0.0.1:50077";
 
 impl Gobgp {
     pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
+        assert!(
+            !o.graceful_restart,
+            "the GoBGP harness does not configure graceful restart"
+        );
         let dir = TempDir::new("bggo");
         let pw = o
             .password
