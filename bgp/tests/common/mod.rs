@@ -278,6 +278,18 @@ protocol bgp weft {{
     }
 }
 
+impl Bird {
+    /// How many IPv4 routes BIRD holds from us (protocol `weft`); `None`
+    /// when BIRD did not answer.
+    pub fn routes_from_us(&self) -> Option<usize> {
+        // "100000 of 100000 routes for 100000 networks in table master4"
+        let out = self.birdc(&["show", "route", "count", "protocol", "weft"]);
+        out.lines()
+            .filter(|l| l.contains(" routes for "))
+            .find_map(|l| l.split_whitespace().next()?.parse().ok())
+    }
+}
+
 impl Daemon for Bird {
     fn name(&self) -> &'static str {
         "BIRD"
@@ -361,6 +373,23 @@ impl Frr {
             c.args(["-c", x]);
         }
         output(&mut c)
+    }
+}
+
+impl Frr {
+    /// How many IPv4 prefixes FRR has received from us; `None` when FRR
+    /// did not answer.
+    pub fn routes_from_us(&self) -> Option<usize> {
+        let out = self.vtysh(&["show bgp ipv4 unicast summary json"]);
+        let v = serde_json::from_str::<serde_json::Value>(&out).ok()?;
+        let peers = if v["peers"].is_object() {
+            &v["peers"]
+        } else {
+            &v["ipv4Unicast"]["peers"]
+        };
+        peers[US4]["pfxRcd"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
     }
 }
 
