@@ -4,7 +4,10 @@
 //! until every prefix is a kernel route, time until all are gone after the
 //! withdrawal, and peak RSS (VmHWM) of weftd vs bird. Root only; not run
 //! in CI. Needs the release weftd next to the bench (`cargo build --release
-//! -p weft-router --bins`). `BGP_SCALE_N` overrides the prefix count.
+//! -p weft-router --bins`). `BGP_SCALE_N` overrides the prefix count;
+//! `BGP_SCALE_WRAP` is a command prefix weftd runs under (e.g.
+//! `env LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so
+//! DUMP_HEAPTRACK_OUTPUT=/tmp/weftd.heaptrack.raw` to profile its heap).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -210,6 +213,25 @@ fn main() {
         },
         static_routes: vec![],
         bgp: Some(bgp),
+    };
+    let weftd_bin = match std::env::var("BGP_SCALE_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            // A script that execs weftd under the wrapper, so the pid
+            // stays weftd's.
+            let script = dir.join("weftd-wrapped");
+            std::fs::write(
+                &script,
+                format!("#!/bin/sh\nexec {wrap} {} \"$@\"\n", weftd_bin.display()),
+            )
+            .unwrap();
+            Command::new("chmod")
+                .arg("+x")
+                .arg(&script)
+                .status()
+                .unwrap();
+            script
+        }
+        _ => weftd_bin,
     };
     let weftd = WeftdProcess::start(&weftd_bin, &wd, &cfg, &dir).unwrap();
     let pids = (weftd.pid().unwrap(), bird.pid().unwrap());

@@ -2,8 +2,8 @@
 //! packets get there (`NextHop`). Fed by `RouteUpdate`s from static config
 //! now and from BGP later, through the same channel.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
 use crate::config::{Config, Mac, Mode};
@@ -74,13 +74,108 @@ pub struct OverlayPeer {
     pub mode: Mode,
 }
 
-/// Pod range -> next hop, resolved from every source's routes.
+/// A pod range packed for the big per-source maps: an IPv4 key takes 5
+/// bytes instead of `Cidr`'s 18, which matters at 100k BGP routes.
+#[derive(Debug, Clone, Default)]
+struct CidrMap<V> {
+    v4: HashMap<(u32, u8), V>,
+    v6: HashMap<([u8; 16], u8), V>,
+}
+
+impl<V: Copy> CidrMap<V> {
+    fn get(&self, c: &Cidr) -> Option<V> {
+        match c.addr() {
+            IpAddr::V4(a) => self.v4.get(&(u32::from(a), c.prefix_len())).copied(),
+            IpAddr::V6(a) => self.v6.get(&(a.octets(), c.prefix_len())).copied(),
+        }
+    }
+
+    fn insert(&mut self, c: &Cidr, v: V) -> Option<V> {
+        match c.addr() {
+            IpAddr::V4(a) => self.v4.insert((u32::from(a), c.prefix_len()), v),
+            IpAddr::V6(a) => self.v6.insert((a.octets(), c.prefix_len()), v),
+        }
+    }
+
+    fn remove(&mut self, c: &Cidr) -> Option<V> {
+        match c.addr() {
+            IpAddr::V4(a) => self.v4.remove(&(u32::from(a), c.prefix_len())),
+            IpAddr::V6(a) => self.v6.remove(&(a.octets(), c.prefix_len())),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Cidr, V)> + '_ {
+        let v4 = self.v4.iter().filter_map(|((a, l), v)| {
+            Cidr::new(IpAddr::V4(Ipv4Addr::from(*a)), *l).map(|c| (c, *v))
+        });
+        let v6 = self.v6.iter().filter_map(|((a, l), v)| {
+            Cidr::new(IpAddr::V6(Ipv6Addr::from(*a)), *l).map(|c| (c, *v))
+        });
+        v4.chain(v6)
+    }
+}
+
+/// Where a route goes, without its pod range: interned, since a whole
+/// BGP table shares a handful of next hops.
+type Gateway = (IpAddr, Option<Mac>);
+
+/// Interned gateways with reference counts; freed slots are reused.
+#[derive(Debug, Clone, Default)]
+struct Gateways {
+    slots: Vec<(Gateway, u32)>,
+    ids: HashMap<Gateway, u32>,
+    free: Vec<u32>,
+}
+
+impl Gateways {
+    fn get(&self, id: u32) -> Gateway {
+        self.slots[id as usize].0
+    }
+
+    fn acquire(&mut self, g: Gateway) -> u32 {
+        if let Some(&id) = self.ids.get(&g) {
+            self.slots[id as usize].1 += 1;
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = (g, 1);
+                id
+            }
+            None => {
+                self.slots.push((g, 1));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.ids.insert(g, id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        slot.1 -= 1;
+        if slot.1 == 0 {
+            self.ids.remove(&slot.0);
+            self.free.push(id);
+        }
+    }
+}
+
+/// Pod range -> next hop, resolved from every source's routes. Static
+/// routes (few) sit in a sorted map; BGP routes (up to a full table) in a
+/// compact hash map of pod range -> interned gateway.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     mode: Mode,
     /// With direct routing: peers inside this underlay subnet get host-gw.
     direct_subnet: Option<Cidr>,
-    routes: BTreeMap<Cidr, BTreeMap<RouteSource, PeerRoute>>,
+    statics: BTreeMap<Cidr, PeerRoute>,
+    bgp: CidrMap<u32>,
+    gateways: Gateways,
 }
 
 impl RouteTable {
@@ -90,7 +185,9 @@ impl RouteTable {
         Self {
             mode,
             direct_subnet,
-            routes: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            bgp: CidrMap::default(),
+            gateways: Gateways::default(),
         }
     }
 
@@ -111,30 +208,54 @@ impl RouteTable {
 
     /// Applies one update; true when the resolved table changed.
     pub fn apply(&mut self, update: RouteUpdate) -> bool {
-        let before = self.best(&update_cidr(&update));
+        let cidr = update_cidr(&update);
+        let before = self.best(&cidr);
         match update {
-            RouteUpdate::Upsert { route, source } => {
-                self.routes
-                    .entry(route.pod_cidr)
-                    .or_default()
-                    .insert(source, route);
+            RouteUpdate::Upsert {
+                route,
+                source: RouteSource::Static,
+            } => {
+                self.statics.insert(route.pod_cidr, route);
             }
-            RouteUpdate::Withdraw { pod_cidr, source } => {
-                if let Some(m) = self.routes.get_mut(&pod_cidr) {
-                    m.remove(&source);
-                    if m.is_empty() {
-                        self.routes.remove(&pod_cidr);
-                    }
+            RouteUpdate::Withdraw {
+                pod_cidr,
+                source: RouteSource::Static,
+            } => {
+                self.statics.remove(&pod_cidr);
+            }
+            RouteUpdate::Upsert {
+                route,
+                source: RouteSource::Bgp,
+            } => {
+                let id = self.gateways.acquire((route.via, route.vtep_mac));
+                if let Some(old) = self.bgp.insert(&route.pod_cidr, id) {
+                    self.gateways.release(old);
+                }
+            }
+            RouteUpdate::Withdraw {
+                pod_cidr,
+                source: RouteSource::Bgp,
+            } => {
+                if let Some(old) = self.bgp.remove(&pod_cidr) {
+                    self.gateways.release(old);
                 }
             }
         }
-        before != self.best(&update_cidr(&update))
+        before != self.best(&cidr)
     }
 
     fn best(&self, cidr: &Cidr) -> Option<PeerRoute> {
-        self.routes
-            .get(cidr)
-            .and_then(|m| m.values().next().copied())
+        if let Some(r) = self.statics.get(cidr) {
+            return Some(*r);
+        }
+        self.bgp.get(cidr).map(|id| {
+            let (via, vtep_mac) = self.gateways.get(id);
+            PeerRoute {
+                pod_cidr: *cidr,
+                via,
+                vtep_mac,
+            }
+        })
     }
 
     /// How a route is reached in this table's mode.
@@ -158,10 +279,25 @@ impl RouteTable {
 
     /// Every pod range with its resolved next hop, in prefix order.
     pub fn next_hops(&self) -> Vec<(Cidr, NextHop)> {
-        self.routes
-            .iter()
-            .filter_map(|(c, m)| m.values().next().map(|r| (*c, self.resolve(r))))
-            .collect()
+        let mut out: Vec<(Cidr, NextHop)> = self
+            .statics
+            .values()
+            .map(|r| (r.pod_cidr, self.resolve(r)))
+            .collect();
+        for (cidr, id) in self.bgp.iter() {
+            if self.statics.contains_key(&cidr) {
+                continue;
+            }
+            let (via, vtep_mac) = self.gateways.get(id);
+            let r = PeerRoute {
+                pod_cidr: cidr,
+                via,
+                vtep_mac,
+            };
+            out.push((cidr, self.resolve(&r)));
+        }
+        out.sort_unstable_by_key(|(c, _)| *c);
+        out
     }
 
     /// The resolved next hop of one pod range, if any source knows it.
@@ -171,12 +307,13 @@ impl RouteTable {
 
     /// Number of pod ranges known.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        let shadowed = self.statics.keys().filter(|c| self.bgp.get(c).is_some());
+        self.statics.len() + self.bgp.len() - shadowed.count()
     }
 
     /// True when no route is known.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.statics.is_empty() && self.bgp.len() == 0
     }
 }
 
@@ -282,5 +419,48 @@ mod tests {
             pod_cidr: c("10.244.2.0/24"),
             source: RouteSource::Bgp
         }));
+    }
+
+    #[test]
+    fn bgp_gateways_are_shared_and_released() {
+        let mut t = RouteTable::new(Mode::HostGw, None);
+        t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Bgp));
+        t.apply(up("10.244.3.0/24", "172.31.0.2", RouteSource::Bgp));
+        t.apply(up("fd10:244:3::/64", "fd00::3", RouteSource::Bgp));
+        assert_eq!(t.gateways.ids.len(), 2);
+        // A changed next hop releases the old gateway once unused.
+        assert!(t.apply(up("10.244.3.0/24", "172.31.0.9", RouteSource::Bgp)));
+        assert_eq!(t.gateways.ids.len(), 3);
+        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
+        assert_eq!(t.gateways.ids.len(), 2);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.next_hops(),
+            vec![
+                (
+                    c("10.244.2.0/24"),
+                    NextHop::HostGw("172.31.0.9".parse().unwrap())
+                ),
+                (
+                    c("10.244.3.0/24"),
+                    NextHop::HostGw("172.31.0.9".parse().unwrap())
+                ),
+                (
+                    c("fd10:244:3::/64"),
+                    NextHop::HostGw("fd00::3".parse().unwrap())
+                ),
+            ]
+        );
+        for cidr in ["10.244.2.0/24", "10.244.3.0/24", "fd10:244:3::/64"] {
+            assert!(t.apply(RouteUpdate::Withdraw {
+                pod_cidr: c(cidr),
+                source: RouteSource::Bgp
+            }));
+        }
+        assert!(t.is_empty());
+        assert!(t.gateways.ids.is_empty());
+        // Freed slots are reused, not appended.
+        t.apply(up("10.244.2.0/24", "172.31.0.7", RouteSource::Bgp));
+        assert_eq!(t.gateways.slots.len(), 3);
     }
 }
