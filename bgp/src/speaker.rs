@@ -22,6 +22,9 @@ use crate::prefix::Prefix;
 use crate::rib::{self, Change, PeerInfo, PeerKey, Rib, RouteEvent};
 use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
+/// Most route events in one batch on the consumer channel.
+const EVENT_BATCH: usize = 2048;
+
 /// A peer as seen from outside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -64,7 +67,7 @@ pub struct Speaker;
 impl Speaker {
     /// Validates `cfg`, binds the listening sockets and starts every peer.
     /// Must run inside a tokio runtime. Route changes come out of the
-    /// receiver in batches (one batch per burst of UPDATEs).
+    /// receiver in batches (one per burst of UPDATEs, at most 2048 events).
     pub fn spawn(
         cfg: SpeakerConfig,
     ) -> Result<(SpeakerHandle, mpsc::Receiver<Vec<RouteEvent>>), Error> {
@@ -72,8 +75,10 @@ impl Speaker {
         if !errs.is_empty() {
             return Err(Error::Config(errs));
         }
-        let (events_tx, events_rx) = mpsc::channel(256);
-        let (peer_tx, peer_rx) = mpsc::channel(1024);
+        // Few batches of at most EVENT_BATCH queue up: a full table streams
+        // through in bounded pieces instead of piling up in the channel.
+        let (events_tx, events_rx) = mpsc::channel(4);
+        let (peer_tx, peer_rx) = mpsc::channel(16);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let b = &cfg.bgp;
         let cluster_id = b.cluster_id.unwrap_or(cfg.router_id);
@@ -303,7 +308,7 @@ impl SpeakerTask {
                     let mut changes = Vec::new();
                     self.peer_event(ev, &mut changes).await;
                     let mut n = 0;
-                    while n < 512 {
+                    while n < 512 && changes.len() < EVENT_BATCH {
                         match peer_rx.try_recv() {
                             Ok(ev) => self.peer_event(ev, &mut changes).await,
                             Err(_) => break,
@@ -323,9 +328,11 @@ impl SpeakerTask {
         if self.rr {
             self.reflect_changes(&changes).await;
         }
-        let ev = rib::events(&changes);
-        if !ev.is_empty() {
-            let _ = self.events.send(ev).await;
+        for chunk in changes.chunks(EVENT_BATCH) {
+            let ev = rib::events(chunk);
+            if !ev.is_empty() {
+                let _ = self.events.send(ev).await;
+            }
         }
     }
 
@@ -348,7 +355,7 @@ impl SpeakerTask {
                 address: p.cfg.address,
                 asn: p.cfg.asn,
                 state: p.state,
-                routes_received: self.rib.adj_in(p.key).map_or(0, rib::AdjRibIn::len),
+                routes_received: self.rib.received(p.key),
                 routes_advertised: p.adj_out.len(),
                 last_error: p.last_error.clone(),
             })
@@ -391,6 +398,9 @@ impl SpeakerTask {
                 };
                 for u in &updates {
                     changes.extend(self.rib.apply_update(&info, u));
+                    if changes.len() >= EVENT_BATCH {
+                        self.publish(std::mem::take(changes)).await;
+                    }
                 }
             }
             PeerEvent::Down {
@@ -550,7 +560,7 @@ impl SpeakerTask {
                 .rib
                 .loc()
                 .iter()
-                .map(|(p, _)| *p)
+                .map(|(p, _)| p)
                 .filter(wanted)
                 .collect();
             for prefix in learned {

@@ -98,10 +98,18 @@ impl<V: Copy> CidrMap<V> {
     }
 
     fn remove(&mut self, c: &Cidr) -> Option<V> {
-        match c.addr() {
+        let r = match c.addr() {
             IpAddr::V4(a) => self.v4.remove(&(u32::from(a), c.prefix_len())),
             IpAddr::V6(a) => self.v6.remove(&(a.octets(), c.prefix_len())),
+        };
+        // Give the memory back once a big table is gone.
+        if self.v4.is_empty() && self.v4.capacity() > 1024 {
+            self.v4 = HashMap::new();
         }
+        if self.v6.is_empty() && self.v6.capacity() > 1024 {
+            self.v6 = HashMap::new();
+        }
+        r
     }
 
     fn len(&self) -> usize {
@@ -123,40 +131,44 @@ impl<V: Copy> CidrMap<V> {
 /// BGP table shares a handful of next hops.
 type Gateway = (IpAddr, Option<Mac>);
 
-/// Interned gateways with reference counts; freed slots are reused.
+/// Interned gateways with reference counts; freed slots are reused. A
+/// 16-bit id keeps an IPv4 BGP route at 8 bytes; 65 536 distinct gateways
+/// at once (next hops: nodes of one cluster) is the limit.
 #[derive(Debug, Clone, Default)]
 struct Gateways {
     slots: Vec<(Gateway, u32)>,
-    ids: HashMap<Gateway, u32>,
-    free: Vec<u32>,
+    ids: HashMap<Gateway, u16>,
+    free: Vec<u16>,
 }
 
 impl Gateways {
-    fn get(&self, id: u32) -> Gateway {
-        self.slots[id as usize].0
+    fn get(&self, id: u16) -> Gateway {
+        self.slots[usize::from(id)].0
     }
 
-    fn acquire(&mut self, g: Gateway) -> u32 {
+    /// The id of `g`, one more reference; `None` when every id is taken.
+    fn acquire(&mut self, g: Gateway) -> Option<u16> {
         if let Some(&id) = self.ids.get(&g) {
-            self.slots[id as usize].1 += 1;
-            return id;
+            self.slots[usize::from(id)].1 += 1;
+            return Some(id);
         }
         let id = match self.free.pop() {
             Some(id) => {
-                self.slots[id as usize] = (g, 1);
+                self.slots[usize::from(id)] = (g, 1);
                 id
             }
             None => {
+                let id = u16::try_from(self.slots.len()).ok()?;
                 self.slots.push((g, 1));
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+                id
             }
         };
         self.ids.insert(g, id);
-        id
+        Some(id)
     }
 
-    fn release(&mut self, id: u32) {
-        let slot = &mut self.slots[id as usize];
+    fn release(&mut self, id: u16) {
+        let slot = &mut self.slots[usize::from(id)];
         slot.1 -= 1;
         if slot.1 == 0 {
             self.ids.remove(&slot.0);
@@ -174,7 +186,7 @@ pub struct RouteTable {
     /// With direct routing: peers inside this underlay subnet get host-gw.
     direct_subnet: Option<Cidr>,
     statics: BTreeMap<Cidr, PeerRoute>,
-    bgp: CidrMap<u32>,
+    bgp: CidrMap<u16>,
     gateways: Gateways,
 }
 
@@ -227,8 +239,15 @@ impl RouteTable {
                 route,
                 source: RouteSource::Bgp,
             } => {
-                let id = self.gateways.acquire((route.via, route.vtep_mac));
-                if let Some(old) = self.bgp.insert(&route.pod_cidr, id) {
+                let old = match self.gateways.acquire((route.via, route.vtep_mac)) {
+                    Some(id) => self.bgp.insert(&route.pod_cidr, id),
+                    None => {
+                        tracing::warn!(pod_cidr = %route.pod_cidr, via = %route.via,
+                            "too many distinct BGP gateways, route dropped");
+                        self.bgp.remove(&route.pod_cidr)
+                    }
+                };
+                if let Some(old) = old {
                     self.gateways.release(old);
                 }
             }

@@ -168,7 +168,8 @@ fn import_policy_and_loops_filter() {
         ),
     );
     assert_eq!(events(&ch).len(), 1);
-    assert!(r.adj_in(a.key).unwrap().get(&p("192.168.0.0/16")).is_none());
+    assert!(r.adj_in(a.key, &p("192.168.0.0/16")).is_none());
+    assert_eq!(r.received(a.key), 1);
     // A reflected route we originated is ignored, and replaces the old one.
     let ch = r.apply_update(
         &a,
@@ -263,13 +264,8 @@ fn graceful_restart_keeps_then_flushes_stale_routes() {
         }]
     );
     assert_eq!(r.loc().len(), 1);
-    assert!(
-        !r.adj_in(a.key)
-            .unwrap()
-            .get(&p("10.244.1.0/24"))
-            .unwrap()
-            .stale
-    );
+    assert!(!r.adj_in(a.key, &p("10.244.1.0/24")).unwrap().stale);
+    assert_eq!(r.received(a.key), 1);
 }
 
 #[test]
