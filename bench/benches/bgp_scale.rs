@@ -75,19 +75,20 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Polls both route counts until `done(weftd, bird)` holds for each;
+/// Polls both route counts until `want_w(weftd)` and `want_b(bird)` hold;
 /// returns the seconds each took from `t0`.
 fn wait_both(
     t0: Instant,
     pids: (&str, &str),
-    want: impl Fn(usize) -> bool + Copy,
+    want_w: impl Fn(usize) -> bool,
+    want_b: impl Fn(usize) -> bool,
 ) -> (Option<f64>, Option<f64>) {
     let (mut w, mut b) = (None, None);
     while (w.is_none() || b.is_none()) && t0.elapsed() < TIMEOUT {
-        if w.is_none() && want(routes(pids.0)) {
+        if w.is_none() && want_w(routes(pids.0)) {
             w = Some(t0.elapsed().as_secs_f64());
         }
-        if b.is_none() && want(routes(pids.1)) {
+        if b.is_none() && want_b(routes(pids.1)) {
             b = Some(t0.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -255,16 +256,10 @@ fn main() {
 
     let t0 = Instant::now();
     tx.blocking_send(Cmd::Announce).unwrap();
-    let install = (
-        wait_both(t0, ns, |c| c >= base.0 + n).0,
-        wait_both(t0, ns, |c| c >= base.1 + n).1,
-    );
+    let install = wait_both(t0, ns, |c| c >= base.0 + n, |c| c >= base.1 + n);
     let t1 = Instant::now();
     tx.blocking_send(Cmd::Withdraw).unwrap();
-    let withdraw = (
-        wait_both(t1, ns, |c| c <= base.0).0,
-        wait_both(t1, ns, |c| c <= base.1).1,
-    );
+    let withdraw = wait_both(t1, ns, |c| c <= base.0, |c| c <= base.1);
     let rss = (peak_rss_mib(pids.0), peak_rss_mib(pids.1));
     tx.blocking_send(Cmd::Stop).unwrap();
     let inj = inj_thread.join().unwrap();

@@ -125,7 +125,7 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let sync = RouteSync::new()?;
     // Subscribe before the first dump so no change is missed.
-    let mut kernel = watch_kernel()?;
+    let mut kernel = watch_kernel(&sync)?;
     let underlay = check_host(&cfg, &sync).await?;
     info!(
         node = %cfg.node_name, mode = %cfg.dataplane.mode, underlay = %underlay.name,
