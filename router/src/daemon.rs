@@ -212,11 +212,10 @@ impl LoopState {
         u: RouteUpdate,
     ) {
         let cidr = u.cidr();
-        let before = (!changed.contains_key(&cidr)).then(|| self.wanted(table, cidr));
-        if table.apply(u)
-            && let Some(before) = before
-        {
-            changed.insert(cidr, before);
+        if let Some(before) = table.apply_change(u) {
+            changed
+                .entry(cidr)
+                .or_insert_with(|| desired_routes(&[(cidr, before?)], self.tun_ifindex).pop());
         }
     }
 }

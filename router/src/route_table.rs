@@ -3,6 +3,9 @@
 //! now and from BGP later, through the same channel.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// A fast keyed hash for the per-route maps (randomly seeded per process).
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
@@ -78,8 +81,8 @@ pub struct OverlayPeer {
 /// bytes instead of `Cidr`'s 18, which matters at 100k BGP routes.
 #[derive(Debug, Clone, Default)]
 struct CidrMap<V> {
-    v4: HashMap<(u32, u8), V>,
-    v6: HashMap<([u8; 16], u8), V>,
+    v4: FastMap<(u32, u8), V>,
+    v6: FastMap<([u8; 16], u8), V>,
 }
 
 impl<V: Copy> CidrMap<V> {
@@ -104,10 +107,10 @@ impl<V: Copy> CidrMap<V> {
         };
         // Give the memory back once a big table is gone.
         if self.v4.is_empty() && self.v4.capacity() > 1024 {
-            self.v4 = HashMap::new();
+            self.v4 = FastMap::default();
         }
         if self.v6.is_empty() && self.v6.capacity() > 1024 {
-            self.v6 = HashMap::new();
+            self.v6 = FastMap::default();
         }
         r
     }
@@ -220,6 +223,12 @@ impl RouteTable {
 
     /// Applies one update; true when the resolved table changed.
     pub fn apply(&mut self, update: RouteUpdate) -> bool {
+        self.apply_change(update).is_some()
+    }
+
+    /// Applies one update; when the pod range's resolution changed, its
+    /// next hop before (`Some(None)`: it had none).
+    pub fn apply_change(&mut self, update: RouteUpdate) -> Option<Option<NextHop>> {
         let cidr = update_cidr(&update);
         let before = self.best(&cidr);
         match update {
@@ -260,7 +269,7 @@ impl RouteTable {
                 }
             }
         }
-        before != self.best(&cidr)
+        (before != self.best(&cidr)).then(|| before.map(|r| self.resolve(&r)))
     }
 
     fn best(&self, cidr: &Cidr) -> Option<PeerRoute> {

@@ -2,7 +2,7 @@
 //! bytes instead of [`Prefix`]'s 18, so a 100k-route table with an 8-byte
 //! value costs 16 bytes per slot.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::prefix::Prefix;
@@ -34,8 +34,8 @@ pub(crate) struct PrefixMap<V> {
 impl<V> Default for PrefixMap<V> {
     fn default() -> Self {
         Self {
-            v4: HashMap::new(),
-            v6: HashMap::new(),
+            v4: HashMap::default(),
+            v6: HashMap::default(),
         }
     }
 }
@@ -62,10 +62,10 @@ impl<V> PrefixMap<V> {
         };
         // Give the memory back once a big table is gone.
         if self.v4.is_empty() && self.v4.capacity() > 1024 {
-            self.v4 = HashMap::new();
+            self.v4 = HashMap::default();
         }
         if self.v6.is_empty() && self.v6.capacity() > 1024 {
-            self.v6 = HashMap::new();
+            self.v6 = HashMap::default();
         }
         r
     }
