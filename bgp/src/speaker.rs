@@ -137,6 +137,7 @@ impl Speaker {
                 state: State::Idle,
                 adj_out: HashSet::new(),
                 last_error: None,
+                eor: Vec::new(),
             });
         }
         drop(peer_tx);
@@ -188,6 +189,7 @@ impl Speaker {
             local: BTreeSet::new(),
             peers,
             events: events_tx,
+            markers: Vec::new(),
             _listeners: listeners,
         };
         tokio::spawn(task.run(cmd_rx, peer_rx).instrument(info_span!("bgp")));
@@ -258,6 +260,8 @@ struct PeerSlot {
     state: State,
     adj_out: HashSet<Prefix>,
     last_error: Option<String>,
+    /// Families the peer sent End-of-RIB for in this session.
+    eor: Vec<Family>,
 }
 
 struct SpeakerTask {
@@ -269,6 +273,8 @@ struct SpeakerTask {
     local: BTreeSet<Prefix>,
     peers: Vec<PeerSlot>,
     events: mpsc::Sender<Vec<RouteEvent>>,
+    /// End-of-RIB events waiting for the route changes before them.
+    markers: Vec<RouteEvent>,
     _listeners: Vec<Task>,
 }
 
@@ -321,18 +327,23 @@ impl SpeakerTask {
         }
     }
 
+    /// Streams `changes` to the consumer, then any End-of-RIB markers
+    /// (after the routes they close).
     async fn publish(&mut self, changes: Vec<Change>) {
-        if changes.is_empty() {
-            return;
-        }
-        if self.rr {
-            self.reflect_changes(&changes).await;
-        }
-        for chunk in changes.chunks(EVENT_BATCH) {
-            let ev = rib::events(chunk);
-            if !ev.is_empty() {
-                let _ = self.events.send(ev).await;
+        if !changes.is_empty() {
+            if self.rr {
+                self.reflect_changes(&changes).await;
             }
+            for chunk in changes.chunks(EVENT_BATCH) {
+                let ev = rib::events(chunk);
+                if !ev.is_empty() {
+                    let _ = self.events.send(ev).await;
+                }
+            }
+        }
+        if !self.markers.is_empty() {
+            let m = std::mem::take(&mut self.markers);
+            let _ = self.events.send(m).await;
         }
     }
 
@@ -390,6 +401,7 @@ impl SpeakerTask {
                 p.local = Some(local);
                 p.state = State::Established;
                 p.adj_out.clear();
+                p.eor.clear();
                 self.export_table(key, None).await;
             }
             PeerEvent::Updates(key, updates) => {
@@ -428,6 +440,23 @@ impl SpeakerTask {
                 }
             }
             PeerEvent::FlushStale(key, f) => changes.extend(self.rib.flush_stale(key, f)),
+            PeerEvent::EndOfRib(key, family) => {
+                let Some(p) = self.slot(key) else { return };
+                if !p.eor.contains(&family) {
+                    p.eor.push(family);
+                }
+                let complete = p
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.families.iter().all(|f| p.eor.contains(f)));
+                info!(peer = %p.cfg.address, ?family, complete, "End-of-RIB received");
+                let ev = RouteEvent::EndOfRib {
+                    peer: p.cfg.address,
+                    family,
+                    complete,
+                };
+                self.markers.push(ev);
+            }
             PeerEvent::RouteRefresh(key, family) => self.export_table(key, Some(family)).await,
         }
     }

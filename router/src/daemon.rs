@@ -307,6 +307,12 @@ async fn control_loop(
             released = stale_changed(state.stale_until.as_mut()) => if released {
                 info!("stale routes released");
                 state.stale_until = None;
+                // The relearned routes are on the feed before the release:
+                // take them into the table before the full sync deletes
+                // whatever it lacks.
+                while let Ok(u) = updates.try_recv() {
+                    state.apply(table, &mut changed, u);
+                }
                 dirty = true;
             },
             _ = resync.tick() => dirty = true,

@@ -315,6 +315,7 @@ impl Peer {
                 .await;
             }
             Output::FlushStale(f) => self.emit(PeerEvent::FlushStale(key, f)).await,
+            Output::EndOfRib(f) => self.emit(PeerEvent::EndOfRib(key, f)).await,
         }
     }
 

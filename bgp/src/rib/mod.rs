@@ -98,6 +98,18 @@ pub enum RouteEvent {
         /// Prefix.
         prefix: Prefix,
     },
+    /// `peer` (its configured address) sent End-of-RIB for `family`: its
+    /// initial routes of that family have all been reported before this
+    /// event (RFC 4724 §2).
+    EndOfRib {
+        /// The peer.
+        peer: IpAddr,
+        /// The address family.
+        family: Family,
+        /// Every family negotiated with the peer has now ended its initial
+        /// table (the peer is in sync).
+        complete: bool,
+    },
 }
 
 /// Turns Loc-RIB changes into consumer events (only next-hop changes count).
