@@ -117,7 +117,6 @@ impl LocRib {
         }
         let cur = self.one.get(&prefix);
         match (cur, path) {
-            (None, None) => None,
             (None, Some(p)) => {
                 self.count(peer, true);
                 let new = Selected::only(&p);
@@ -139,13 +138,12 @@ impl LocRib {
                 self.count(peer, false);
                 change(prefix, Some(old), None)
             }
-            (Some(_), None) => None,
+            // Nothing to remove, or another peer's candidate.
+            (_, None) => None,
             (Some(_), Some(p)) => {
                 // A second peer offers it: it becomes a multi entry.
+                let c = self.one.remove(&prefix)?;
                 self.count(peer, true);
-                let Some(c) = self.one.remove(&prefix) else {
-                    return None;
-                };
                 let old = Selected::only(&c);
                 let candidates = vec![c, p];
                 let new = select(&candidates);
@@ -184,9 +182,7 @@ impl LocRib {
         };
         let old = m.selected.take();
         let new = if m.candidates.len() == 1 {
-            let Some(m) = self.many.remove(&prefix) else {
-                return None;
-            };
+            let m = self.many.remove(&prefix)?;
             let only = m.candidates.into_iter().next();
             let new = only.as_ref().map(Selected::only);
             if let Some(p) = only {
