@@ -145,6 +145,7 @@ mod tests {
             next_hop: p.addr,
             ebgp: p.ebgp,
             peer_router_id: p.router_id,
+            stale: false,
             peer_addr: p.addr,
         }))
     }

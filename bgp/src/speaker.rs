@@ -22,6 +22,9 @@ use crate::prefix::Prefix;
 use crate::rib::{self, Change, PeerInfo, PeerKey, Rib, RouteEvent};
 use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
+/// Most route events in one batch on the consumer channel.
+const EVENT_BATCH: usize = 2048;
+
 /// A peer as seen from outside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -64,7 +67,7 @@ pub struct Speaker;
 impl Speaker {
     /// Validates `cfg`, binds the listening sockets and starts every peer.
     /// Must run inside a tokio runtime. Route changes come out of the
-    /// receiver in batches (one batch per burst of UPDATEs).
+    /// receiver in batches (one per burst of UPDATEs, at most 2048 events).
     pub fn spawn(
         cfg: SpeakerConfig,
     ) -> Result<(SpeakerHandle, mpsc::Receiver<Vec<RouteEvent>>), Error> {
@@ -72,8 +75,10 @@ impl Speaker {
         if !errs.is_empty() {
             return Err(Error::Config(errs));
         }
-        let (events_tx, events_rx) = mpsc::channel(256);
-        let (peer_tx, peer_rx) = mpsc::channel(1024);
+        // Few batches of at most EVENT_BATCH queue up: a full table streams
+        // through in bounded pieces instead of piling up in the channel.
+        let (events_tx, events_rx) = mpsc::channel(4);
+        let (peer_tx, peer_rx) = mpsc::channel(16);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let b = &cfg.bgp;
         let cluster_id = b.cluster_id.unwrap_or(cfg.router_id);
@@ -132,6 +137,7 @@ impl Speaker {
                 state: State::Idle,
                 adj_out: HashSet::new(),
                 last_error: None,
+                eor: Vec::new(),
             });
         }
         drop(peer_tx);
@@ -183,6 +189,7 @@ impl Speaker {
             local: BTreeSet::new(),
             peers,
             events: events_tx,
+            markers: Vec::new(),
             _listeners: listeners,
         };
         tokio::spawn(task.run(cmd_rx, peer_rx).instrument(info_span!("bgp")));
@@ -253,6 +260,8 @@ struct PeerSlot {
     state: State,
     adj_out: HashSet<Prefix>,
     last_error: Option<String>,
+    /// Families the peer sent End-of-RIB for in this session.
+    eor: Vec<Family>,
 }
 
 struct SpeakerTask {
@@ -264,6 +273,8 @@ struct SpeakerTask {
     local: BTreeSet<Prefix>,
     peers: Vec<PeerSlot>,
     events: mpsc::Sender<Vec<RouteEvent>>,
+    /// End-of-RIB events waiting for the route changes before them.
+    markers: Vec<RouteEvent>,
     _listeners: Vec<Task>,
 }
 
@@ -303,7 +314,7 @@ impl SpeakerTask {
                     let mut changes = Vec::new();
                     self.peer_event(ev, &mut changes).await;
                     let mut n = 0;
-                    while n < 512 {
+                    while n < 512 && changes.len() < EVENT_BATCH {
                         match peer_rx.try_recv() {
                             Ok(ev) => self.peer_event(ev, &mut changes).await,
                             Err(_) => break,
@@ -316,16 +327,23 @@ impl SpeakerTask {
         }
     }
 
+    /// Streams `changes` to the consumer, then any End-of-RIB markers
+    /// (after the routes they close).
     async fn publish(&mut self, changes: Vec<Change>) {
-        if changes.is_empty() {
-            return;
+        if !changes.is_empty() {
+            if self.rr {
+                self.reflect_changes(&changes).await;
+            }
+            for chunk in changes.chunks(EVENT_BATCH) {
+                let ev = rib::events(chunk);
+                if !ev.is_empty() {
+                    let _ = self.events.send(ev).await;
+                }
+            }
         }
-        if self.rr {
-            self.reflect_changes(&changes).await;
-        }
-        let ev = rib::events(&changes);
-        if !ev.is_empty() {
-            let _ = self.events.send(ev).await;
+        if !self.markers.is_empty() {
+            let m = std::mem::take(&mut self.markers);
+            let _ = self.events.send(m).await;
         }
     }
 
@@ -348,7 +366,7 @@ impl SpeakerTask {
                 address: p.cfg.address,
                 asn: p.cfg.asn,
                 state: p.state,
-                routes_received: self.rib.adj_in(p.key).map_or(0, rib::AdjRibIn::len),
+                routes_received: self.rib.received(p.key),
                 routes_advertised: p.adj_out.len(),
                 last_error: p.last_error.clone(),
             })
@@ -383,6 +401,7 @@ impl SpeakerTask {
                 p.local = Some(local);
                 p.state = State::Established;
                 p.adj_out.clear();
+                p.eor.clear();
                 self.export_table(key, None).await;
             }
             PeerEvent::Updates(key, updates) => {
@@ -391,6 +410,9 @@ impl SpeakerTask {
                 };
                 for u in &updates {
                     changes.extend(self.rib.apply_update(&info, u));
+                    if changes.len() >= EVENT_BATCH {
+                        self.publish(std::mem::take(changes)).await;
+                    }
                 }
             }
             PeerEvent::Down {
@@ -418,6 +440,23 @@ impl SpeakerTask {
                 }
             }
             PeerEvent::FlushStale(key, f) => changes.extend(self.rib.flush_stale(key, f)),
+            PeerEvent::EndOfRib(key, family) => {
+                let Some(p) = self.slot(key) else { return };
+                if !p.eor.contains(&family) {
+                    p.eor.push(family);
+                }
+                let complete = p
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.families.iter().all(|f| p.eor.contains(f)));
+                info!(peer = %p.cfg.address, ?family, complete, "End-of-RIB received");
+                let ev = RouteEvent::EndOfRib {
+                    peer: p.cfg.address,
+                    family,
+                    complete,
+                };
+                self.markers.push(ev);
+            }
             PeerEvent::RouteRefresh(key, family) => self.export_table(key, Some(family)).await,
         }
     }
@@ -550,7 +589,7 @@ impl SpeakerTask {
                 .rib
                 .loc()
                 .iter()
-                .map(|(p, _)| *p)
+                .map(|(p, _)| p)
                 .filter(wanted)
                 .collect();
             for prefix in learned {

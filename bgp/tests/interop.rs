@@ -89,6 +89,7 @@ impl Routes {
                             RouteEvent::Unreachable { prefix } => {
                                 self.table.remove(&prefix);
                             }
+                            RouteEvent::EndOfRib { .. } => {}
                         }
                     }
                 }

@@ -156,10 +156,19 @@ fn attrs(origin: u8) -> Vec<u8> {
 
 const NLRI_5: &[u8] = &[24, 10, 244, 5];
 
+/// The next batch of route events (End-of-RIB markers skipped).
 async fn next_events(rx: &mut mpsc::Receiver<Vec<RouteEvent>>) -> Vec<RouteEvent> {
-    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-        Ok(Some(e)) => e,
-        _ => Vec::new(),
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(end, rx.recv()).await {
+            Ok(Some(mut e)) => {
+                e.retain(|e| !matches!(e, RouteEvent::EndOfRib { .. }));
+                if !e.is_empty() {
+                    return e;
+                }
+            }
+            _ => return Vec::new(),
+        }
     }
 }
 

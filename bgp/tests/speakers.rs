@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use weft_bgp::fsm::State;
+use weft_bgp::wire::Family;
 use weft_bgp::{BgpConfig, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
 fn rss_kib() -> u64 {
@@ -77,8 +78,33 @@ async fn wait_established(h: &SpeakerHandle, within: Duration) -> bool {
     false
 }
 
-/// Collects events until `f` says done or the time runs out.
+/// Collects route events (End-of-RIB markers left out) until `f` says
+/// done or the time runs out.
 async fn collect_until(
+    rx: &mut mpsc::Receiver<Vec<RouteEvent>>,
+    within: Duration,
+    mut f: impl FnMut(&[RouteEvent]) -> bool,
+) -> Vec<RouteEvent> {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while let Some(batch) = rx.recv().await {
+            all.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| !matches!(e, RouteEvent::EndOfRib { .. })),
+            );
+            if f(&all) {
+                return;
+            }
+        }
+    })
+    .await;
+    all
+}
+
+/// Collects every event, markers included, until `f` says done or the
+/// time runs out.
+async fn collect_all_until(
     rx: &mut mpsc::Receiver<Vec<RouteEvent>>,
     within: Duration,
     mut f: impl FnMut(&[RouteEvent]) -> bool,
@@ -176,17 +202,36 @@ async fn graceful_restart_keeps_routes_and_end_of_rib_flushes_the_stale_ones() {
     t.a.shutdown(true).await.unwrap();
     let got = collect_until(&mut t.rb, Duration::from_secs(1), |_| true).await;
     assert!(got.is_empty(), "{got:?}");
-    // A comes back restarting and only announces one of them.
+    // A comes back restarting and only announces one of them. B reports
+    // the flush of the other, then End-of-RIB per family, the last one
+    // completing A's table.
     let mut cfg = speaker_cfg("127.0.0.1", "127.0.0.2", t.port, None);
     cfg.restarting = true;
     let (a2, _ra2) = Speaker::spawn(cfg).unwrap();
     a2.announce(vec![p("10.244.1.0/24")]).await.unwrap();
-    let got = collect_until(&mut t.rb, Duration::from_secs(10), |e| !e.is_empty()).await;
+    let done = |e: &[RouteEvent]| {
+        e.iter()
+            .any(|e| matches!(e, RouteEvent::EndOfRib { complete: true, .. }))
+    };
+    let got = collect_all_until(&mut t.rb, Duration::from_secs(10), done).await;
+    let a = ip("127.0.0.1");
     assert_eq!(
         got,
-        vec![RouteEvent::Unreachable {
-            prefix: p("10.244.2.0/24")
-        }]
+        vec![
+            RouteEvent::Unreachable {
+                prefix: p("10.244.2.0/24")
+            },
+            RouteEvent::EndOfRib {
+                peer: a,
+                family: Family::Ipv4Unicast,
+                complete: false
+            },
+            RouteEvent::EndOfRib {
+                peer: a,
+                family: Family::Ipv6Unicast,
+                complete: true
+            },
+        ]
     );
     a2.shutdown(false).await.unwrap();
     t.b.shutdown(false).await.unwrap();

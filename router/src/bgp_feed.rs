@@ -5,17 +5,21 @@
 //!
 //! ```text
 //!  [bgp] ─► SpeakerConfig ─► Speaker ─► Vec<RouteEvent> ─► to_updates ─► RouteFeed
-//!  pod_cidr(s) ─► announce          ▲ peers (BIRD, FRR, GoBGP, weftd)
+//!  pod_cidr(s) ─► announce          ▲ peers      └─► End-of-RIB ─► watch_sync ─► synced
 //! ```
+//!
+//! After a graceful restart weftd keeps the routes it finds in the kernel
+//! until BGP has relearned the table: until every configured peer has sent
+//! End-of-RIB for each family of its session (RFC 4724), or the restart
+//! time is over.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
-use weft_bgp::fsm::State;
 use weft_bgp::{BgpConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
 use crate::cidr::Cidr;
@@ -115,6 +119,7 @@ pub fn to_updates(cfg: &Config, events: Vec<RouteEvent>) -> Vec<RouteUpdate> {
                     (prefix, hop)
                 }
                 RouteEvent::Unreachable { prefix } => (prefix, None),
+                RouteEvent::EndOfRib { .. } => return None,
             };
             let pod_cidr = cidr_of(&prefix)?;
             let hop = hop.filter(|_| !own.iter().any(|o| o.overlaps(&pod_cidr)));
@@ -145,10 +150,6 @@ pub struct BgpFeed {
     synced: watch::Receiver<bool>,
 }
 
-/// How long every peer must have been Established, with no new routes,
-/// before a restarted weftd drops the routes it did not relearn.
-const SETTLE: Duration = Duration::from_secs(2);
-
 impl BgpFeed {
     /// Starts the speaker for `cfg` (None without `[bgp]`), announces our
     /// pod CIDRs and forwards learned routes into `feed`. Must run inside
@@ -170,15 +171,11 @@ impl BgpFeed {
         let (handle, events) = Speaker::spawn(sc)?;
         handle.announce(own_prefixes(cfg)).await?;
         let (synced_tx, synced) = watch::channel(!restarting);
-        let (activity_tx, activity) = watch::channel(());
-        let forward = tokio::spawn(forward(cfg.clone(), events, feed, activity_tx));
+        let (eor_tx, eor) = mpsc::unbounded_channel();
+        let forward = tokio::spawn(forward(cfg.clone(), events, feed, eor_tx));
         if restarting {
-            tokio::spawn(watch_sync(
-                handle.clone(),
-                activity,
-                restart_time,
-                synced_tx,
-            ));
+            let peers = sc_peers(cfg);
+            tokio::spawn(watch_sync(peers, eor, restart_time, synced_tx));
         }
         Ok(Some(Self {
             handle,
@@ -189,8 +186,8 @@ impl BgpFeed {
     }
 
     /// Turns `true` once BGP has relearned the table after a restart
-    /// (every peer Established and quiet for a moment, or the restart
-    /// time passed); `true` from the start otherwise.
+    /// (End-of-RIB from every configured peer, or the restart time
+    /// passed); `true` from the start otherwise.
     pub fn synced(&self) -> watch::Receiver<bool> {
         self.synced.clone()
     }
@@ -217,33 +214,68 @@ impl BgpFeed {
     }
 }
 
-/// Declares the table relearned: all peers Established and no route
-/// event for [`SETTLE`], or `restart_time` over.
+/// The configured peer addresses (what End-of-RIB events name).
+fn sc_peers(cfg: &Config) -> HashSet<IpAddr> {
+    cfg.bgp
+        .iter()
+        .flat_map(|b| b.peers.iter().map(|p| p.address))
+        .collect()
+}
+
+/// Why the stale routes of a restart are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relearned {
+    /// Every configured peer sent End-of-RIB for all its families.
+    EndOfRib,
+    /// The restart time ran out first.
+    Timeout,
+}
+
+/// Waits until every peer in `peers` has reported a complete End-of-RIB
+/// on `eor`, or `restart_time` passed (also when the speaker stopped).
+async fn relearned(
+    mut peers: HashSet<IpAddr>,
+    eor: &mut mpsc::UnboundedReceiver<IpAddr>,
+    restart_time: Duration,
+) -> Relearned {
+    let deadline = tokio::time::sleep(restart_time);
+    tokio::pin!(deadline);
+    while !peers.is_empty() {
+        tokio::select! {
+            () = &mut deadline => return Relearned::Timeout,
+            p = eor.recv() => match p {
+                Some(p) => {
+                    peers.remove(&p);
+                }
+                None => {
+                    // The speaker is gone: nothing more will come.
+                    deadline.as_mut().await;
+                    return Relearned::Timeout;
+                }
+            },
+        }
+    }
+    Relearned::EndOfRib
+}
+
+/// Declares the table relearned (see [`relearned`]).
 async fn watch_sync(
-    handle: SpeakerHandle,
-    mut activity: watch::Receiver<()>,
+    peers: HashSet<IpAddr>,
+    mut eor: mpsc::UnboundedReceiver<IpAddr>,
     restart_time: Duration,
     synced: watch::Sender<bool>,
 ) {
-    let deadline = tokio::time::Instant::now() + restart_time;
-    let mut quiet_since: Option<tokio::time::Instant> = None;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(peers) = handle.peers().await else {
-            break;
-        };
-        let up = peers.iter().all(|p| p.state == State::Established);
-        if !up || activity.has_changed().unwrap_or(false) {
-            activity.mark_unchanged();
-            quiet_since = None;
-            continue;
+    match relearned(peers, &mut eor, restart_time).await {
+        Relearned::EndOfRib => {
+            info!("BGP table relearned after restart: End-of-RIB from every peer");
         }
-        let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
-        if since.elapsed() >= SETTLE {
-            break;
+        Relearned::Timeout => {
+            warn!(
+                ?restart_time,
+                "BGP table relearned after restart: restart time over without End-of-RIB from every peer"
+            );
         }
     }
-    info!("BGP table relearned after restart");
     let _ = synced.send(true);
 }
 
@@ -251,15 +283,30 @@ async fn forward(
     cfg: Config,
     mut events: mpsc::Receiver<Vec<RouteEvent>>,
     feed: RouteFeed,
-    activity: watch::Sender<()>,
+    eor: mpsc::UnboundedSender<IpAddr>,
 ) {
     while let Some(batch) = events.recv().await {
-        activity.send_replace(());
         let n = batch.len();
+        let synced: Vec<IpAddr> = batch
+            .iter()
+            .filter_map(|e| match e {
+                RouteEvent::EndOfRib {
+                    peer,
+                    complete: true,
+                    ..
+                } => Some(*peer),
+                _ => None,
+            })
+            .collect();
         for u in to_updates(&cfg, batch) {
             if feed.send(u).await.is_err() {
                 return;
             }
+        }
+        // After the routes before it are on the feed. Nobody listens
+        // unless restarting: that is fine.
+        for p in synced {
+            let _ = eor.send(p);
         }
         debug!(events = n, "BGP routes fed");
     }
@@ -360,5 +407,47 @@ mode = "host-gw"
                 },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn stale_routes_wait_for_end_of_rib_from_every_peer_or_the_restart_time() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let peers: HashSet<IpAddr> = [ip("172.31.0.2"), ip("172.31.0.3")].into();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Both peers complete: released on End-of-RIB, long before the
+        // restart time.
+        tx.send(ip("172.31.0.3")).unwrap();
+        tx.send(ip("172.31.0.9")).unwrap(); // not configured: no effect
+        tx.send(ip("172.31.0.2")).unwrap();
+        let t = std::time::Instant::now();
+        let r = relearned(peers.clone(), &mut rx, Duration::from_secs(30)).await;
+        assert_eq!(r, Relearned::EndOfRib);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // One peer never completes: the restart time decides.
+        tx.send(ip("172.31.0.2")).unwrap();
+        let t = std::time::Instant::now();
+        let r = relearned(peers.clone(), &mut rx, Duration::from_millis(300)).await;
+        assert_eq!(r, Relearned::Timeout);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // The speaker gone: still the restart time, not at once.
+        drop(tx);
+        let t = std::time::Instant::now();
+        let r = relearned(peers, &mut rx, Duration::from_millis(200)).await;
+        assert_eq!(r, Relearned::Timeout);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn end_of_rib_is_no_route_update() {
+        let c = cfg("[bgp]\nasn = 64512\n").unwrap();
+        let ups = to_updates(
+            &c,
+            vec![RouteEvent::EndOfRib {
+                peer: "172.31.0.2".parse().unwrap(),
+                family: weft_bgp::wire::Family::Ipv4Unicast,
+                complete: true,
+            }],
+        );
+        assert!(ups.is_empty());
     }
 }

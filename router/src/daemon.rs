@@ -3,9 +3,11 @@
 //! channel of `RouteUpdate`s: static routes and BGP) and removes
 //! everything it installed on stop.
 //!
-//! A batch of updates is installed incrementally: the changed pod ranges
-//! are compared with what weftd installed (`change_ops`), and only those
-//! operations go to the kernel. The full dump + `diff` runs at start, on
+//! A batch of updates is installed incrementally: for each changed pod
+//! range the kernel route wanted before the batch (what is installed: the
+//! table and the kernel agree after every sync) is compared with the one
+//! wanted after it (`change_ops`), and only those operations go to the
+//! kernel. No second per-route copy of the table is kept. The full dump + `diff` runs at start, on
 //! the periodic resync, on link changes, when someone else deletes one of
 //! weftd's routes, and after a failed incremental batch.
 //!
@@ -17,7 +19,7 @@
 //!                                         reconcile([]) + drop TUN
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -123,7 +125,7 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let sync = RouteSync::new()?;
     // Subscribe before the first dump so no change is missed.
-    let mut kernel = watch_kernel()?;
+    let mut kernel = watch_kernel(&sync)?;
     let underlay = check_host(&cfg, &sync).await?;
     info!(
         node = %cfg.node_name, mode = %cfg.dataplane.mode, underlay = %underlay.name,
@@ -147,7 +149,6 @@ pub async fn run_with(
         underlay_ip: cfg.underlay_ip,
         tun_ifindex,
         stale_until: opts.stale_until,
-        installed: BTreeMap::new(),
     };
     let result = control_loop(
         &mut state,
@@ -182,8 +183,6 @@ struct LoopState {
     underlay_ip: std::net::IpAddr,
     tun_ifindex: Option<u32>,
     stale_until: Option<watch::Receiver<bool>>,
-    /// What weftd last made the kernel hold, by destination.
-    installed: BTreeMap<Cidr, KernelRoute>,
 }
 
 impl LoopState {
@@ -195,11 +194,28 @@ impl LoopState {
 
     /// Whether a kernel event needs a full resync: a link change, or a
     /// route weftd still wants deleted by someone else (its own deletions
-    /// come back as events too and are ignored).
-    fn needs_resync(&self, ev: KernelEvent) -> bool {
+    /// come back as events too and are ignored). Only called between
+    /// batches, when the table and the kernel agree.
+    fn needs_resync(&self, table: &RouteTable, ev: KernelEvent) -> bool {
         match ev {
             KernelEvent::Link | KernelEvent::Unknown => true,
-            KernelEvent::RouteGone(r) => self.installed.get(&r.dst) == Some(&r),
+            KernelEvent::RouteGone(r) => self.wanted(table, r.dst) == Some(r),
+        }
+    }
+
+    /// Applies `u` to the table; a pod range whose resolution changed is
+    /// recorded in `changed` with the kernel route it had before the batch.
+    fn apply(
+        &self,
+        table: &mut RouteTable,
+        changed: &mut BTreeMap<Cidr, Option<KernelRoute>>,
+        u: RouteUpdate,
+    ) {
+        let cidr = u.cidr();
+        if let Some(before) = table.apply_change(u) {
+            changed
+                .entry(cidr)
+                .or_insert_with(|| desired_routes(&[(cidr, before?)], self.tun_ifindex).pop());
         }
     }
 }
@@ -225,8 +241,9 @@ async fn control_loop(
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     // Full dump + diff wanted.
     let mut dirty = true;
-    // Pod ranges changed since the last sync (incremental install).
-    let mut changed: BTreeSet<Cidr> = BTreeSet::new();
+    // Pod ranges changed since the last sync, with the kernel route each
+    // had then (incremental install).
+    let mut changed: BTreeMap<Cidr, Option<KernelRoute>> = BTreeMap::new();
     let mut feed_open = true;
     loop {
         if dirty {
@@ -242,7 +259,6 @@ async fn control_loop(
                 .reconcile_with(&desired, state.stale_until.is_none())
                 .await?;
             log_ops(&ops);
-            state.installed = desired.iter().map(|r| (r.dst, *r)).collect();
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
         } else if !changed.is_empty() {
             if let Some(dp) = dataplane {
@@ -250,8 +266,8 @@ async fn control_loop(
             }
             let changes: Vec<RouteChange> = std::mem::take(&mut changed)
                 .into_iter()
-                .map(|c| RouteChange {
-                    old: state.installed.get(&c).copied(),
+                .map(|(c, old)| RouteChange {
+                    old,
                     new: state.wanted(table, c),
                 })
                 .collect();
@@ -259,18 +275,7 @@ async fn control_loop(
             match sync.apply_ops(&ops).await {
                 Ok(()) => {
                     log_ops(&ops);
-                    for c in &changes {
-                        match (c.new, c.old) {
-                            (Some(r), _) => {
-                                state.installed.insert(r.dst, r);
-                            }
-                            (None, Some(r)) => {
-                                state.installed.remove(&r.dst);
-                            }
-                            (None, None) => {}
-                        }
-                    }
-                    metrics::gauge!("weft_router_routes").set(state.installed.len() as f64);
+                    metrics::gauge!("weft_router_routes").set(table.len() as f64);
                 }
                 Err(e) => {
                     // The kernel state is unknown now: a full resync finds
@@ -285,28 +290,29 @@ async fn control_loop(
             () = &mut stop => return Ok(()),
             u = updates.recv(), if feed_open => match u {
                 Some(u) => {
-                    let mut apply = |u: RouteUpdate| {
-                        if table.apply(u) {
-                            changed.insert(u.cidr());
-                        }
-                    };
-                    apply(u);
+                    state.apply(table, &mut changed, u);
                     // Take everything already queued before installing.
                     while let Ok(u) = updates.try_recv() {
-                        apply(u);
+                        state.apply(table, &mut changed, u);
                     }
                 }
                 None => feed_open = false,
             },
             Some(ev) = kernel.recv() => {
-                dirty |= state.needs_resync(ev);
+                dirty |= state.needs_resync(table, ev);
                 while let Ok(ev) = kernel.try_recv() {
-                    dirty |= state.needs_resync(ev);
+                    dirty |= state.needs_resync(table, ev);
                 }
             },
             released = stale_changed(state.stale_until.as_mut()) => if released {
                 info!("stale routes released");
                 state.stale_until = None;
+                // The relearned routes are on the feed before the release:
+                // take them into the table before the full sync deletes
+                // whatever it lacks.
+                while let Ok(u) = updates.try_recv() {
+                    state.apply(table, &mut changed, u);
+                }
                 dirty = true;
             },
             _ = resync.tick() => dirty = true,

@@ -4,15 +4,23 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use futures::{StreamExt, TryStreamExt};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::protocols::NETLINK_ROUTE;
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::cidr::Cidr;
 use crate::reconcile::{KernelRoute, RouteOp, RouteVia, diff};
@@ -21,8 +29,11 @@ use crate::reconcile::{KernelRoute, RouteOp, RouteVia, diff};
 /// /etc/iproute2/rt_protos. `ip route show proto 87` lists weftd's routes.
 pub const WEFT_RTPROTO: u8 = 0x57;
 
-/// Route requests in flight at once during a reconcile.
-const PIPELINE: usize = 256;
+/// Route requests packed into one netlink datagram by
+/// [`RouteSync::apply_ops`]: one sendmsg and one ACK per batch instead of
+/// per route (the kernel answers only failures and the batch's last
+/// request).
+const BATCH: usize = 256;
 
 /// Errors at the netlink edge.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +71,122 @@ pub struct UnderlayLink {
 #[derive(Debug, Clone)]
 pub struct RouteSync {
     handle: Handle,
+    batch: Arc<Mutex<BatchSocket>>,
+    batch_portid: u32,
+}
+
+/// A plain rtnetlink socket for batched route changes.
+struct BatchSocket {
+    sock: TokioSocket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for BatchSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchSocket")
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl BatchSocket {
+    /// The socket and its netlink port id.
+    fn open() -> std::io::Result<(Self, u32)> {
+        let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
+        let s = sock.socket_mut();
+        let portid = s.bind_auto()?.port_number();
+        s.connect(&SocketAddr::new(0, 0))?;
+        // Errors carry only the failed request's header, so a batch of
+        // failures fits the receive buffer.
+        s.set_cap_ack(true)?;
+        s.set_rx_buf_sz(1 << 20)?;
+        let me = Self {
+            sock,
+            seq: 0,
+            buf: Vec::new(),
+        };
+        Ok((me, portid))
+    }
+
+    /// Sends `ops` as one datagram and waits for the last one's ACK; the
+    /// first failure (a delete of a route already gone is none) is
+    /// returned once the kernel has answered the whole batch.
+    async fn send(&mut self, ops: &[RouteOp]) -> Result<(), NetlinkError> {
+        let Some(last) = ops.len().checked_sub(1) else {
+            return Ok(());
+        };
+        let base = self.seq.wrapping_add(1);
+        self.buf.clear();
+        for (i, op) in ops.iter().enumerate() {
+            let (msg, flags) = match op {
+                RouteOp::Replace(r) => (
+                    RouteNetlinkMessage::NewRoute(build(r)?),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+                ),
+                RouteOp::Delete(r) => (RouteNetlinkMessage::DelRoute(build(r)?), NLM_F_REQUEST),
+            };
+            let mut h = NetlinkHeader::default();
+            h.flags = if i == last { flags | NLM_F_ACK } else { flags };
+            self.seq = self.seq.wrapping_add(1);
+            h.sequence_number = self.seq;
+            let mut m = NetlinkMessage::new(h, NetlinkPayload::from(msg));
+            m.finalize();
+            let start = self.buf.len();
+            self.buf.resize(start + m.buffer_len(), 0);
+            m.serialize(&mut self.buf[start..]);
+        }
+        let sent = self
+            .sock
+            .send(&self.buf)
+            .await
+            .map_err(NetlinkError::Open)?;
+        if sent != self.buf.len() {
+            return Err(NetlinkError::Open(std::io::Error::other(
+                "short netlink send",
+            )));
+        }
+        let last_seq = self.seq;
+        let mut first_err = None;
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .await
+                .map_err(NetlinkError::Open)?;
+            let mut rest = &data[..];
+            let mut done = false;
+            while !rest.is_empty() {
+                let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest) else {
+                    break;
+                };
+                let len = (m.header.length as usize).max(16).next_multiple_of(4);
+                rest = rest.get(len..).unwrap_or_default();
+                let NetlinkPayload::Error(e) = m.payload else {
+                    continue;
+                };
+                let seq = m.header.sequence_number;
+                let idx = seq.wrapping_sub(base) as usize;
+                if e.code.is_some()
+                    && let Some(op) = ops.get(idx)
+                {
+                    let err = rtnetlink::Error::NetlinkError(e);
+                    let ignore = matches!(op, RouteOp::Delete(_)) && is_gone(&err);
+                    if !ignore && first_err.is_none() {
+                        let what = match op {
+                            RouteOp::Replace(r) => format!("adding route {}", show(r)),
+                            RouteOp::Delete(r) => format!("deleting route {}", show(r)),
+                        };
+                        first_err = Some(NetlinkError::Request { what, source: err });
+                    }
+                }
+                done |= seq == last_seq;
+            }
+            if done {
+                return first_err.map_or(Ok(()), Err);
+            }
+        }
+    }
 }
 
 fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -78,7 +205,18 @@ impl RouteSync {
     pub fn new() -> Result<Self, NetlinkError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        let (batch, batch_portid) = BatchSocket::open()?;
+        Ok(Self {
+            handle,
+            batch: Arc::new(Mutex::new(batch)),
+            batch_portid,
+        })
+    }
+
+    /// The netlink port id route changes are sent from: the kernel's
+    /// notifications about them carry it (see [`watch_kernel`]).
+    pub fn portid(&self) -> u32 {
+        self.batch_portid
     }
 
     /// The raw rtnetlink handle.
@@ -156,19 +294,13 @@ impl RouteSync {
     /// Applies `ops` (replacements before deletions, as [`diff`] and
     /// `change_ops` order them).
     pub async fn apply_ops(&self, ops: &[RouteOp]) -> Result<(), NetlinkError> {
-        // Replacements before deletions (a changed next hop never leaves a
-        // gap); within each group the requests are pipelined on the one
-        // socket, so 100k routes cost one kernel round trip per window,
-        // not per route.
-        let split = ops
-            .iter()
-            .position(|o| matches!(o, RouteOp::Delete(_)))
-            .unwrap_or(ops.len());
-        for group in [&ops[..split], &ops[split..]] {
-            futures::stream::iter(group.iter().map(|op| self.apply(op)))
-                .buffer_unordered(PIPELINE)
-                .try_collect::<()>()
-                .await?;
+        // The kernel handles the requests of one socket in order, so
+        // replacements stay before deletions (a changed next hop never
+        // leaves a gap). Batches of BATCH requests go out as one datagram
+        // each: 100k routes cost a few hundred syscalls, not 200k.
+        let mut batch = self.batch.lock().await;
+        for chunk in ops.chunks(BATCH) {
+            batch.send(chunk).await?;
         }
         Ok(())
     }
@@ -257,18 +389,54 @@ pub enum KernelEvent {
     Unknown,
 }
 
+/// The kernel-side filter of the watch socket: link messages, and route
+/// deletions of weftd's protocol not caused by `own_portid` (weftd's own
+/// batch socket). Everything else (100k route additions, weftd's own
+/// 100k deletions) is dropped before it is queued, so a table change
+/// costs no notification traffic at all.
+fn watch_filter(own_portid: u32) -> Vec<socket2::SockFilter> {
+    use socket2::SockFilter as F;
+    // Classic BPF loads are big-endian; netlink headers are host-endian.
+    let h = |v: u16| u32::from(u16::from_be_bytes(v.to_ne_bytes()));
+    let w = |v: u32| u32::from_be_bytes(v.to_ne_bytes());
+    const LD_H: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+    const LD_W: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const LD_B: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_DELLINK: u16 = 17;
+    const RTM_DELROUTE: u16 = 25;
+    vec![
+        F::new(LD_H, 0, 0, 4),                      // 0: nlmsg_type
+        F::new(JEQ, 7, 0, h(RTM_NEWLINK)),          // 1: -> 9 accept
+        F::new(JEQ, 6, 0, h(RTM_DELLINK)),          // 2: -> 9 accept
+        F::new(JEQ, 0, 4, h(RTM_DELROUTE)),         // 3: else -> 8 drop
+        F::new(LD_W, 0, 0, 12),                     // 4: nlmsg_pid (the requester)
+        F::new(JEQ, 2, 0, w(own_portid)),           // 5: ours -> 8 drop
+        F::new(LD_B, 0, 0, 16 + 5),                 // 6: rtm_protocol
+        F::new(JEQ, 1, 0, u32::from(WEFT_RTPROTO)), // 7: -> 9 accept
+        F::new(RET, 0, 0, 0),                       // 8: drop
+        F::new(RET, 0, 0, u32::MAX),                // 9: accept
+    ]
+}
+
 /// Subscribes to route and link changes: links changing and routes of
-/// weftd's protocol disappearing. Call before the first dump so nothing is
-/// missed.
-pub fn watch_kernel() -> Result<mpsc::UnboundedReceiver<KernelEvent>, NetlinkError> {
-    let (conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+/// weftd's protocol disappearing, except those `sync` deleted itself.
+/// Call before the first dump so nothing is missed.
+pub fn watch_kernel(
+    sync: &RouteSync,
+) -> Result<mpsc::UnboundedReceiver<KernelEvent>, NetlinkError> {
+    let (mut conn, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Route,
         MulticastGroup::Ipv6Route,
     ])?;
+    socket2::SockRef::from(conn.socket_mut().socket_ref())
+        .attach_filter(&watch_filter(sync.portid()))?;
     tokio::spawn(conn);
-    // Unbounded: a withdrawal of 100k routes yields 100k small events,
-    // none of which may be lost (the daemon drains them in batches).
+    // Unbounded: someone else deleting 100k routes yields 100k small
+    // events, none of which may be lost (the daemon drains them in batches).
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some((msg, _)) = messages.next().await {

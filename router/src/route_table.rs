@@ -2,8 +2,11 @@
 //! packets get there (`NextHop`). Fed by `RouteUpdate`s from static config
 //! now and from BGP later, through the same channel.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::{BTreeMap, HashMap};
+
+/// A fast keyed hash for the per-route maps (randomly seeded per process).
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
 use crate::config::{Config, Mac, Mode};
@@ -74,13 +77,126 @@ pub struct OverlayPeer {
     pub mode: Mode,
 }
 
-/// Pod range -> next hop, resolved from every source's routes.
+/// A pod range packed for the big per-source maps: an IPv4 key is 5
+/// unaligned bytes (address, length) instead of `Cidr`'s 18, so a BGP
+/// route with its 16-bit gateway id takes 8 bytes per slot.
+#[derive(Debug, Clone, Default)]
+struct CidrMap<V> {
+    v4: FastMap<[u8; 5], V>,
+    v6: FastMap<([u8; 16], u8), V>,
+}
+
+fn v4_key(a: Ipv4Addr, len: u8) -> [u8; 5] {
+    let [a, b, c, d] = a.octets();
+    [a, b, c, d, len]
+}
+
+impl<V: Copy> CidrMap<V> {
+    fn get(&self, c: &Cidr) -> Option<V> {
+        match c.addr() {
+            IpAddr::V4(a) => self.v4.get(&v4_key(a, c.prefix_len())).copied(),
+            IpAddr::V6(a) => self.v6.get(&(a.octets(), c.prefix_len())).copied(),
+        }
+    }
+
+    fn insert(&mut self, c: &Cidr, v: V) -> Option<V> {
+        match c.addr() {
+            IpAddr::V4(a) => self.v4.insert(v4_key(a, c.prefix_len()), v),
+            IpAddr::V6(a) => self.v6.insert((a.octets(), c.prefix_len()), v),
+        }
+    }
+
+    fn remove(&mut self, c: &Cidr) -> Option<V> {
+        let r = match c.addr() {
+            IpAddr::V4(a) => self.v4.remove(&v4_key(a, c.prefix_len())),
+            IpAddr::V6(a) => self.v6.remove(&(a.octets(), c.prefix_len())),
+        };
+        // Give the memory back once a big table is gone.
+        if self.v4.is_empty() && self.v4.capacity() > 1024 {
+            self.v4 = FastMap::default();
+        }
+        if self.v6.is_empty() && self.v6.capacity() > 1024 {
+            self.v6 = FastMap::default();
+        }
+        r
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Cidr, V)> + '_ {
+        let v4 = self.v4.iter().filter_map(|([a, b, c, d, l], v)| {
+            Cidr::new(IpAddr::V4(Ipv4Addr::new(*a, *b, *c, *d)), *l).map(|c| (c, *v))
+        });
+        let v6 = self.v6.iter().filter_map(|((a, l), v)| {
+            Cidr::new(IpAddr::V6(Ipv6Addr::from(*a)), *l).map(|c| (c, *v))
+        });
+        v4.chain(v6)
+    }
+}
+
+/// Where a route goes, without its pod range: interned, since a whole
+/// BGP table shares a handful of next hops.
+type Gateway = (IpAddr, Option<Mac>);
+
+/// Interned gateways with reference counts; freed slots are reused. A
+/// 16-bit id keeps an IPv4 BGP route at 8 bytes; 65 536 distinct gateways
+/// at once (next hops: nodes of one cluster) is the limit.
+#[derive(Debug, Clone, Default)]
+struct Gateways {
+    slots: Vec<(Gateway, u32)>,
+    ids: HashMap<Gateway, u16>,
+    free: Vec<u16>,
+}
+
+impl Gateways {
+    fn get(&self, id: u16) -> Gateway {
+        self.slots[usize::from(id)].0
+    }
+
+    /// The id of `g`, one more reference; `None` when every id is taken.
+    fn acquire(&mut self, g: Gateway) -> Option<u16> {
+        if let Some(&id) = self.ids.get(&g) {
+            self.slots[usize::from(id)].1 += 1;
+            return Some(id);
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[usize::from(id)] = (g, 1);
+                id
+            }
+            None => {
+                let id = u16::try_from(self.slots.len()).ok()?;
+                self.slots.push((g, 1));
+                id
+            }
+        };
+        self.ids.insert(g, id);
+        Some(id)
+    }
+
+    fn release(&mut self, id: u16) {
+        let slot = &mut self.slots[usize::from(id)];
+        slot.1 -= 1;
+        if slot.1 == 0 {
+            self.ids.remove(&slot.0);
+            self.free.push(id);
+        }
+    }
+}
+
+/// Pod range -> next hop, resolved from every source's routes. Static
+/// routes (few) sit in a sorted map; BGP routes (up to a full table) in a
+/// compact hash map of pod range -> interned gateway.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     mode: Mode,
     /// With direct routing: peers inside this underlay subnet get host-gw.
     direct_subnet: Option<Cidr>,
-    routes: BTreeMap<Cidr, BTreeMap<RouteSource, PeerRoute>>,
+    statics: BTreeMap<Cidr, PeerRoute>,
+    bgp: CidrMap<u16>,
+    gateways: Gateways,
 }
 
 impl RouteTable {
@@ -90,7 +206,9 @@ impl RouteTable {
         Self {
             mode,
             direct_subnet,
-            routes: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            bgp: CidrMap::default(),
+            gateways: Gateways::default(),
         }
     }
 
@@ -111,30 +229,67 @@ impl RouteTable {
 
     /// Applies one update; true when the resolved table changed.
     pub fn apply(&mut self, update: RouteUpdate) -> bool {
-        let before = self.best(&update_cidr(&update));
+        self.apply_change(update).is_some()
+    }
+
+    /// Applies one update; when the pod range's resolution changed, its
+    /// next hop before (`Some(None)`: it had none).
+    pub fn apply_change(&mut self, update: RouteUpdate) -> Option<Option<NextHop>> {
+        let cidr = update_cidr(&update);
+        let before = self.best(&cidr);
         match update {
-            RouteUpdate::Upsert { route, source } => {
-                self.routes
-                    .entry(route.pod_cidr)
-                    .or_default()
-                    .insert(source, route);
+            RouteUpdate::Upsert {
+                route,
+                source: RouteSource::Static,
+            } => {
+                self.statics.insert(route.pod_cidr, route);
             }
-            RouteUpdate::Withdraw { pod_cidr, source } => {
-                if let Some(m) = self.routes.get_mut(&pod_cidr) {
-                    m.remove(&source);
-                    if m.is_empty() {
-                        self.routes.remove(&pod_cidr);
+            RouteUpdate::Withdraw {
+                pod_cidr,
+                source: RouteSource::Static,
+            } => {
+                self.statics.remove(&pod_cidr);
+            }
+            RouteUpdate::Upsert {
+                route,
+                source: RouteSource::Bgp,
+            } => {
+                let old = match self.gateways.acquire((route.via, route.vtep_mac)) {
+                    Some(id) => self.bgp.insert(&route.pod_cidr, id),
+                    None => {
+                        tracing::warn!(pod_cidr = %route.pod_cidr, via = %route.via,
+                            "too many distinct BGP gateways, route dropped");
+                        self.bgp.remove(&route.pod_cidr)
                     }
+                };
+                if let Some(old) = old {
+                    self.gateways.release(old);
+                }
+            }
+            RouteUpdate::Withdraw {
+                pod_cidr,
+                source: RouteSource::Bgp,
+            } => {
+                if let Some(old) = self.bgp.remove(&pod_cidr) {
+                    self.gateways.release(old);
                 }
             }
         }
-        before != self.best(&update_cidr(&update))
+        (before != self.best(&cidr)).then(|| before.map(|r| self.resolve(&r)))
     }
 
     fn best(&self, cidr: &Cidr) -> Option<PeerRoute> {
-        self.routes
-            .get(cidr)
-            .and_then(|m| m.values().next().copied())
+        if let Some(r) = self.statics.get(cidr) {
+            return Some(*r);
+        }
+        self.bgp.get(cidr).map(|id| {
+            let (via, vtep_mac) = self.gateways.get(id);
+            PeerRoute {
+                pod_cidr: *cidr,
+                via,
+                vtep_mac,
+            }
+        })
     }
 
     /// How a route is reached in this table's mode.
@@ -158,10 +313,25 @@ impl RouteTable {
 
     /// Every pod range with its resolved next hop, in prefix order.
     pub fn next_hops(&self) -> Vec<(Cidr, NextHop)> {
-        self.routes
-            .iter()
-            .filter_map(|(c, m)| m.values().next().map(|r| (*c, self.resolve(r))))
-            .collect()
+        let mut out: Vec<(Cidr, NextHop)> = self
+            .statics
+            .values()
+            .map(|r| (r.pod_cidr, self.resolve(r)))
+            .collect();
+        for (cidr, id) in self.bgp.iter() {
+            if self.statics.contains_key(&cidr) {
+                continue;
+            }
+            let (via, vtep_mac) = self.gateways.get(id);
+            let r = PeerRoute {
+                pod_cidr: cidr,
+                via,
+                vtep_mac,
+            };
+            out.push((cidr, self.resolve(&r)));
+        }
+        out.sort_unstable_by_key(|(c, _)| *c);
+        out
     }
 
     /// The resolved next hop of one pod range, if any source knows it.
@@ -171,12 +341,13 @@ impl RouteTable {
 
     /// Number of pod ranges known.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        let shadowed = self.statics.keys().filter(|c| self.bgp.get(c).is_some());
+        self.statics.len() + self.bgp.len() - shadowed.count()
     }
 
     /// True when no route is known.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.statics.is_empty() && self.bgp.len() == 0
     }
 }
 
@@ -282,5 +453,48 @@ mod tests {
             pod_cidr: c("10.244.2.0/24"),
             source: RouteSource::Bgp
         }));
+    }
+
+    #[test]
+    fn bgp_gateways_are_shared_and_released() {
+        let mut t = RouteTable::new(Mode::HostGw, None);
+        t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Bgp));
+        t.apply(up("10.244.3.0/24", "172.31.0.2", RouteSource::Bgp));
+        t.apply(up("fd10:244:3::/64", "fd00::3", RouteSource::Bgp));
+        assert_eq!(t.gateways.ids.len(), 2);
+        // A changed next hop releases the old gateway once unused.
+        assert!(t.apply(up("10.244.3.0/24", "172.31.0.9", RouteSource::Bgp)));
+        assert_eq!(t.gateways.ids.len(), 3);
+        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
+        assert_eq!(t.gateways.ids.len(), 2);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.next_hops(),
+            vec![
+                (
+                    c("10.244.2.0/24"),
+                    NextHop::HostGw("172.31.0.9".parse().unwrap())
+                ),
+                (
+                    c("10.244.3.0/24"),
+                    NextHop::HostGw("172.31.0.9".parse().unwrap())
+                ),
+                (
+                    c("fd10:244:3::/64"),
+                    NextHop::HostGw("fd00::3".parse().unwrap())
+                ),
+            ]
+        );
+        for cidr in ["10.244.2.0/24", "10.244.3.0/24", "fd10:244:3::/64"] {
+            assert!(t.apply(RouteUpdate::Withdraw {
+                pod_cidr: c(cidr),
+                source: RouteSource::Bgp
+            }));
+        }
+        assert!(t.is_empty());
+        assert!(t.gateways.ids.is_empty());
+        // Freed slots are reused, not appended.
+        t.apply(up("10.244.2.0/24", "172.31.0.7", RouteSource::Bgp));
+        assert_eq!(t.gateways.slots.len(), 3);
     }
 }

@@ -81,6 +81,8 @@ pub(crate) enum PeerEvent {
     },
     /// Stale routes of a family to drop.
     FlushStale(PeerKey, Family),
+    /// The peer's End-of-RIB for a family.
+    EndOfRib(PeerKey, Family),
     /// The peer asked for our routes again.
     RouteRefresh(PeerKey, Family),
 }

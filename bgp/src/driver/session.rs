@@ -17,6 +17,9 @@ use crate::fsm::{ConnId, Input, Output, Session, State};
 use crate::rib::PeerKey;
 use crate::wire::{self, DecodeError, Message, SessionCaps, Update};
 
+/// Decoded prefixes a session queues before handing them to the speaker.
+const PENDING_PREFIXES: usize = 1024;
+
 /// Connection-level events from child tasks.
 #[derive(Debug)]
 enum ConnEvent {
@@ -66,6 +69,7 @@ pub(crate) fn spawn(
                 events,
                 state: State::Idle,
                 pending: Vec::new(),
+                pending_prefixes: 0,
                 closing: Vec::new(),
             };
             peer.run(cmds, crx).await;
@@ -85,6 +89,8 @@ struct Peer {
     events: mpsc::Sender<PeerEvent>,
     state: State,
     pending: Vec<Update>,
+    /// Prefixes in `pending`.
+    pending_prefixes: usize,
     /// Writers of closed connections still flushing (a final NOTIFICATION).
     closing: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -226,6 +232,7 @@ impl Peer {
 
     async fn flush_updates(&mut self) {
         if !self.pending.is_empty() {
+            self.pending_prefixes = 0;
             let batch = std::mem::take(&mut self.pending);
             let _ = self
                 .events
@@ -285,7 +292,19 @@ impl Peer {
                 })
                 .await;
             }
-            Output::Update(u) => self.pending.push(u),
+            Output::Update(u) => {
+                self.pending_prefixes += u.nlri.len()
+                    + u.withdrawn.len()
+                    + u.mp_reach.as_ref().map_or(0, |r| r.nlri.len())
+                    + u.mp_unreach.as_ref().map_or(0, |r| r.withdrawn.len());
+                self.pending.push(u);
+                // Hand over in small pieces: decoded prefixes are several
+                // times their wire size, and a full table must not pile up
+                // decoded while the consumer is busy installing.
+                if self.pending_prefixes >= PENDING_PREFIXES {
+                    self.flush_updates().await;
+                }
+            }
             Output::RouteRefresh(f) => self.emit(PeerEvent::RouteRefresh(key, f)).await,
             Output::Down { reason, graceful } => {
                 self.emit(PeerEvent::Down {
@@ -296,6 +315,7 @@ impl Peer {
                 .await;
             }
             Output::FlushStale(f) => self.emit(PeerEvent::FlushStale(key, f)).await,
+            Output::EndOfRib(f) => self.emit(PeerEvent::EndOfRib(key, f)).await,
         }
     }
 

@@ -199,6 +199,9 @@ pub enum Output {
     /// Drop the peer's routes of `family` still marked stale (End-of-RIB
     /// received, forwarding state lost, or the restart timer expired).
     FlushStale(Family),
+    /// The peer sent End-of-RIB for `family` (RFC 4724 §2): its initial
+    /// table of that family is complete. Follows the marker's `Update`.
+    EndOfRib(Family),
 }
 
 #[derive(Clone, Debug)]
@@ -515,16 +518,20 @@ impl Session {
             (State::Established, Message::Update(u)) => {
                 // Event 27 UpdateMsg.
                 self.restart_hold(now, i);
-                if let Some(f) = u.end_of_rib() {
-                    if self.stale.contains(&f) {
-                        self.stale.retain(|s| *s != f);
-                        out.push(Output::FlushStale(f));
-                        if self.stale.is_empty() {
-                            self.stale_until = None;
-                        }
+                let eor = u.end_of_rib();
+                if let Some(f) = eor
+                    && self.stale.contains(&f)
+                {
+                    self.stale.retain(|s| *s != f);
+                    out.push(Output::FlushStale(f));
+                    if self.stale.is_empty() {
+                        self.stale_until = None;
                     }
                 }
                 out.push(Output::Update(u));
+                if let Some(f) = eor {
+                    out.push(Output::EndOfRib(f));
+                }
             }
             (State::Established, Message::RouteRefresh(RouteRefresh { afi, safi, subtype })) => {
                 self.restart_hold(now, i);

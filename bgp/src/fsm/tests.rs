@@ -321,7 +321,15 @@ fn update_restarts_hold_and_is_passed_on() {
     let (mut s, t) = up();
     let u = Update::eor(Family::Ipv4Unicast);
     let out = s.handle(t + secs(8), rx(OUT, Message::Update(u.clone())));
-    assert!(matches!(out.as_slice(), [Output::Update(x)] if *x == u));
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Update(x), Output::EndOfRib(Family::Ipv4Unicast)] if *x == u
+    ));
+    // An ordinary UPDATE is no End-of-RIB.
+    let mut routes = Update::eor(Family::Ipv4Unicast);
+    routes.withdrawn = vec!["10.0.0.0/24".parse().unwrap()];
+    let out = s.handle(t + secs(8), rx(OUT, Message::Update(routes)));
+    assert!(matches!(out.as_slice(), [Output::Update(_)]), "{out:?}");
     let out = s.handle(t + secs(9), Input::Tick);
     assert!(notif(&out, OUT).is_none());
 }
@@ -789,7 +797,11 @@ fn gr_helper_flushes_each_family_on_its_end_of_rib() {
     );
     assert!(matches!(
         out.as_slice(),
-        [Output::FlushStale(Family::Ipv4Unicast), Output::Update(_)]
+        [
+            Output::FlushStale(Family::Ipv4Unicast),
+            Output::Update(_),
+            Output::EndOfRib(Family::Ipv4Unicast)
+        ]
     ));
     let eor6 = Update {
         mp_unreach: Some(MpUnreach {
@@ -801,7 +813,11 @@ fn gr_helper_flushes_each_family_on_its_end_of_rib() {
     let out = s.handle(t2, rx(IN, Message::Update(eor6)));
     assert!(matches!(
         out.as_slice(),
-        [Output::FlushStale(Family::Ipv6Unicast), Output::Update(_)]
+        [
+            Output::FlushStale(Family::Ipv6Unicast),
+            Output::Update(_),
+            Output::EndOfRib(Family::Ipv6Unicast)
+        ]
     ));
 }
 

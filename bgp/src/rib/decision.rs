@@ -106,6 +106,7 @@ mod tests {
             next_hop: IpAddr::V4(Ipv4Addr::new(192, 0, 2, peer)),
             ebgp: false,
             peer_router_id: Ipv4Addr::new(10, 0, 0, peer),
+            stale: false,
             peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, peer)),
         };
         f(&mut attrs, &mut r);

@@ -1,10 +1,16 @@
 //! Loc-RIB: per prefix, the candidate path of each peer and the selection.
-//! Laid out for the common case of one candidate per prefix: no heap
-//! allocation per prefix unless several peers offer it.
+//! It is also every peer's Adj-RIB-In (after import policy): a peer's
+//! routes are its candidates here, so each prefix is stored once.
+//!
+//! Laid out for the common case of one candidate per prefix: such a prefix
+//! is one 8-byte path in a packed map (the path is its own selection);
+//! only prefixes that several peers offer get a heap entry with the
+//! candidate list and the cached selection.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::prefix_map::PrefixMap;
 use super::{Path, PeerKey, decision};
 use crate::prefix::Prefix;
 
@@ -19,6 +25,13 @@ pub struct Selected {
 }
 
 impl Selected {
+    fn only(p: &Path) -> Self {
+        Self {
+            best: p.clone(),
+            ecmp: None,
+        }
+    }
+
     /// The next hops to install: the ECMP set, sorted.
     pub fn next_hops(&self) -> Vec<IpAddr> {
         match &self.ecmp {
@@ -37,25 +50,10 @@ impl Selected {
     }
 }
 
-/// The candidates of a prefix, one per peer.
+/// A prefix several peers offer.
 #[derive(Clone, Debug)]
-enum Candidates {
-    One(Path),
-    Many(Vec<Path>),
-}
-
-impl Candidates {
-    fn as_slice(&self) -> &[Path] {
-        match self {
-            Self::One(p) => std::slice::from_ref(p),
-            Self::Many(v) => v,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    candidates: Candidates,
+struct Multi {
+    candidates: Vec<Path>,
     selected: Option<Selected>,
 }
 
@@ -73,7 +71,12 @@ pub struct Change {
 /// The Loc-RIB.
 #[derive(Clone, Debug, Default)]
 pub struct LocRib {
-    entries: HashMap<Prefix, Entry>,
+    /// Prefixes with exactly one candidate.
+    one: PrefixMap<Path>,
+    /// Prefixes with two or more.
+    many: HashMap<Prefix, Multi>,
+    /// Candidates per peer.
+    counts: HashMap<PeerKey, usize>,
 }
 
 fn select(c: &[Path]) -> Option<Selected> {
@@ -92,96 +95,168 @@ fn select(c: &[Path]) -> Option<Selected> {
     })
 }
 
+fn change(prefix: Prefix, old: Option<Selected>, new: Option<Selected>) -> Option<Change> {
+    (old != new).then_some(Change { prefix, old, new })
+}
+
 impl LocRib {
-    /// Makes room for `n` more prefixes.
-    pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve(n);
+    fn count(&mut self, peer: PeerKey, added: bool) {
+        let n = self.counts.entry(peer).or_default();
+        if added {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Sets (or with `None` removes) `peer`'s candidate for `prefix`, reruns
     /// the decision, and returns the change if the selection moved.
     pub fn set(&mut self, prefix: Prefix, peer: PeerKey, path: Option<Path>) -> Option<Change> {
-        let Some(entry) = self.entries.get_mut(&prefix) else {
-            // New prefix: one candidate, selected as is.
-            let p = path?;
-            let selected = Selected {
-                best: p.clone(),
-                ecmp: None,
-            };
-            self.entries.insert(
-                prefix,
-                Entry {
-                    candidates: Candidates::One(p),
-                    selected: Some(selected.clone()),
-                },
-            );
-            return Some(Change {
-                prefix,
-                old: None,
-                new: Some(selected),
-            });
-        };
-        let mut list = match std::mem::replace(&mut entry.candidates, Candidates::Many(Vec::new()))
-        {
-            Candidates::One(p) => vec![p],
-            Candidates::Many(v) => v,
-        };
-        let pos = list.iter().position(|c| c.peer == peer);
-        match (pos, path) {
-            (Some(i), Some(p)) => list[i] = p,
-            (None, Some(p)) => list.push(p),
-            (Some(i), None) => {
-                list.swap_remove(i);
+        if self.many.contains_key(&prefix) {
+            return self.set_many(prefix, peer, path);
+        }
+        let cur = self.one.get(&prefix);
+        match (cur, path) {
+            (None, Some(p)) => {
+                self.count(peer, true);
+                let new = Selected::only(&p);
+                self.one.insert(prefix, p);
+                change(prefix, None, Some(new))
             }
-            (None, None) => {}
+            (Some(c), Some(p)) if c.peer == peer => {
+                if *c == p {
+                    return None;
+                }
+                let old = Selected::only(c);
+                let new = Selected::only(&p);
+                self.one.insert(prefix, p);
+                change(prefix, Some(old), Some(new))
+            }
+            (Some(c), None) if c.peer == peer => {
+                let old = Selected::only(c);
+                self.one.remove(&prefix);
+                self.count(peer, false);
+                change(prefix, Some(old), None)
+            }
+            // Nothing to remove, or another peer's candidate.
+            (_, None) => None,
+            (Some(_), Some(p)) => {
+                // A second peer offers it: it becomes a multi entry.
+                let c = self.one.remove(&prefix)?;
+                self.count(peer, true);
+                let old = Selected::only(&c);
+                let candidates = vec![c, p];
+                let new = select(&candidates);
+                self.many.insert(
+                    prefix,
+                    Multi {
+                        candidates,
+                        selected: new.clone(),
+                    },
+                );
+                change(prefix, Some(old), new)
+            }
         }
-        if list.is_empty() {
-            let old = self.entries.remove(&prefix).and_then(|e| e.selected);
-            return old.map(|o| Change {
-                prefix,
-                old: Some(o),
-                new: None,
-            });
-        }
-        entry.candidates = if list.len() == 1 {
-            Candidates::One(list.swap_remove(0))
-        } else {
-            Candidates::Many(list)
+    }
+
+    fn set_many(&mut self, prefix: Prefix, peer: PeerKey, path: Option<Path>) -> Option<Change> {
+        let m = self.many.get_mut(&prefix)?;
+        let pos = m.candidates.iter().position(|c| c.peer == peer);
+        let delta = match (pos, path) {
+            (Some(i), Some(p)) => {
+                if m.candidates[i] == p {
+                    return None;
+                }
+                m.candidates[i] = p;
+                None
+            }
+            (None, Some(p)) => {
+                m.candidates.push(p);
+                Some(true)
+            }
+            (Some(i), None) => {
+                m.candidates.swap_remove(i);
+                Some(false)
+            }
+            (None, None) => return None,
         };
-        let new = select(entry.candidates.as_slice());
-        if new == entry.selected {
-            return None;
+        let old = m.selected.take();
+        let new = if m.candidates.len() == 1 {
+            let m = self.many.remove(&prefix)?;
+            let only = m.candidates.into_iter().next();
+            let new = only.as_ref().map(Selected::only);
+            if let Some(p) = only {
+                self.one.insert(prefix, p);
+            }
+            new
+        } else {
+            let new = select(&m.candidates);
+            m.selected.clone_from(&new);
+            new
+        };
+        if let Some(added) = delta {
+            self.count(peer, added);
         }
-        let old = std::mem::replace(&mut entry.selected, new.clone());
-        Some(Change { prefix, old, new })
+        change(prefix, old, new)
     }
 
     /// The selection of `prefix`.
-    pub fn get(&self, prefix: &Prefix) -> Option<&Selected> {
-        self.entries.get(prefix).and_then(|e| e.selected.as_ref())
+    pub fn get(&self, prefix: &Prefix) -> Option<Selected> {
+        match self.one.get(prefix) {
+            Some(p) => Some(Selected::only(p)),
+            None => self.many.get(prefix).and_then(|m| m.selected.clone()),
+        }
     }
 
-    /// `peer`'s candidate for `prefix`.
+    /// `peer`'s candidate for `prefix` (its Adj-RIB-In entry).
     pub fn candidate(&self, prefix: &Prefix, peer: PeerKey) -> Option<&Path> {
-        self.entries
-            .get(prefix)
-            .and_then(|e| e.candidates.as_slice().iter().find(|c| c.peer == peer))
+        match self.one.get(prefix) {
+            Some(p) => (p.peer == peer).then_some(p),
+            None => self
+                .many
+                .get(prefix)
+                .and_then(|m| m.candidates.iter().find(|c| c.peer == peer)),
+        }
+    }
+
+    /// The prefixes for which `peer` has a candidate that passes `keep`.
+    pub fn prefixes_of(&self, peer: PeerKey, keep: impl Fn(&Prefix, &Path) -> bool) -> Vec<Prefix> {
+        let one = self
+            .one
+            .iter()
+            .filter(|(pfx, p)| p.peer == peer && keep(pfx, p))
+            .map(|(pfx, _)| pfx);
+        let many = self.many.iter().filter_map(|(pfx, m)| {
+            m.candidates
+                .iter()
+                .any(|p| p.peer == peer && keep(pfx, p))
+                .then_some(*pfx)
+        });
+        one.chain(many).collect()
+    }
+
+    /// Number of candidates `peer` offers (its Adj-RIB-In size).
+    pub fn received(&self, peer: PeerKey) -> usize {
+        self.counts.get(&peer).copied().unwrap_or(0)
     }
 
     /// Every selected route.
-    pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &Selected)> {
-        self.entries
+    pub fn iter(&self) -> impl Iterator<Item = (Prefix, Selected)> + '_ {
+        let one = self.one.iter().map(|(p, path)| (p, Selected::only(path)));
+        let many = self
+            .many
             .iter()
-            .filter_map(|(p, e)| e.selected.as_ref().map(|s| (p, s)))
+            .filter_map(|(p, m)| m.selected.clone().map(|s| (*p, s)));
+        one.chain(many)
     }
 
     /// Number of prefixes with a selection.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.one.len() + self.many.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }

@@ -1,9 +1,10 @@
-//! The routing information bases: Adj-RIB-In per peer, the Loc-RIB with
-//! the decision process, and the changes they produce. Pure.
+//! The routing information bases: the Loc-RIB with the decision process
+//! (which also holds every peer's Adj-RIB-In: a peer's routes are its
+//! candidates there), and the changes they produce. Pure.
 
-pub mod adj_in;
 pub mod decision;
 pub mod loc_rib;
+mod prefix_map;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,7 +12,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use adj_in::AdjRibIn;
 pub use loc_rib::{Change, LocRib, Selected};
 
 use crate::policy::{ImportPolicy, Loops};
@@ -55,25 +55,23 @@ pub struct Route {
     pub peer_router_id: Ipv4Addr,
     /// The sending peer's address.
     pub peer_addr: IpAddr,
+    /// Kept across the peer's graceful restart, not yet refreshed (a
+    /// restart gives every route of the peer a stale twin).
+    pub stale: bool,
 }
 
-/// One candidate path for a prefix: a shared [`Route`] (16 bytes per
-/// prefix, whatever the attributes) plus the graceful-restart stale mark.
+/// One candidate path for a prefix: a shared [`Route`], 8 bytes per
+/// prefix whatever the attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
     /// The shared part.
     pub route: Arc<Route>,
-    /// Kept across a peer's graceful restart, not yet refreshed.
-    pub stale: bool,
 }
 
 impl Path {
-    /// A fresh (not stale) path.
+    /// A path for `route`.
     pub fn new(route: Arc<Route>) -> Self {
-        Self {
-            route,
-            stale: false,
-        }
+        Self { route }
     }
 }
 
@@ -100,6 +98,18 @@ pub enum RouteEvent {
         /// Prefix.
         prefix: Prefix,
     },
+    /// `peer` (its configured address) sent End-of-RIB for `family`: its
+    /// initial routes of that family have all been reported before this
+    /// event (RFC 4724 §2).
+    EndOfRib {
+        /// The peer.
+        peer: IpAddr,
+        /// The address family.
+        family: Family,
+        /// Every family negotiated with the peer has now ended its initial
+        /// table (the peer is in sync).
+        complete: bool,
+    },
 }
 
 /// Turns Loc-RIB changes into consumer events (only next-hop changes count).
@@ -119,12 +129,11 @@ pub fn events(changes: &[Change]) -> Vec<RouteEvent> {
         .collect()
 }
 
-/// Adj-RIBs-In of every peer plus the Loc-RIB.
+/// The Loc-RIB (with the Adj-RIBs-In) plus import policy.
 #[derive(Debug)]
 pub struct Rib {
     import: ImportPolicy,
     loops: Loops,
-    peers: HashMap<PeerKey, AdjRibIn>,
     loc: LocRib,
 }
 
@@ -134,7 +143,6 @@ impl Rib {
         Self {
             import,
             loops,
-            peers: HashMap::new(),
             loc: LocRib::default(),
         }
     }
@@ -144,20 +152,18 @@ impl Rib {
         &self.loc
     }
 
-    /// A peer's Adj-RIB-In.
-    pub fn adj_in(&self, peer: PeerKey) -> Option<&AdjRibIn> {
-        self.peers.get(&peer)
+    /// `peer`'s accepted route for `prefix` (its Adj-RIB-In entry).
+    pub fn adj_in(&self, peer: PeerKey, prefix: &Prefix) -> Option<&Path> {
+        self.loc.candidate(prefix, peer)
+    }
+
+    /// Number of routes accepted from `peer`.
+    pub fn received(&self, peer: PeerKey) -> usize {
+        self.loc.received(peer)
     }
 
     fn set(&mut self, peer: PeerKey, prefix: Prefix, path: Option<Path>, out: &mut Vec<Change>) {
-        let adj = self.peers.entry(peer).or_default();
-        let changed = match &path {
-            Some(p) => adj.insert(prefix, p.clone()),
-            None => adj.remove(&prefix),
-        };
-        if changed {
-            out.extend(self.loc.set(prefix, peer, path));
-        }
+        out.extend(self.loc.set(prefix, peer, path));
     }
 
     /// Applies an UPDATE from `peer` (withdrawals first, then announcements
@@ -187,6 +193,7 @@ impl Rib {
                             ebgp: peer.ebgp,
                             peer_router_id: peer.router_id,
                             peer_addr: peer.addr,
+                            stale: false,
                         });
                         shared.push(r.clone());
                         r
@@ -203,13 +210,8 @@ impl Rib {
     /// The peer's session went down without graceful restart: drop its routes.
     pub fn peer_down(&mut self, peer: PeerKey) -> Vec<Change> {
         let mut out = Vec::new();
-        let prefixes = self
-            .peers
-            .remove(&peer)
-            .map(|mut a| a.clear())
-            .unwrap_or_default();
-        for p in prefixes {
-            out.extend(self.loc.set(p, peer, None));
+        for p in self.loc.prefixes_of(peer, |_, _| true) {
+            self.set(peer, p, None, &mut out);
         }
         out
     }
@@ -219,19 +221,33 @@ impl Rib {
     pub fn peer_restarting(&mut self, peer: PeerKey, families: &[Family]) -> Vec<Change> {
         let mut out = Vec::new();
         for f in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
-            let Some(adj) = self.peers.get_mut(&peer) else {
-                return out;
-            };
-            let prefixes = adj.mark_stale(f);
+            let of_family = self.loc.prefixes_of(peer, |p, _| Family::of(p) == f);
             if !families.contains(&f) {
-                out.extend(self.flush_stale(peer, f));
-            } else {
-                // Stale paths keep forwarding; the Loc-RIB copy learns the mark.
-                for p in prefixes {
-                    if let Some(path) = self.peers.get(&peer).and_then(|a| a.get(&p)).cloned() {
-                        out.extend(self.loc.set(p, peer, Some(path)));
-                    }
+                for p in of_family {
+                    self.set(peer, p, None, &mut out);
                 }
+                continue;
+            }
+            // Stale paths keep forwarding: each shared route gets one stale
+            // twin, keyed by the address of the fresh one.
+            let mut twins: HashMap<usize, Path> = HashMap::new();
+            for p in of_family {
+                let Some(cur) = self.loc.candidate(&p, peer) else {
+                    continue;
+                };
+                if cur.stale {
+                    continue;
+                }
+                let twin = twins
+                    .entry(Arc::as_ptr(&cur.route).addr())
+                    .or_insert_with(|| {
+                        Path::new(Arc::new(Route {
+                            stale: true,
+                            ..(*cur.route).clone()
+                        }))
+                    })
+                    .clone();
+                self.set(peer, p, Some(twin), &mut out);
             }
         }
         out
@@ -241,12 +257,10 @@ impl Rib {
     pub fn flush_stale(&mut self, peer: PeerKey, family: Family) -> Vec<Change> {
         let mut out = Vec::new();
         let gone = self
-            .peers
-            .get_mut(&peer)
-            .map(|a| a.take_stale(family))
-            .unwrap_or_default();
+            .loc
+            .prefixes_of(peer, |p, path| path.stale && Family::of(p) == family);
         for p in gone {
-            out.extend(self.loc.set(p, peer, None));
+            self.set(peer, p, None, &mut out);
         }
         out
     }

@@ -168,7 +168,8 @@ fn import_policy_and_loops_filter() {
         ),
     );
     assert_eq!(events(&ch).len(), 1);
-    assert!(r.adj_in(a.key).unwrap().get(&p("192.168.0.0/16")).is_none());
+    assert!(r.adj_in(a.key, &p("192.168.0.0/16")).is_none());
+    assert_eq!(r.received(a.key), 1);
     // A reflected route we originated is ignored, and replaces the old one.
     let ch = r.apply_update(
         &a,
@@ -263,13 +264,8 @@ fn graceful_restart_keeps_then_flushes_stale_routes() {
         }]
     );
     assert_eq!(r.loc().len(), 1);
-    assert!(
-        !r.adj_in(a.key)
-            .unwrap()
-            .get(&p("10.244.1.0/24"))
-            .unwrap()
-            .stale
-    );
+    assert!(!r.adj_in(a.key, &p("10.244.1.0/24")).unwrap().stale);
+    assert_eq!(r.received(a.key), 1);
 }
 
 #[test]
@@ -306,5 +302,42 @@ fn a_hundred_thousand_prefixes_in_and_out() {
     u.nlri = prefixes.clone();
     assert_eq!(events(&r.apply_update(&a, &u)).len(), 100_000);
     assert_eq!(events(&r.peer_down(a.key)).len(), 100_000);
+    assert!(r.loc().is_empty());
+}
+
+#[test]
+fn one_store_per_prefix_counts_candidates_and_shares_stale_twins() {
+    let mut r = rib();
+    let (a, b) = (peer(2), peer(3));
+    let _ = r.apply_update(
+        &a,
+        &announce(&["10.244.1.0/24", "10.244.2.0/24"], [192, 0, 2, 2], |_| {}),
+    );
+    // The same UPDATE's prefixes share one route.
+    let (x, y) = (
+        r.adj_in(a.key, &p("10.244.1.0/24")).unwrap().clone(),
+        r.adj_in(a.key, &p("10.244.2.0/24")).unwrap().clone(),
+    );
+    assert!(Arc::ptr_eq(&x.route, &y.route));
+    // A second peer for one prefix, then it leaves: counts follow.
+    let _ = r.apply_update(&b, &announce(&["10.244.1.0/24"], [192, 0, 2, 3], |_| {}));
+    assert_eq!((r.received(a.key), r.received(b.key)), (2, 1));
+    assert_eq!(r.loc().len(), 2);
+    let _ = r.peer_down(b.key);
+    assert_eq!((r.received(a.key), r.received(b.key)), (2, 0));
+    assert_eq!(r.loc().get(&p("10.244.1.0/24")).unwrap().best, x);
+    // A restart gives the shared route one stale twin, shared again.
+    let ch = r.peer_restarting(a.key, &[Family::Ipv4Unicast]);
+    assert!(events(&ch).is_empty());
+    let (x2, y2) = (
+        r.adj_in(a.key, &p("10.244.1.0/24")).unwrap().clone(),
+        r.adj_in(a.key, &p("10.244.2.0/24")).unwrap().clone(),
+    );
+    assert!(x2.stale && Arc::ptr_eq(&x2.route, &y2.route));
+    assert!(!x.stale, "the fresh route itself is untouched");
+    // Re-marking is a no-op, and a flush removes both.
+    assert!(r.peer_restarting(a.key, &[Family::Ipv4Unicast]).is_empty());
+    assert_eq!(events(&r.flush_stale(a.key, Family::Ipv4Unicast)).len(), 2);
+    assert_eq!(r.received(a.key), 0);
     assert!(r.loc().is_empty());
 }
