@@ -1,9 +1,12 @@
 //! FSM unit tests: events in, `matches!` on the outputs.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use super::*;
-use crate::wire::{MpUnreach, Update};
+use crate::wire::{DecodeError, MpUnreach, Update};
 
 const OUT: ConnId = ConnId(1);
 const IN: ConnId = ConnId(2);
