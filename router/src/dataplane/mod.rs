@@ -7,6 +7,7 @@
 //!   control loop ─► Shared{generation, Arc<PeerTable>} ─► every thread, checked once per batch
 //! ```
 
+pub(crate) mod gro;
 pub mod peer_table;
 #[allow(unsafe_code)]
 pub mod socket;
