@@ -109,6 +109,35 @@ fn sum_fast(acc: u64, data: &[u8]) -> u64 {
     checksum::sum(acc + u64::from(folded), tail)
 }
 
+/// A direction-independent hash of an IP packet's addresses and, for
+/// unfragmented TCP / UDP / SCTP, ports.
+pub(crate) fn flow_hash(p: &[u8]) -> u32 {
+    let fold = |b: &[u8]| {
+        b.chunks_exact(4).fold(0u32, |h, c| {
+            h ^ u32::from_ne_bytes([c[0], c[1], c[2], c[3]])
+        })
+    };
+    let (addrs, proto, l4) = match p.first().map(|b| b >> 4) {
+        Some(4) if p.len() >= 20 => {
+            let ihl = usize::from(p[0] & 0xf) * 4;
+            let unfragmented = be16(p, 6) & 0x3fff == 0;
+            (
+                fold(&p[12..16]) ^ fold(&p[16..20]),
+                p[9],
+                unfragmented.then_some(ihl),
+            )
+        }
+        Some(6) if p.len() >= 40 => (fold(&p[8..24]) ^ fold(&p[24..40]), p[6], Some(40)),
+        _ => return 0,
+    };
+    let ports = match (proto, l4) {
+        (6 | 17 | 132, Some(at)) if p.len() >= at + 4 => u32::from(be16(p, at) ^ be16(p, at + 2)),
+        _ => 0,
+    };
+    let h = (addrs ^ ports ^ u32::from(proto)).wrapping_mul(0x9e37_79b1);
+    h ^ (h >> 16)
+}
+
 /// The TCP pseudo-header sum (unfolded) of an IPv4 packet.
 fn pseudo_v4(p: &[u8], tcp_len: usize) -> u64 {
     checksum::sum(0, &p[12..20]) + 6 + tcp_len as u64
@@ -245,13 +274,25 @@ impl TunWriter {
     }
 
     /// Writes every queued frame to `fd` and forgets them.
-    pub(crate) fn flush<B: AsRef<[u8]>>(&mut self, fd: i32, bufs: &[B]) -> Written {
+    ///
+    /// Each frame goes to the TUN queue `fds[flow_hash % fds.len()]`: the
+    /// kernel steers a flow's outgoing packets to the queue its incoming
+    /// packets were last written to, so writing by a fixed hash keeps every
+    /// flow on one egress thread (writing from whichever ingress thread got
+    /// the datagram lets the peers' port hashing flip a flow between queues
+    /// every round trip, reordering it).
+    pub(crate) fn flush<B: AsRef<[u8]>>(&mut self, fds: &[i32], bufs: &[B]) -> Written {
         let mut w = Written::default();
         let zero = [0u8; VNET_HDR_LEN];
         for fi in 0..self.frames.len() {
             let f = self.frames[fi].clone();
             let hp = &self.pkts[f.head];
             let head = &bufs[hp.buf].as_ref()[hp.range.clone()];
+            let fd = match fds.len() {
+                0 => continue,
+                1 => fds[0],
+                n => fds[flow_hash(head) as usize % n],
+            };
             let res = if f.segs == 1 {
                 if self.vnet {
                     write_vectored(fd, &[IoSlice::new(&zero), IoSlice::new(head)])
@@ -433,6 +474,27 @@ mod tests {
             checksum::finish(sum_fast(0, &ones)),
             checksum::finish(checksum::sum(0, &ones))
         );
+    }
+
+    #[test]
+    fn flow_hash_is_symmetric_and_spreads() {
+        let a = seg(1, &[0; 4], TCP_ACK);
+        let mut b = a.clone();
+        b[12..16].copy_from_slice(&a[16..20]);
+        b[16..20].copy_from_slice(&a[12..16]);
+        b[20..22].copy_from_slice(&a[22..24]);
+        b[22..24].copy_from_slice(&a[20..22]);
+        assert_eq!(flow_hash(&a), flow_hash(&b));
+        let queues: std::collections::HashSet<u32> = (0..16u16)
+            .map(|i| {
+                let mut c = a.clone();
+                c[20..22].copy_from_slice(&(40000 + i).to_be_bytes());
+                flow_hash(&c) % 2
+            })
+            .collect();
+        assert_eq!(queues.len(), 2, "16 flows should use both of 2 queues");
+        assert_eq!(flow_hash(&[]), 0);
+        assert_eq!(flow_hash(&a[..10]), 0);
     }
 
     #[test]

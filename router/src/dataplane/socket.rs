@@ -59,11 +59,19 @@ fn from_sockaddr(s: &libc::sockaddr_in) -> SocketAddrV4 {
     )
 }
 
+/// Receive buffer of underlay sockets. Every queued 1500-byte datagram is
+/// charged its skb truesize (2-4 KiB), so 8 MiB held only a few thousand
+/// and overflowed (`UdpRcvbufErrors`) when four TCP flows burst at once
+/// while the ingress thread waited for a CPU.
+const RCV_BUF: libc::c_int = 32 << 20;
+/// Send buffer of underlay sockets.
+const SND_BUF: libc::c_int = 8 << 20;
+
 /// Sets large send/receive buffers (forced as root, else best effort).
-fn big_buffers(fd: RawFd, bytes: libc::c_int) {
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+fn big_buffers(fd: RawFd) {
+    for (force, plain, bytes) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCV_BUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SND_BUF),
     ] {
         if set_int(fd, libc::SOL_SOCKET, force, bytes).is_err() {
             let _ = set_int(fd, libc::SOL_SOCKET, plain, bytes);
@@ -285,7 +293,7 @@ impl UdpSock {
         if reuseport {
             set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         }
-        big_buffers(raw, 8 << 20);
+        big_buffers(raw);
         set_int(
             raw,
             libc::IPPROTO_IP,
@@ -422,7 +430,7 @@ impl RawIpip {
         })?;
         // SAFETY: raw is a fresh fd nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        big_buffers(raw, 8 << 20);
+        big_buffers(raw);
         set_int(
             raw,
             libc::IPPROTO_IP,

@@ -369,10 +369,18 @@ fn tun_has_vnet_hdr(tun: &SyncDevice) -> bool {
 }
 
 /// Ingress: underlay -> decapsulate -> anti-spoof -> TUN queue.
-pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Shared) {
+/// `tuns` are all queues of the TUN (`tun` among them): frames are written
+/// to the queue their flow hashes to.
+pub(crate) fn ingress(
+    tun: &SyncDevice,
+    tuns: &[Arc<SyncDevice>],
+    rx: &Underlay,
+    codec: Codec,
+    shared: &Shared,
+) {
     let mut batch = RecvBatch::new(INGRESS_BATCH, MAX_DATAGRAM);
     let mut writer = TunWriter::new(tun_has_vnet_hdr(tun));
-    let tfd = tun_fd(tun);
+    let tfds: Vec<i32> = tuns.iter().map(|t| tun_fd(t)).collect();
     let mut view = View::new(shared);
     let fd = rx.raw_fd();
 
@@ -433,7 +441,7 @@ pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Sh
             }
         }
         if writer.len() > 0 {
-            let w = writer.flush(tfd, batch.bufs());
+            let w = writer.flush(&tfds, batch.bufs());
             for _ in 0..w.errors {
                 view.counts.drop_packet(Reason::TUN_ERROR, None);
             }
