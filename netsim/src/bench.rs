@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, PodId};
 use crate::error::{Error, Result};
+use crate::health::{DEFAULT_TUN, NetHealth};
 use crate::measure::{BenchLock, IperfOptions, IperfResult, Latency, have_tool, median};
 use crate::mode::Mode;
 use crate::process::cpu_count;
@@ -79,6 +80,11 @@ pub struct BenchResult {
     pub cpu_cores_busy: f64,
     /// Median weftd core-seconds per Gbit (weft modes only).
     pub router_core_s_per_gbit: Option<f64>,
+    /// Checksum / UDP buffer errors and TUN tx drops that appeared during
+    /// the runs (summed over runs; sender and receiver node and pod
+    /// namespaces). A steady run keeps these at zero.
+    #[serde(default)]
+    pub health: NetHealth,
 }
 
 /// The machine the numbers come from.
@@ -130,6 +136,7 @@ pub fn kernel_release() -> String {
 #[derive(Debug, Default)]
 struct Acc {
     runs: Vec<IperfResult>,
+    health: NetHealth,
     ping: Option<Latency>,
     sockperf: Option<Latency>,
 }
@@ -194,12 +201,15 @@ pub fn run_bench(cluster: &mut Cluster, cfg: &BenchConfig) -> Result<BenchReport
                     streams,
                     duration: cfg.duration,
                 };
+                let h0 = health(cluster, cfg)?;
                 let res = cluster
                     .iperf(cfg.from, cfg.to, &opts)
                     .map_err(|e| Error::Mode {
                         mode: mode.to_string(),
                         msg: e.to_string(),
                     })?;
+                let h1 = health(cluster, cfg)?;
+                acc[mi][si].health.accumulate(&h1.since(&h0));
                 acc[mi][si].runs.push(res);
                 bar.inc(1);
             }
@@ -229,6 +239,7 @@ pub fn run_bench(cluster: &mut Cluster, cfg: &BenchConfig) -> Result<BenchReport
                 sockperf_us_p99: a.sockperf.map(|l| l.p99_us),
                 cpu_cores_busy: median(&busy).unwrap_or(0.0),
                 router_core_s_per_gbit: median(&per_gbit),
+                health: a.health.clone(),
             });
         }
     }
@@ -248,6 +259,17 @@ pub fn run_bench(cluster: &mut Cluster, cfg: &BenchConfig) -> Result<BenchReport
             started_unix,
         },
     })
+}
+
+/// The health counters of the sending and receiving nodes and pods.
+fn health(cluster: &Cluster, cfg: &BenchConfig) -> Result<NetHealth> {
+    let (f, t) = (cfg.from, cfg.to);
+    let mut ns = vec![cluster.node(f.0).ns(), cluster.pod(f.0, f.1).ns()];
+    if t.0 != f.0 {
+        ns.push(cluster.node(t.0).ns());
+    }
+    ns.push(cluster.pod(t.0, t.1).ns());
+    NetHealth::take(&ns, DEFAULT_TUN)
 }
 
 fn latency(

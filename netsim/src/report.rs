@@ -40,9 +40,9 @@ pub fn markdown(report: &BenchReport) -> String {
     let base_name = report.results.first().map_or("", |r| r.mode.as_str());
     let _ = writeln!(
         s,
-        "| mode | P | Gbit/s (median) | × {base_name} | runs | retr | cores busy | router core·s/Gbit | ping p50/p99 µs | sockperf p50/p99 µs |"
+        "| mode | P | Gbit/s (median) | × {base_name} | runs | retr | cores busy | router core·s/Gbit | ping p50/p99 µs | sockperf p50/p99 µs | csum err / udp buf err / tun tx drop |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for r in &report.results {
         let ratio = baseline(report, r)
             .filter(|b| b.gbps > 0.0)
@@ -50,7 +50,7 @@ pub fn markdown(report: &BenchReport) -> String {
         let runs: Vec<String> = r.runs.iter().map(|g| format!("{g:.2}")).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {} | {} | {} | {:.2} | {} | {} / {} | {} / {} |",
+            "| {} | {} | {:.2} | {} | {} | {} | {:.2} | {} | {} / {} | {} / {} | {} / {} / {} |",
             r.mode,
             r.streams,
             r.gbps,
@@ -63,6 +63,9 @@ pub fn markdown(report: &BenchReport) -> String {
             opt(r.rtt_us_p99, 0),
             opt(r.sockperf_us_p50, 1),
             opt(r.sockperf_us_p99, 1),
+            r.health.csum_errors,
+            r.health.udp_buf_errors,
+            r.health.tun_tx_dropped,
         );
     }
     s
@@ -220,6 +223,10 @@ mod tests {
             sockperf_us_p99: None,
             cpu_cores_busy: 1.5,
             router_core_s_per_gbit: None,
+            health: crate::health::NetHealth {
+                tun_tx_dropped: streams.into(),
+                ..Default::default()
+            },
         };
         BenchReport {
             results: vec![
@@ -260,6 +267,7 @@ mod tests {
             rows[3]
         );
         assert!(rows[0].contains("12.5 / –"), "{}", rows[0]);
+        assert!(rows[2].ends_with("| 0 / 0 / 4 |"), "{}", rows[2]);
     }
 
     #[test]

@@ -58,6 +58,10 @@ fn one_second_bench_writes_a_well_formed_report() {
     );
     assert!(v["host"]["cpus"].as_u64().unwrap() >= 1);
     assert!(!v["host"]["kernel"].as_str().unwrap().is_empty());
+    assert!(
+        v["results"][0]["health"]["tun_tx_dropped"].is_u64(),
+        "{text}"
+    );
     let r: BenchReport = serde_json::from_str(&text).unwrap();
     let keys: Vec<_> = r
         .results
@@ -86,6 +90,9 @@ fn one_second_bench_writes_a_well_formed_report() {
         assert!(s50 > 0.0 && s50 <= s99, "{x:?}");
         assert!(x.cpu_cores_busy > 0.0, "{x:?}");
         assert!(x.router_core_s_per_gbit.is_none());
+        // Kernel modes on software underlay checksums: nothing dropped or
+        // corrupted, and the counters are in the JSON.
+        assert!(x.health.is_clean(), "{x:?}");
     }
     assert_eq!(
         stdout
@@ -139,4 +146,8 @@ fn bench_inside_a_flock_wrapper_does_not_deadlock() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("| kernel-hostgw | 1 |"), "{stdout}");
+    assert!(
+        stdout.contains("csum err / udp buf err / tun tx drop"),
+        "{stdout}"
+    );
 }

@@ -7,6 +7,7 @@
 //!   control loop ─► Shared{generation, Arc<PeerTable>} ─► every thread, checked once per batch
 //! ```
 
+pub(crate) mod gro;
 pub mod peer_table;
 #[allow(unsafe_code)]
 pub mod socket;
@@ -176,9 +177,9 @@ impl Dataplane {
             .underlay_mtu
             .store(underlay.mtu as usize, Ordering::Relaxed);
         let mut threads = Vec::new();
-        let devices = tun.into_queues();
-        for (q, (dev, (rx, tx))) in devices.into_iter().zip(unders).enumerate() {
-            let dev = Arc::new(dev);
+        let devices: Vec<Arc<_>> = tun.into_queues().into_iter().map(Arc::new).collect();
+        for (q, (dev, (rx, tx))) in devices.iter().zip(unders).enumerate() {
+            let dev = Arc::clone(dev);
             let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
                 std::thread::Builder::new()
                     .name(name)
@@ -194,9 +195,10 @@ impl Dataplane {
             }
             if let Some(rx) = rx {
                 let (dev, shared) = (Arc::clone(&dev), Arc::clone(&shared));
+                let all = devices.clone();
                 threads.push(spawn(
                     format!("weft-ingress-{q}"),
-                    Box::new(move || worker::ingress(&dev, &rx, codec, &shared)),
+                    Box::new(move || worker::ingress(&dev, &all, &rx, codec, &shared)),
                 )?);
             }
         }

@@ -15,6 +15,8 @@ pub const MAX_DATAGRAM: usize = 65_535;
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
 const SOL_UDP: libc::c_int = 17;
+/// Outer TTL of IP-in-IP packets.
+const IPIP_TTL: libc::c_int = 64;
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
 
@@ -57,11 +59,19 @@ fn from_sockaddr(s: &libc::sockaddr_in) -> SocketAddrV4 {
     )
 }
 
+/// Receive buffer of underlay sockets. Every queued 1500-byte datagram is
+/// charged its skb truesize (2-4 KiB), so 8 MiB held only a few thousand
+/// and overflowed (`UdpRcvbufErrors`) when four TCP flows burst at once
+/// while the ingress thread waited for a CPU.
+const RCV_BUF: libc::c_int = 32 << 20;
+/// Send buffer of underlay sockets.
+const SND_BUF: libc::c_int = 8 << 20;
+
 /// Sets large send/receive buffers (forced as root, else best effort).
-fn big_buffers(fd: RawFd, bytes: libc::c_int) {
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+fn big_buffers(fd: RawFd) {
+    for (force, plain, bytes) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCV_BUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SND_BUF),
     ] {
         if set_int(fd, libc::SOL_SOCKET, force, bytes).is_err() {
             let _ = set_int(fd, libc::SOL_SOCKET, plain, bytes);
@@ -93,6 +103,25 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Writes `iov` to `fd` with one `writev` (a TUN takes it as one frame).
+pub fn write_vectored(fd: RawFd, iov: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let n = libc::c_int::try_from(iov.len()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive
+        // the call and the kernel only reads them.
+        let r = unsafe { libc::writev(fd, iov.as_ptr().cast::<libc::iovec>(), n) };
+        match usize::try_from(r) {
+            Ok(w) => return Ok(w),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Preallocated state for one `recvmmsg` call: buffers, lengths, sources
 /// and the GRO segment size of each message.
 #[derive(Debug)]
@@ -118,6 +147,12 @@ impl RecvBatch {
             addrs: vec![zero_addr; n],
             ctrl: vec![[0u64; 8]; n],
         }
+    }
+
+    /// The receive buffers (message `i` of the last receive is a prefix of
+    /// buffer `i`).
+    pub fn bufs(&self) -> &[Vec<u8>] {
+        &self.bufs
     }
 
     /// Message `i` of the last receive: its bytes, source and GRO segment
@@ -258,7 +293,7 @@ impl UdpSock {
         if reuseport {
             set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         }
-        big_buffers(raw, 8 << 20);
+        big_buffers(raw);
         set_int(
             raw,
             libc::IPPROTO_IP,
@@ -370,8 +405,12 @@ impl UdpSock {
     }
 }
 
-/// A raw IP socket for protocol 4 (IP-in-IP) with `IP_HDRINCL`: weftd
-/// writes the outer header itself; the kernel never fragments it.
+/// A raw IP socket for protocol 4 (IP-in-IP). The kernel writes the outer
+/// header (no `IP_HDRINCL`: a header-including raw send is routed with
+/// `FLOWI_FLAG_KNOWN_NH`, which makes the kernel allocate and free a route
+/// per packet; without it the cached route is used), DF always set
+/// (`IP_PMTUDISC_PROBE`: never fragmented), TTL 64. Receives see whole
+/// outer packets.
 #[derive(Debug)]
 pub struct RawIpip {
     fd: OwnedFd,
@@ -391,8 +430,14 @@ impl RawIpip {
         })?;
         // SAFETY: raw is a fresh fd nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        set_int(raw, libc::IPPROTO_IP, libc::IP_HDRINCL, 1)?;
-        big_buffers(raw, 8 << 20);
+        big_buffers(raw);
+        set_int(
+            raw,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )?;
+        set_int(raw, libc::IPPROTO_IP, libc::IP_TTL, IPIP_TTL)?;
         let sa = sockaddr(SocketAddrV4::new(local, 0));
         // SAFETY: sa is a valid sockaddr_in of the stated size.
         cvt(unsafe {
@@ -410,7 +455,8 @@ impl RawIpip {
         recv_batch(self.fd.as_raw_fd(), b)
     }
 
-    /// Sends finished outer packets `get(0..n)` (the port is ignored).
+    /// Sends inner IPv4 packets `get(0..n)` to the given underlay
+    /// addresses (the port is ignored); the kernel adds the outer header.
     pub fn send_batch<'a>(
         &self,
         n: usize,

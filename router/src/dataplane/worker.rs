@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN};
 use weft_encap::{MAX_HEADROOM, MacAddr, icmp, ipip, udp, vxlan};
 
+use super::gro::TunWriter;
 use super::peer_table::PeerTable;
 use super::socket::{MAX_DATAGRAM, MAX_GSO_SEGMENTS, RawIpip, RecvBatch, UdpSock, wait_readable};
 use crate::config::Mode;
@@ -25,8 +26,6 @@ const EGRESS_BATCH: usize = 256;
 const EGRESS_READ_ROOM: usize = 160;
 /// Datagrams (or GRO batches) one receive takes.
 const INGRESS_BATCH: usize = 32;
-/// Packets handed to the TUN per write batch.
-const TUN_BATCH: usize = 128;
 /// How long an idle worker sleeps before re-checking the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -158,7 +157,6 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
     let mut out: Vec<(usize, Range<usize>)> = vec![(usize::MAX, 0..0); EGRESS_BATCH];
     let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
     let mut view = View::new(shared);
-    let mut ip_id: u16 = 0;
 
     while !shared.stop.load(Ordering::Relaxed) {
         let mut used = 0;
@@ -212,19 +210,11 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
                     MacAddr(p.vtep_mac.0),
                 ),
                 Mode::Udp | Mode::HostGw => udp::encap(&bufs[i], inner),
-                Mode::Ipip => {
-                    ip_id = ip_id.wrapping_add(1);
-                    ipip::encap(
-                        &mut bufs[i],
-                        inner,
-                        &ipip::Outer {
-                            src: codec.local_ip,
-                            dst: p.underlay,
-                            ttl: ipip::DEFAULT_TTL,
-                            id: ip_id,
-                        },
-                    )
-                }
+                // The raw socket's kernel side adds the outer header.
+                Mode::Ipip => match pkt.first().map(|b| b >> 4) {
+                    Some(4) => Ok(inner),
+                    _ => Err(weft_encap::EncapError::NotIpv4),
+                },
             };
             match res {
                 Ok(r) => {
@@ -379,12 +369,18 @@ fn tun_has_vnet_hdr(tun: &SyncDevice) -> bool {
 }
 
 /// Ingress: underlay -> decapsulate -> anti-spoof -> TUN queue.
-pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Shared) {
+/// `tuns` are all queues of the TUN (`tun` among them): frames are written
+/// to the queue their flow hashes to.
+pub(crate) fn ingress(
+    tun: &SyncDevice,
+    tuns: &[Arc<SyncDevice>],
+    rx: &Underlay,
+    codec: Codec,
+    shared: &Shared,
+) {
     let mut batch = RecvBatch::new(INGRESS_BATCH, MAX_DATAGRAM);
-    let mut tbufs: Vec<Vec<u8>> = (0..TUN_BATCH)
-        .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + 65_535))
-        .collect();
-    let mut gro = GROTable::default();
+    let mut writer = TunWriter::new(tun_has_vnet_hdr(tun));
+    let tfds: Vec<i32> = tuns.iter().map(|t| tun_fd(t)).collect();
     let mut view = View::new(shared);
     let fd = rx.raw_fd();
 
@@ -401,7 +397,6 @@ pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Sh
             }
         };
         view.refresh(shared);
-        let mut k = 0;
         for m in 0..n {
             let (data, src, seg) = batch.get(m);
             for dgram in data.chunks(seg) {
@@ -440,27 +435,18 @@ pub(crate) fn ingress(tun: &SyncDevice, rx: &Underlay, codec: Codec, shared: &Sh
                 };
                 let bytes = inner.bytes();
                 view.counts.rx(peer, bytes.len());
-                let b = &mut tbufs[k];
-                b.clear();
-                b.resize(VIRTIO_NET_HDR_LEN, 0);
-                b.extend_from_slice(bytes);
-                k += 1;
-                if k == TUN_BATCH {
-                    write_tun(tun, &mut gro, &mut tbufs[..k], &mut view.counts);
-                    k = 0;
-                }
+                // Where the inner packet lies in receive buffer m.
+                let at = bytes.as_ptr() as usize - data.as_ptr() as usize;
+                writer.push(batch.bufs(), m, at..at + bytes.len());
             }
         }
-        if k > 0 {
-            write_tun(tun, &mut gro, &mut tbufs[..k], &mut view.counts);
+        if writer.len() > 0 {
+            let w = writer.flush(&tfds, batch.bufs());
+            for _ in 0..w.errors {
+                view.counts.drop_packet(Reason::TUN_ERROR, None);
+            }
         }
         view.counts.flush(&view.handles);
-    }
-}
-
-fn write_tun(tun: &SyncDevice, gro: &mut GROTable, bufs: &mut [Vec<u8>], counts: &mut LocalCounts) {
-    if tun.send_multiple(gro, bufs, VIRTIO_NET_HDR_LEN).is_err() {
-        counts.drop_packet(Reason::TUN_ERROR, None);
     }
 }
 
