@@ -3,7 +3,7 @@
 //! changes arrive on the returned channel in batches.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +24,8 @@ use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
 /// Most route events in one batch on the consumer channel.
 const EVENT_BATCH: usize = 2048;
+/// Event batches held for a slow consumer before peers are throttled.
+const OUT_QUEUE: usize = 4;
 
 /// A peer as seen from outside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -190,6 +192,7 @@ impl Speaker {
             peers,
             events: events_tx,
             markers: Vec::new(),
+            out: VecDeque::new(),
             _listeners: listeners,
         };
         tokio::spawn(task.run(cmd_rx, peer_rx).instrument(info_span!("bgp")));
@@ -275,6 +278,10 @@ struct SpeakerTask {
     events: mpsc::Sender<Vec<RouteEvent>>,
     /// End-of-RIB events waiting for the route changes before them.
     markers: Vec<RouteEvent>,
+    /// Event batches the consumer has not taken yet. While it holds
+    /// `OUT_QUEUE` batches, peer events wait (backpressure), but commands
+    /// (status, announce, shutdown) are still served.
+    out: VecDeque<Vec<RouteEvent>>,
     _listeners: Vec<Task>,
 }
 
@@ -291,7 +298,9 @@ impl SpeakerTask {
         mut cmds: mpsc::Receiver<Command>,
         mut peer_rx: mpsc::Receiver<PeerEvent>,
     ) {
+        let events = self.events.clone();
         loop {
+            let (ready, room) = (!self.out.is_empty(), self.out.len() < OUT_QUEUE);
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Announce(p)) => self.announce(p).await,
@@ -309,7 +318,15 @@ impl SpeakerTask {
                         return;
                     }
                 },
-                Some(ev) = peer_rx.recv() => {
+                permit = events.reserve(), if ready => {
+                    if let (Ok(permit), Some(batch)) = (permit, self.out.pop_front()) {
+                        permit.send(batch);
+                    } else {
+                        // The consumer is gone: nothing will take them.
+                        self.out.clear();
+                    }
+                }
+                Some(ev) = peer_rx.recv(), if room => {
                     // Batch: everything already queued becomes one event list.
                     let mut changes = Vec::new();
                     self.peer_event(ev, &mut changes).await;
@@ -327,7 +344,7 @@ impl SpeakerTask {
         }
     }
 
-    /// Streams `changes` to the consumer, then any End-of-RIB markers
+    /// Queues `changes` for the consumer, then any End-of-RIB markers
     /// (after the routes they close).
     async fn publish(&mut self, changes: Vec<Change>) {
         if !changes.is_empty() {
@@ -337,13 +354,13 @@ impl SpeakerTask {
             for chunk in changes.chunks(EVENT_BATCH) {
                 let ev = rib::events(chunk);
                 if !ev.is_empty() {
-                    let _ = self.events.send(ev).await;
+                    self.out.push_back(ev);
                 }
             }
         }
         if !self.markers.is_empty() {
             let m = std::mem::take(&mut self.markers);
-            let _ = self.events.send(m).await;
+            self.out.push_back(m);
         }
     }
 

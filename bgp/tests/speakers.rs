@@ -355,3 +355,41 @@ async fn route_reflector_reflects_between_clients_with_next_hop_preserved() {
         h.shutdown(false).await.unwrap();
     }
 }
+
+/// A consumer that stops reading (a slow kernel, a busy control loop) holds
+/// back the routes, never the sessions: while B's consumer sleeps past the
+/// hold time (9 s) with 100k prefixes queued behind it, B keeps sending
+/// KEEPALIVEs and does not time A out for the messages it left unread.
+#[tokio::test]
+async fn a_stalled_consumer_does_not_drop_the_session() {
+    let mut t = pair(None, None);
+    assert!(wait_established(&t.a, Duration::from_secs(10)).await);
+    assert!(wait_established(&t.b, Duration::from_secs(10)).await);
+    let prefixes: Vec<Prefix> = (0..100_000u32)
+        .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 6))), 26).unwrap())
+        .collect();
+    t.a.announce(prefixes).await.unwrap();
+    // Nobody reads B's events for longer than the hold time.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for h in [&t.a, &t.b] {
+        let st = &h.peers().await.unwrap()[0];
+        assert_eq!(st.state, State::Established, "{st:?}");
+        assert!(st.last_error.is_none(), "session was reset: {st:?}");
+    }
+    let mut n = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(b) = t.rb.recv().await {
+            n += b
+                .iter()
+                .filter(|e| matches!(e, RouteEvent::Reachable { .. }))
+                .count();
+            if n >= 100_000 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(n, 100_000);
+    t.a.shutdown(false).await.unwrap();
+    t.b.shutdown(false).await.unwrap();
+}

@@ -227,17 +227,55 @@ impl Peer {
 
     async fn emit(&mut self, ev: PeerEvent) {
         self.flush_updates().await;
-        let _ = self.events.send(ev).await;
+        self.send_event(ev).await;
     }
 
     async fn flush_updates(&mut self) {
         if !self.pending.is_empty() {
             self.pending_prefixes = 0;
             let batch = std::mem::take(&mut self.pending);
-            let _ = self
-                .events
-                .send(PeerEvent::Updates(self.params.key, batch))
+            self.send_event(PeerEvent::Updates(self.params.key, batch))
                 .await;
+        }
+    }
+
+    /// Hands an event to the speaker, waiting while its queue is full (the
+    /// consumer of the routes is slow). Meanwhile this peer is not read, so
+    /// the session is kept alive from here: KEEPALIVEs go out when due and
+    /// our hold timers wait for the unread messages.
+    async fn send_event(&mut self, ev: PeerEvent) {
+        let events = self.events.clone();
+        let send = events.send(ev);
+        tokio::pin!(send);
+        loop {
+            let due = self.session.keepalive_deadline().map(Instant::from_std);
+            tokio::select! {
+                _ = &mut send => return,
+                () = sleep_until(due) => {
+                    for o in self.session.backpressured(now()) {
+                        if let Output::Send { conn, msg } = o {
+                            self.send_msg(conn, &msg);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes `msg` for the session's capabilities and queues it on `conn`.
+    fn send_msg(&self, conn: ConnId, msg: &Message) {
+        if let Some(io) = self.conns.get(&conn) {
+            let caps: SessionCaps = self
+                .session
+                .negotiated()
+                .map(|n| n.caps)
+                .unwrap_or_default();
+            let mut buf = Vec::new();
+            wire::encode(msg, &caps, &mut buf);
+            if let Message::Notification(n) = msg {
+                warn!(code = n.code, subcode = n.subcode, "sending NOTIFICATION");
+            }
+            let _ = io.writer.send(buf);
         }
     }
 
@@ -246,21 +284,7 @@ impl Peer {
         match o {
             Output::Connect => self.connect(),
             Output::CancelConnect => self.connect = None,
-            Output::Send { conn, msg } => {
-                if let Some(io) = self.conns.get(&conn) {
-                    let caps: SessionCaps = self
-                        .session
-                        .negotiated()
-                        .map(|n| n.caps)
-                        .unwrap_or_default();
-                    let mut buf = Vec::new();
-                    wire::encode(&msg, &caps, &mut buf);
-                    if let Message::Notification(n) = &msg {
-                        warn!(code = n.code, subcode = n.subcode, "sending NOTIFICATION");
-                    }
-                    let _ = io.writer.send(buf);
-                }
-            }
+            Output::Send { conn, msg } => self.send_msg(conn, &msg),
             Output::Close { conn } => {
                 // Dropping the writer's sender lets it flush, then shut down.
                 if let Some(io) = self.conns.remove(&conn) {

@@ -114,6 +114,35 @@ impl Session {
             .min()
     }
 
+    /// The earliest KEEPALIVE due on any connection.
+    #[must_use]
+    pub fn keepalive_deadline(&self) -> Option<Instant> {
+        self.conns.iter().filter_map(|c| c.keepalive).min()
+    }
+
+    /// For a driver that is waiting on its consumer and meanwhile does not
+    /// read the peer: sends the KEEPALIVEs due by `now` so the peer's hold
+    /// timer does not expire, and restarts our own hold timers, since the
+    /// peer's messages are waiting unread on our side: the silence is ours.
+    /// Only `Output::Send` of KEEPALIVEs comes out; nothing else changes.
+    #[must_use]
+    pub fn backpressured(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        for i in 0..self.conns.len() {
+            if self.conns[i].hold.is_some() {
+                self.restart_hold(now, i);
+            }
+            if self.conns[i].keepalive.is_some_and(|t| t <= now) {
+                out.push(Output::Send {
+                    conn: self.conns[i].id,
+                    msg: Message::Keepalive,
+                });
+                self.arm_keepalive(now, i);
+            }
+        }
+        out
+    }
+
     /// Feeds one event at time `now`; returns what to do, in order.
     #[must_use]
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {

@@ -309,6 +309,41 @@ fn hold_expiry_sends_4_0_and_goes_down() {
 }
 
 #[test]
+fn backpressure_keeps_sending_keepalives_and_holds_our_hold_timer() {
+    let (mut s, t) = up();
+    assert_eq!(s.keepalive_deadline(), Some(t + secs(3)));
+    // The driver waits on its consumer for 12 s, past the 9 s hold time,
+    // waking at each keepalive deadline.
+    for n in [3, 6, 9, 12] {
+        let out = s.backpressured(t + secs(n));
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Send {
+                    conn: OUT,
+                    msg: Message::Keepalive
+                }]
+            ),
+            "at {n} s: {out:?}"
+        );
+        assert_eq!(s.keepalive_deadline(), Some(t + secs(n + 3)));
+    }
+    // Back to normal: the hold timer runs from the last backpressured call.
+    let out = s.handle(t + secs(13), Input::Tick);
+    assert!(notif(&out, OUT).is_none(), "{out:?}");
+    assert_eq!(s.state(), State::Established);
+    let out = s.handle(t + secs(21), Input::Tick);
+    assert_eq!(notif(&out, OUT), Some((4, 0)), "{out:?}");
+}
+
+#[test]
+fn backpressure_before_a_keepalive_is_due_sends_nothing() {
+    let (mut s, t) = up();
+    assert!(s.backpressured(t + secs(1)).is_empty());
+    assert_eq!(s.keepalive_deadline(), Some(t + secs(3)));
+}
+
+#[test]
 fn keepalive_restarts_the_hold_timer() {
     let (mut s, t) = up();
     let _ = s.handle(t + secs(3), Input::Tick);
