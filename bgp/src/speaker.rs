@@ -25,7 +25,7 @@ use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 /// Most route events in one batch on the consumer channel.
 const EVENT_BATCH: usize = 2048;
 /// Event batches held for a slow consumer before peers are throttled.
-const OUT_QUEUE: usize = 4;
+const OUT_QUEUE: usize = 1;
 
 /// A peer as seen from outside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
