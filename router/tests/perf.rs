@@ -7,47 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Cluster, KernelVtep, Opts, pod_cidr, pod_ip, underlay};
-
-fn iperf(c: &Cluster, streams: u32, secs: u32) -> f64 {
-    let server = c
-        .node(2)
-        .pod
-        .command("iperf3")
-        .args(["-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let out = c
-        .node(1)
-        .pod
-        .command("timeout")
-        .args([
-            "30",
-            "iperf3",
-            "-c",
-            &pod_ip(2),
-            "-t",
-            &secs.to_string(),
-            "-P",
-            &streams.to_string(),
-            "-J",
-        ])
-        .output()
-        .unwrap();
-    let mut server = server;
-    let _ = server.kill();
-    let _ = server.wait();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        / 1e9
-}
+use common::{Cluster, KernelVtep, Opts, iperf_gbps, pod_cidr, pod_ip, underlay};
 
 fn setup(mode: &str, offload_off: bool) -> Cluster {
     let opts = Opts {
@@ -116,7 +76,7 @@ fn throughput_table() {
         for n in [1u8, 2] {
             let _ = c.node(n).ns.run("nstat", &["-n"]);
         }
-        let p1 = iperf(&c, 1, secs);
+        let p1 = iperf_gbps(&c, 1, secs);
         if std::env::var("WEFT_PERF_NSTAT").is_ok() {
             for n in [1u8, 2] {
                 let o = c.node(n).ns.run("nstat", &[]).unwrap();
@@ -141,7 +101,7 @@ fn throughput_table() {
                 println!("node {n} nstat:\n{}", String::from_utf8_lossy(&o.stdout));
             }
         }
-        let p4 = iperf(&c, 4, secs);
+        let p4 = iperf_gbps(&c, 4, secs);
         println!("{mode:14} P=1 {p1:6.2} Gbit/s   P=4 {p4:6.2} Gbit/s");
     }
 }

@@ -5,47 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Cluster, Opts, pod_ip};
+use common::{Cluster, Opts, iperf_gbps, pod_ip};
 use netsim::health::{DEFAULT_TUN, NetHealth};
-
-fn iperf_gbps(c: &Cluster, secs: u32) -> f64 {
-    let mut server = c
-        .node(2)
-        .pod
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &pod_ip(2)])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let out = c
-        .node(1)
-        .pod
-        .command("timeout")
-        .args([
-            "30",
-            "iperf3",
-            "-c",
-            &pod_ip(2),
-            "-t",
-            &secs.to_string(),
-            "-J",
-            "--connect-timeout",
-            "3000",
-        ])
-        .output()
-        .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value =
-        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default();
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        / 1e9
-}
 
 #[test]
 fn vxlan_steady_run_has_no_tun_drops_or_checksum_errors() {
@@ -66,7 +27,7 @@ fn vxlan_steady_run_has_no_tun_drops_or_checksum_errors() {
     // Alone on the machine, as any throughput run.
     let lock = netsim::measure::BenchLock::acquire().unwrap();
     let before = NetHealth::take(&namespaces, DEFAULT_TUN).unwrap();
-    let gbps = iperf_gbps(&c, 5);
+    let gbps = iperf_gbps(&c, 1, 5);
     let after = NetHealth::take(&namespaces, DEFAULT_TUN).unwrap();
     drop(lock);
     let d = after.since(&before);

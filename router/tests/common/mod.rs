@@ -576,3 +576,44 @@ impl Cluster {
         }
     }
 }
+
+/// iperf3 TCP from pod 1 to pod 2 with `streams` streams for `secs`
+/// seconds (bounded by a 30 s `timeout`); Gbit/s received, 0 on failure.
+pub fn iperf_gbps(c: &Cluster, streams: u32, secs: u32) -> f64 {
+    let mut server = c
+        .node(2)
+        .pod
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &pod_ip(2)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = c
+        .node(1)
+        .pod
+        .command("timeout")
+        .args([
+            "30",
+            "iperf3",
+            "-c",
+            &pod_ip(2),
+            "-t",
+            &secs.to_string(),
+            "-P",
+            &streams.to_string(),
+            "-J",
+            "--connect-timeout",
+            "3000",
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9
+}
