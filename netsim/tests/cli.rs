@@ -10,6 +10,23 @@ use netsim::run::{STATE_DIR, list_netns};
 const BIN: &str = env!("CARGO_BIN_EXE_netsim");
 const TOOLS: &[&str] = &["ip", "bridge", "ethtool", "ping", "sysctl"];
 
+/// Sends SIGINT to `child` and waits (at most `secs`) for it to exit.
+fn interrupt(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "netsim up ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn owned(prefix: &str) -> Vec<String> {
     list_netns()
         .into_iter()
@@ -112,19 +129,7 @@ fn ctrl_c_tears_everything_down() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "netsim up ignored SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(&mut child, 20);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert_eq!(status.code(), Some(130), "{status:?}: {stderr}");
@@ -170,19 +175,7 @@ fn ctrl_c_in_the_middle_of_building() {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "netsim up ignored SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(&mut child, 40);
     assert_eq!(status.code(), Some(130));
     assert!(owned(&prefix).is_empty(), "{:?}", owned(&prefix));
 }
