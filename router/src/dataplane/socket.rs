@@ -79,6 +79,19 @@ fn big_buffers(fd: RawFd) {
     }
 }
 
+/// What every underlay socket gets: large buffers, and DF on every outer
+/// packet without the kernel's PMTU cache (`IP_PMTUDISC_PROBE`): weftd sizes
+/// the TUN MTU itself and never lets an outer packet be fragmented.
+fn underlay_options(fd: RawFd) -> io::Result<()> {
+    big_buffers(fd);
+    set_int(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    )
+}
+
 /// Waits up to `timeout` for `fd` to become readable. Returns true when it is.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     let mut p = libc::pollfd {
@@ -293,13 +306,7 @@ impl UdpSock {
         if reuseport {
             set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         }
-        big_buffers(raw);
-        set_int(
-            raw,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_PROBE,
-        )?;
+        underlay_options(raw)?;
         let sa = sockaddr(addr);
         // SAFETY: sa is a valid sockaddr_in of the stated size.
         cvt(unsafe {
@@ -430,13 +437,7 @@ impl RawIpip {
         })?;
         // SAFETY: raw is a fresh fd nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        big_buffers(raw);
-        set_int(
-            raw,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_PROBE,
-        )?;
+        underlay_options(raw)?;
         set_int(raw, libc::IPPROTO_IP, libc::IP_TTL, IPIP_TTL)?;
         let sa = sockaddr(SocketAddrV4::new(local, 0));
         // SAFETY: sa is a valid sockaddr_in of the stated size.
