@@ -142,14 +142,8 @@ fn prefixes(n: u32) -> Vec<Prefix> {
 
 fn peer(address: &str, local: &str) -> PeerConfig {
     PeerConfig {
-        address: address.parse().unwrap(),
-        asn: ASN,
-        port: 179,
-        password: None,
-        passive: false,
-        route_reflector_client: false,
-        hold_time: None,
         local_address: Some(local.parse().unwrap()),
+        ..PeerConfig::new(address.parse().unwrap(), ASN)
     }
 }
 

@@ -97,6 +97,24 @@ pub struct PeerConfig {
     pub local_address: Option<IpAddr>,
 }
 
+impl PeerConfig {
+    /// A peer at `address` in AS `asn` on port 179, with every other field
+    /// at its serde default (no password, active, not a reflector client,
+    /// `[bgp].hold_time`, kernel-chosen source address).
+    pub fn new(address: IpAddr, asn: u32) -> Self {
+        Self {
+            address,
+            asn,
+            port: default_listen_port(),
+            password: None,
+            passive: false,
+            route_reflector_client: false,
+            hold_time: None,
+            local_address: None,
+        }
+    }
+}
+
 /// A configuration problem, with the path of the field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {msg}")]
@@ -231,6 +249,14 @@ mod tests {
         assert_eq!(b.peers[0].port, 179);
         assert!(!b.peers[0].passive && b.peers[0].password.is_none());
         assert!(b.validate().is_empty());
+    }
+
+    #[test]
+    fn peer_config_new_equals_the_serde_defaults() {
+        let parsed: PeerConfig = toml::from_str("address = \"10.0.0.1\"\nasn = 65001\n").unwrap();
+        let built = PeerConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 65001);
+        assert_eq!(built, parsed);
+        assert_eq!(built.port, 179);
     }
 
     #[test]

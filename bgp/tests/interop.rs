@@ -45,14 +45,9 @@ fn our_config(peer_asn: u32, password: Option<&str>, v6_transport: bool) -> Spea
         next_hop_v6: Some(US6.parse().unwrap()),
         communities: vec![],
         peers: vec![PeerConfig {
-            address: ip(peer),
-            asn: peer_asn,
-            port: 179,
             password: password.map(str::to_owned),
-            passive: false,
-            route_reflector_client: false,
-            hold_time: None,
             local_address: Some(ip(local)),
+            ..PeerConfig::new(ip(peer), peer_asn)
         }],
     };
     let mut c = SpeakerConfig::new(

@@ -27,14 +27,10 @@ fn p(s: &str) -> Prefix {
 
 fn peer(addr: &str, port: u16, passive: bool) -> PeerConfig {
     PeerConfig {
-        address: ip(addr),
-        asn: 64512,
         port,
-        password: None,
         passive,
-        route_reflector_client: false,
-        hold_time: None,
         local_address: Some(ip("127.0.0.1")),
+        ..PeerConfig::new(ip(addr), 64512)
     }
 }
 

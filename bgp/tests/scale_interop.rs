@@ -34,14 +34,8 @@ fn config() -> SpeakerConfig {
         next_hop_v6: None,
         communities: vec![],
         peers: vec![PeerConfig {
-            address: ip(PEER4),
-            asn: ASN,
-            port: 179,
-            password: None,
-            passive: false,
-            route_reflector_client: false,
-            hold_time: None,
             local_address: Some(ip(US4)),
+            ..PeerConfig::new(ip(PEER4), ASN)
         }],
     };
     SpeakerConfig::new(

@@ -46,14 +46,10 @@ fn speaker_cfg(me: &str, peer: &str, port: u16, password: Option<&str>) -> Speak
         next_hop_v6: Some(format!("fd00::{}", &me[me.len() - 1..]).parse().unwrap()),
         communities: vec!["64512:7".into()],
         peers: vec![PeerConfig {
-            address: ip(peer),
-            asn: 64512,
             port,
             password: password.map(str::to_owned),
-            passive: false,
-            route_reflector_client: false,
-            hold_time: None,
             local_address: Some(ip(me)),
+            ..PeerConfig::new(ip(peer), 64512)
         }],
     };
     let IpAddr::V4(rid) = ip(me) else { panic!() };
