@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{Cluster, Opts, pod_cidr, pod_ip, tcp_transfer};
+use common::traffic::tcp_transfer;
+use common::{Cluster, Opts, pod_cidr, pod_ip};
 use netsim::netns::Netns;
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];

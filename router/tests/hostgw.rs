@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{Cluster, Opts, own_routes, pod_ip, tcp_transfer};
+use common::traffic::tcp_transfer;
+use common::{Cluster, Opts, own_routes, pod_ip};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill"];
 

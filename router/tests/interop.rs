@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Cluster, KernelVtep, Opts, pod_ip, tcp_transfer};
+use common::traffic::tcp_transfer;
+use common::{Cluster, KernelVtep, Opts, pod_ip};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool", "bridge"];
 

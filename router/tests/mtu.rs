@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{Cluster, Opts, pod_ip, tcp_transfer};
+use common::traffic::tcp_transfer;
+use common::{Cluster, Opts, pod_ip};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Cluster, Opts, own_routes, pod_ip, pod_ip6, tcp_transfer};
+use common::traffic::tcp_transfer;
+use common::{Cluster, Opts, own_routes, pod_ip, pod_ip6};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 

@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::{Cluster, KernelVtep, Opts, iperf_gbps, pod_cidr, pod_ip, underlay};
+use common::traffic::iperf_gbps;
+use common::{Cluster, KernelVtep, Opts, pod_cidr, pod_ip, underlay};
 
 fn setup(mode: &str, offload_off: bool) -> Cluster {
     let opts = Opts {

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Cluster, Opts, iperf_gbps, pod_ip};
+use common::traffic::iperf_gbps;
+use common::{Cluster, Opts, pod_ip};
 use netsim::health::{DEFAULT_TUN, NetHealth};
 
 #[test]
