@@ -68,6 +68,13 @@ pub struct DataplaneConfig {
     /// kernel supports them.
     #[serde(default = "default_true")]
     pub offload: bool,
+    /// vxlan / udp: hand whole TSO bursts to the kernel through a TX TAP
+    /// with UDP-tunnel GSO, to be segmented after encapsulation (Linux
+    /// 6.17+; needs `net.ipv4.ip_forward = 1` and `conf.all.rp_filter = 0`,
+    /// and the node's FORWARD chain must pass the underlay packets).
+    /// Falls back to UDP sockets by itself when unavailable.
+    #[serde(default = "default_true")]
+    pub tunnel_offload: bool,
     /// Number of TUN queues and worker pairs (multi-queue TUN + SO_REUSEPORT);
     /// default: two per CPU, at most 8 (one on a single CPU).
     #[serde(default = "default_queues")]
@@ -156,7 +163,7 @@ fn default_true() -> bool {
 /// Measured with `netsim bench`, 4 streams, offload off, 2 CPUs: 0.83-0.90×
 /// kernel-vxlan with 4 queues against 0.74-0.82× with 2.
 fn default_queues() -> u32 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if cpus <= 1 {
         1
     } else {

@@ -161,6 +161,17 @@ impl LocalCounts {
         }
     }
 
+    /// `packets` packets of `bytes` bytes in all sent to `peer` (one TSO
+    /// burst the kernel segments).
+    #[inline]
+    pub fn tx_many(&mut self, peer: usize, packets: usize, bytes: usize) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p[0] += packets as u64;
+            p[1] += bytes as u64;
+            self.dirty = true;
+        }
+    }
+
     /// One packet received from `peer`.
     #[inline]
     pub fn rx(&mut self, peer: usize, bytes: usize) {

@@ -85,9 +85,13 @@ fn mtu_reduced_underlay_tcp_completes_for_each_mode() {
     {
         return;
     }
-    for (mode, overhead) in [("udp", 28), ("ipip", 20)] {
+    // vxlan with finished underlay checksums takes the TX TAP (tunnel
+    // offload); udp and ipip the sockets.
+    for (mode, overhead, csum_off) in [("udp", 28, false), ("ipip", 20, false), ("vxlan", 50, true)]
+    {
         let opts = Opts {
             underlay_mtu: Some(1300),
+            underlay_csum_off: csum_off,
             ..Opts::default()
         };
         let mut c = Cluster::new("rtm", 2, opts);
@@ -105,7 +109,18 @@ fn mtu_underlay_shrinks_while_running() {
     if !netsim::netns::privileged_or_skip("mtu_underlay_shrinks_while_running", TOOLS) {
         return;
     }
-    let mut c = Cluster::new("rtm", 2, Opts::default());
+    // Through the UDP sockets, then through the TX TAP (tunnel offload).
+    for csum_off in [false, true] {
+        let opts = Opts {
+            underlay_csum_off: csum_off,
+            ..Opts::default()
+        };
+        let c = Cluster::new("rtm", 2, opts);
+        shrink_while_running(c);
+    }
+}
+
+fn shrink_while_running(mut c: Cluster) {
     c.start_all("vxlan", "");
     tcp_transfer(&c.node(1).pod, &c.node(2).pod, &pod_ip(2), 1 << 20);
     // Shrink every underlay link to 1280.

@@ -80,3 +80,111 @@ fn overlay_fallback_without_offloads_single_queue() {
         tcp_transfer(&c.node(2).pod, &c.node(1).pod, &pod_ip(1), 4 << 20);
     }
 }
+
+/// weftd's log without terminal colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn tap_rx_bytes(c: &Cluster, n: u8) -> u64 {
+    let out = c
+        .node(n)
+        .ns
+        .run("cat", &["/sys/class/net/weft0tx/statistics/rx_bytes"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn tunnel_offload_carries_vxlan_and_udp_bursts() {
+    if !netsim::netns::privileged_or_skip("tunnel_offload_carries_vxlan_and_udp_bursts", TOOLS) {
+        return;
+    }
+    // With finished checksums on the underlay (a NIC, or a veth with tx
+    // checksum offload off) TSO bursts go to the kernel through the TX TAP,
+    // segmented after encapsulation; the bytes must arrive intact.
+    for mode in ["vxlan", "udp"] {
+        let opts = Opts {
+            ipv6_pods: true,
+            underlay_csum_off: true,
+            ..Opts::default()
+        };
+        let mut c = Cluster::new("rtt", 2, opts);
+        c.start_all(mode, "");
+        let logs = plain(&c.logs());
+        assert_eq!(
+            logs.matches("tunnel_gso=true").count(),
+            2,
+            "{mode}: TX TAP not in use on both nodes:\n{logs}"
+        );
+        c.assert_ping_matrix();
+        let before = tap_rx_bytes(&c, 1);
+        tcp_transfer(&c.node(1).pod, &c.node(2).pod, &pod_ip(2), 8 << 20);
+        tcp_transfer(&c.node(2).pod, &c.node(1).pod, &pod_ip(1), 8 << 20);
+        tcp_transfer(&c.node(1).pod, &c.node(2).pod, &pod_ip6(2), 4 << 20);
+        let sent = tap_rx_bytes(&c, 1) - before;
+        assert!(
+            sent > 12 << 20,
+            "{mode}: only {sent} bytes went through node 1's TX TAP"
+        );
+        c.stop_weftd(1);
+        let out = c.node(1).ns.ip(&["-o", "link", "show", "weft0tx"]);
+        assert!(out.is_err(), "TX TAP left after SIGTERM: {out:?}");
+    }
+}
+
+#[test]
+fn tunnel_offload_falls_back_to_sockets() {
+    if !netsim::netns::privileged_or_skip("tunnel_offload_falls_back_to_sockets", TOOLS) {
+        return;
+    }
+    // Switched off, or with reverse path filtering on, or on a veth that
+    // leaves checksums unfinished: weftd sends through its UDP sockets.
+    let cases = [
+        ("tunnel_offload = false", true, "", "tunnel_gso=false"),
+        (
+            "",
+            true,
+            "net.ipv4.conf.all.rp_filter=1",
+            "rp_filter is not 0",
+        ),
+        ("", false, "", "unfinished inner checksums"),
+    ];
+    for (extra, csum_off, sysctl, why) in cases {
+        let opts = Opts {
+            underlay_csum_off: csum_off,
+            ..Opts::default()
+        };
+        let mut c = Cluster::new("rtt", 2, opts);
+        if !sysctl.is_empty() {
+            for n in [1u8, 2] {
+                c.node(n).ns.run("sysctl", &["-qw", sysctl]).unwrap();
+            }
+        }
+        c.start_all("vxlan", extra);
+        let logs = plain(&c.logs());
+        assert!(
+            logs.contains(why),
+            "{extra}/{sysctl}: no {why:?} in\n{logs}"
+        );
+        assert!(!logs.contains("tunnel_gso=true"), "{logs}");
+        c.assert_ping_matrix();
+        tcp_transfer(&c.node(1).pod, &c.node(2).pod, &pod_ip(2), 4 << 20);
+        tcp_transfer(&c.node(2).pod, &c.node(1).pod, &pod_ip(1), 4 << 20);
+        let out = c.node(1).ns.ip(&["-o", "link", "show", "weft0tx"]);
+        assert!(out.is_err(), "TX TAP exists without being used: {out:?}");
+    }
+}

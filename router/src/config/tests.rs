@@ -30,7 +30,7 @@ fn issue_example_parses_with_defaults() {
     assert_eq!(c.dataplane.mtu, None);
     assert!(!c.dataplane.direct_routing);
     // Two queues per CPU, at most 8; one on a single CPU.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let want = if cpus == 1 { 1 } else { (2 * cpus).min(8) };
     assert_eq!(c.dataplane.queues as usize, want);
     assert_eq!(c.vtep_mac(), Mac([0x02, 0x57, 172, 31, 0, 1]));

@@ -9,9 +9,12 @@
 
 pub(crate) mod gro;
 pub mod peer_table;
+pub(crate) mod send;
 #[allow(unsafe_code)]
 pub mod socket;
 pub mod tun;
+#[allow(unsafe_code)]
+pub mod tx_tap;
 pub(crate) mod worker;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
@@ -29,7 +32,8 @@ use crate::route_table::NextHop;
 use peer_table::PeerTable;
 use socket::{RawIpip, UdpSock};
 use tun::Tun;
-use worker::{Codec, Shared, Underlay};
+use tx_tap::TxTap;
+use worker::{Codec, Shared, TapQueue, Underlay};
 
 /// Errors starting the dataplane.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,8 @@ pub struct Offloads {
     pub udp_gso: bool,
     /// UDP GRO on the underlay socket.
     pub udp_gro: bool,
+    /// TSO bursts go to the kernel through the TX TAP (UDP-tunnel GSO).
+    pub tunnel_gso: bool,
 }
 
 /// A running overlay dataplane; [`Dataplane::stop`] ends it and removes
@@ -77,6 +83,8 @@ pub struct Offloads {
 pub struct Dataplane {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// Kept open for the workers' descriptors; closing removes the TAP.
+    _tap: Option<TxTap>,
     own: Vec<Cidr>,
     /// Offloads in use.
     pub offloads: Offloads,
@@ -156,6 +164,20 @@ impl Dataplane {
             _ => (false, false),
         };
 
+        let tap = if tun_offload && dp.tunnel_offload && matches!(dp.mode, Mode::Vxlan | Mode::Udp)
+        {
+            let name = tx_tap::tap_name(&dp.tun_name);
+            match TxTap::open(&name, queues, &underlay.name) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    info!(tap = %name, reason = %e, "tunnel offload unavailable, sending through UDP sockets");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let icmp6_src = cfg
             .pod_cidr_v6
             .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
@@ -188,9 +210,13 @@ impl Dataplane {
             };
             {
                 let (dev, shared) = (Arc::clone(&dev), Arc::clone(&shared));
+                let tq = tap.as_ref().map(|t| TapQueue {
+                    fd: t.queue_fd(q),
+                    mac: t.mac,
+                });
                 threads.push(spawn(
                     format!("weft-egress-{q}"),
-                    Box::new(move || worker::egress(&dev, &tx, codec, &shared)),
+                    Box::new(move || worker::egress(&dev, &tx, tq.as_ref(), codec, &shared)),
                 )?);
             }
             if let Some(rx) = rx {
@@ -207,14 +233,17 @@ impl Dataplane {
             tun_udp_gso,
             udp_gso,
             udp_gro,
+            tunnel_gso: tap.is_some(),
         };
         info!(
             tun = %dp.tun_name, mtu, queues, mode = %dp.mode,
-            tun_offload, tun_udp_gso, udp_gso, udp_gro, "overlay dataplane started"
+            tun_offload, tun_udp_gso, udp_gso, udp_gro, tunnel_gso = tap.is_some(),
+            "overlay dataplane started"
         );
         Ok(Self {
             shared,
             threads,
+            _tap: tap,
             own: cfg.own_pod_cidrs(),
             offloads,
             mtu,

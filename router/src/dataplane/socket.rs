@@ -116,6 +116,23 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Reads once from `fd` into `buf` (a TUN queue: one packet per read).
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a live, writable buffer of the stated length.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match usize::try_from(r) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Writes `iov` to `fd` with one `writev` (a TUN takes it as one frame).
 pub fn write_vectored(fd: RawFd, iov: &[io::IoSlice<'_>]) -> io::Result<usize> {
     let n = libc::c_int::try_from(iov.len()).unwrap_or(libc::c_int::MAX);

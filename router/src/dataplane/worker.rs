@@ -4,8 +4,8 @@
 //! atomic for a new peer table and flushes its local counters once. No
 //! per-packet allocation, lock, channel or log line.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,9 +14,13 @@ use std::time::Duration;
 use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN};
 use weft_encap::{MAX_HEADROOM, MacAddr, icmp, ipip, udp, vxlan};
 
-use super::gro::TunWriter;
+use super::gro::{TunWriter, flow_hash};
 use super::peer_table::PeerTable;
-use super::socket::{MAX_DATAGRAM, MAX_GSO_SEGMENTS, RawIpip, RecvBatch, UdpSock, wait_readable};
+use super::send::send_all;
+use super::socket::{
+    MAX_DATAGRAM, RawIpip, RecvBatch, UdpSock, read_fd, wait_readable, write_vectored,
+};
+use super::tx_tap::{VnetHdr, Wrap, build_header};
 use crate::config::Mode;
 use crate::metrics::{CounterHandles, LocalCounts, Reason};
 
@@ -147,7 +151,13 @@ fn inner_dst(p: &[u8]) -> Option<IpAddr> {
 }
 
 /// Egress: TUN queue -> encapsulate -> underlay.
-pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Shared) {
+pub(crate) fn egress(
+    tun: &SyncDevice,
+    tx: &Underlay,
+    tap: Option<&TapQueue>,
+    codec: Codec,
+    shared: &Shared,
+) {
     let offset = MAX_HEADROOM;
     let seg_cap = offset + shared.underlay_mtu.load(Ordering::Relaxed).max(1500) + 64;
     let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
@@ -157,12 +167,37 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
     let mut out: Vec<(usize, Range<usize>)> = vec![(usize::MAX, 0..0); EGRESS_BATCH];
     let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
     let mut view = View::new(shared);
+    let mut hdr = [0u8; 128];
 
     while !shared.stop.load(Ordering::Relaxed) {
+        view.refresh(shared);
+        let max_inner = shared
+            .underlay_mtu
+            .load(Ordering::Relaxed)
+            .saturating_sub(codec.overhead());
         let mut used = 0;
+        let mut read_any = false;
         while used + EGRESS_READ_ROOM <= EGRESS_BATCH {
-            match tun.recv_multiple(&mut raw, &mut bufs[used..], &mut sizes[used..], offset) {
-                Ok(n) => used += n,
+            let res = match tap {
+                Some(tap) => {
+                    let mut ctx = TapCtx {
+                        tun,
+                        tap,
+                        codec: &codec,
+                        view: &mut view,
+                        max_inner,
+                        hdr: &mut hdr,
+                        icmp_buf: &mut icmp_buf,
+                    };
+                    ctx.read_one(&mut raw, &mut bufs[used..], &mut sizes[used..], offset)
+                }
+                None => tun.recv_multiple(&mut raw, &mut bufs[used..], &mut sizes[used..], offset),
+            };
+            match res {
+                Ok(n) => {
+                    read_any = true;
+                    used += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     view.counts.drop_packet(Reason::TUN_ERROR, None);
@@ -171,14 +206,13 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
             }
         }
         if used == 0 {
-            let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
+            if read_any {
+                view.counts.flush(&view.handles);
+            } else {
+                let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
+            }
             continue;
         }
-        view.refresh(shared);
-        let max_inner = shared
-            .underlay_mtu
-            .load(Ordering::Relaxed)
-            .saturating_sub(codec.overhead());
 
         // Encapsulate in place.
         for i in 0..used {
@@ -237,102 +271,139 @@ pub(crate) fn egress(tun: &SyncDevice, tx: &Underlay, codec: Codec, shared: &Sha
     }
 }
 
-fn tun_fd(tun: &SyncDevice) -> i32 {
-    use std::os::fd::AsRawFd;
-    tun.as_raw_fd()
+/// The TX TAP queue an egress thread writes whole bursts to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TapQueue {
+    pub(crate) fd: i32,
+    pub(crate) mac: [u8; 6],
 }
 
-/// Sends the finished datagrams: runs to one peer of equal size go out as
-/// one UDP GSO send when available; the rest through `sendmmsg`.
-fn send_all(
-    tx: &Underlay,
-    codec: &Codec,
-    table: &PeerTable,
-    bufs: &[Vec<u8>],
-    out: &[(usize, Range<usize>)],
-    counts: &mut LocalCounts,
-) {
-    let dst_of = |peer: usize| SocketAddrV4::new(table.peers()[peer].underlay, codec.port);
-    match tx {
-        Underlay::Udp(sock) if sock.gso => {
-            let mut i = 0;
-            while i < out.len() {
-                let (peer, ref r) = out[i];
-                if peer == usize::MAX {
-                    i += 1;
-                    continue;
-                }
-                let seg = r.len();
-                let mut segs: [&[u8]; MAX_GSO_SEGMENTS] = [&[]; MAX_GSO_SEGMENTS];
-                let mut n = 0;
-                let mut total = 0;
-                while i < out.len() && n < MAX_GSO_SEGMENTS {
-                    let (p, ref r) = out[i];
-                    if p == usize::MAX {
-                        i += 1;
-                        continue;
-                    }
-                    if p != peer || r.len() > seg || total + r.len() > MAX_DATAGRAM - 100 {
-                        break;
-                    }
-                    segs[n] = &bufs[i][r.clone()];
-                    n += 1;
-                    total += r.len();
-                    i += 1;
-                    if r.len() < seg {
-                        break; // a shorter segment ends a GSO run
-                    }
-                }
-                let res = if n == 1 {
-                    sock.send_batch(1, |_| (dst_of(peer), segs[0])).map(drop)
-                } else {
-                    sock.send_gso(
-                        dst_of(peer),
-                        &segs[..n],
-                        u16::try_from(seg).unwrap_or(u16::MAX),
-                    )
-                };
-                if res.is_err() {
-                    for _ in 0..n {
-                        counts.drop_packet(Reason::SEND_ERROR, None);
-                    }
-                }
+/// One egress thread's view while it reads for the TX TAP.
+struct TapCtx<'a> {
+    tun: &'a SyncDevice,
+    tap: &'a TapQueue,
+    codec: &'a Codec,
+    view: &'a mut View,
+    max_inner: usize,
+    hdr: &'a mut [u8; 128],
+    icmp_buf: &'a mut [u8],
+}
+
+impl TapCtx<'_> {
+    /// Reads one packet from the TUN and writes it, encapsulated, to the
+    /// TAP (Ok(0)), or drops and counts it (Ok(0)); a GSO packet the TAP
+    /// cannot carry is split into `bufs` for the socket path (Ok(n)).
+    fn read_one(
+        &mut self,
+        raw: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        let n = read_fd(tun_fd(self.tun), raw)?;
+        let (Some(vh), Some(pkt)) = (
+            raw.get(..VIRTIO_NET_HDR_LEN).and_then(VnetHdr::parse),
+            raw.get(VIRTIO_NET_HDR_LEN..n),
+        ) else {
+            self.view.counts.drop_packet(Reason::TUN_ERROR, None);
+            return Ok(0);
+        };
+        let counts = &mut self.view.counts;
+        let Some(peer) = inner_dst(pkt).and_then(|d| self.view.table.lookup(d)) else {
+            counts.drop_packet(Reason::NO_ROUTE, None);
+            return Ok(0);
+        };
+        let Some(vh) = transport_hdr_len(vh, pkt) else {
+            counts.drop_packet(Reason::TUN_ERROR, None);
+            return Ok(0);
+        };
+        // The largest inner packet the burst becomes must fit the underlay
+        // (the kernel would otherwise drop it silently when forwarding).
+        let largest = if vh.is_gso() {
+            pkt.len()
+                .min(usize::from(vh.hdr_len) + usize::from(vh.gso_size))
+        } else {
+            pkt.len()
+        };
+        if largest > self.max_inner {
+            if too_big_reply(self.tun, pkt, self.max_inner, self.codec, self.icmp_buf) {
+                counts.icmp_too_big();
             }
+            counts.drop_packet(Reason::TOO_BIG, None);
+            return Ok(0);
         }
-        _ => {
-            // Compact the valid entries' indices onto the stack in chunks.
-            let mut idx = [0usize; 64];
-            let mut n = 0;
-            let mut flush = |idx: &[usize]| {
-                let get = |k: usize| {
-                    let (p, ref r) = out[idx[k]];
-                    (dst_of(p), &bufs[idx[k]][r.clone()])
-                };
-                let res = match tx {
-                    Underlay::Udp(s) => s.send_batch(idx.len(), get),
-                    Underlay::Raw(s) => s.send_batch(idx.len(), get),
-                };
-                let sent = res.unwrap_or(0);
-                for _ in sent..idx.len() {
-                    counts.drop_packet(Reason::SEND_ERROR, None);
+        let p = &self.view.table.peers()[peer];
+        let wrap = Wrap {
+            src: self.codec.local_ip,
+            dst: p.underlay,
+            // Per flow, in the ephemeral range: spreads flows over the
+            // peer's SO_REUSEPORT sockets, as the kernel's vxlan does.
+            src_port: 32768 + (flow_hash(pkt) % 28_232) as u16,
+            dst_port: self.codec.port,
+            vxlan: (self.codec.mode == Mode::Vxlan).then_some((
+                self.codec.vni,
+                self.codec.local_mac.0,
+                p.vtep_mac.0,
+            )),
+        };
+        let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
+        match build_header(self.hdr, self.tap.mac, &wrap, &vh, pkt.len(), v6) {
+            Some(h) => {
+                let segs = vh.segments(pkt.len());
+                let inner = pkt.len() + (segs - 1) * usize::from(vh.hdr_len);
+                let iov = [IoSlice::new(&self.hdr[..h]), IoSlice::new(pkt)];
+                match write_vectored(self.tap.fd, &iov) {
+                    Ok(_) => counts.tx_many(peer, segs, inner),
+                    Err(_) => {
+                        for _ in 0..segs {
+                            counts.drop_packet(Reason::SEND_ERROR, Some(peer));
+                        }
+                    }
                 }
-            };
-            for (i, (p, _)) in out.iter().enumerate() {
-                if *p == usize::MAX {
-                    continue;
-                }
-                idx[n] = i;
-                n += 1;
-                if n == idx.len() {
-                    flush(&idx[..n]);
-                    n = 0;
-                }
+                Ok(0)
             }
-            if n > 0 {
-                flush(&idx[..n]);
+            None => {
+                // Too long for one outer packet (a GRO-merged forward):
+                // segment it here and send it through the socket.
+                let hdr = tun_rs::VirtioNetHdr {
+                    flags: vh.flags,
+                    gso_type: vh.gso_type,
+                    hdr_len: vh.hdr_len,
+                    gso_size: vh.gso_size,
+                    csum_start: vh.csum_start,
+                    csum_offset: vh.csum_offset,
+                };
+                let len = pkt.len();
+                let input = &mut raw[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + len];
+                tun_rs::gso_split(input, hdr, bufs, sizes, offset, v6)
             }
         }
     }
+}
+
+/// Sets `hdr_len` from the transport header in `pkt` (the kernel's value
+/// may cover a whole first segment on forwarded packets). None when the
+/// header is inconsistent.
+fn transport_hdr_len(mut vh: VnetHdr, pkt: &[u8]) -> Option<VnetHdr> {
+    if !vh.is_gso() {
+        return Some(vh);
+    }
+    let start = usize::from(vh.csum_start);
+    let l4 = match vh.csum_offset {
+        16 => usize::from(pkt.get(start + 12)? >> 4) * 4, // TCP
+        6 => 8,                                           // UDP (USO)
+        _ => return None,
+    };
+    if !(8..=60).contains(&l4) || start + l4 > pkt.len() || vh.gso_size == 0 {
+        return None;
+    }
+    vh.hdr_len = u16::try_from(start + l4).ok()?;
+    Some(vh)
+}
+
+fn tun_fd(tun: &SyncDevice) -> i32 {
+    use std::os::fd::AsRawFd;
+    tun.as_raw_fd()
 }
 
 /// Writes an ICMP too-big reply for `pkt` into the TUN. True if sent.
