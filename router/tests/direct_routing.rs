@@ -10,7 +10,7 @@
 mod common;
 
 use common::traffic::tcp_transfer;
-use common::{Cluster, Opts, pod_cidr, pod_ip};
+use common::{Cluster, Opts, link_stat, pod_cidr, pod_ip};
 use netsim::netns::Netns;
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
@@ -26,10 +26,7 @@ fn route(ns: &Netns, prefix: &str) -> String {
 
 /// Packets the TUN `weft0` in `ns` has sent towards weftd (tx) so far.
 fn tun_tx_packets(ns: &Netns) -> u64 {
-    let out = ns
-        .run("cat", &["/sys/class/net/weft0/statistics/tx_packets"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    link_stat(ns, "weft0", "tx_packets")
 }
 
 #[test]

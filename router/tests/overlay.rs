@@ -6,7 +6,7 @@
 mod common;
 
 use common::traffic::tcp_transfer;
-use common::{Cluster, Opts, own_routes, pod_ip, pod_ip6};
+use common::{Cluster, Opts, link_stat, own_routes, pod_ip, pod_ip6};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 
@@ -100,12 +100,7 @@ fn plain(log: &str) -> String {
 }
 
 fn tap_rx_bytes(c: &Cluster, n: u8) -> u64 {
-    let out = c
-        .node(n)
-        .ns
-        .run("cat", &["/sys/class/net/weft0tx/statistics/rx_bytes"])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    link_stat(&c.node(n).ns, "weft0tx", "rx_bytes")
 }
 
 #[test]

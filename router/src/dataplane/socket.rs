@@ -116,12 +116,10 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
-/// Reads once from `fd` into `buf` (a TUN queue: one packet per read).
-pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+/// Runs a byte-count syscall until it is not interrupted by a signal.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: buf is a live, writable buffer of the stated length.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        match usize::try_from(r) {
+        match usize::try_from(call()) {
             Ok(n) => return Ok(n),
             Err(_) => {
                 let e = io::Error::last_os_error();
@@ -133,23 +131,18 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Reads once from `fd` into `buf` (a TUN queue: one packet per read).
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, writable buffer of the stated length.
+    retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
 /// Writes `iov` to `fd` with one `writev` (a TUN takes it as one frame).
 pub fn write_vectored(fd: RawFd, iov: &[io::IoSlice<'_>]) -> io::Result<usize> {
     let n = libc::c_int::try_from(iov.len()).unwrap_or(libc::c_int::MAX);
-    loop {
-        // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive
-        // the call and the kernel only reads them.
-        let r = unsafe { libc::writev(fd, iov.as_ptr().cast::<libc::iovec>(), n) };
-        match usize::try_from(r) {
-            Ok(w) => return Ok(w),
-            Err(_) => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
+    // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive the
+    // call and the kernel only reads them.
+    retry_eintr(|| unsafe { libc::writev(fd, iov.as_ptr().cast::<libc::iovec>(), n) })
 }
 
 /// Preallocated state for one `recvmmsg` call: buffers, lengths, sources

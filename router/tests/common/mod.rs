@@ -493,3 +493,11 @@ impl Cluster {
         }
     }
 }
+
+/// A counter of interface `dev` in `ns`
+/// (`/sys/class/net/<dev>/statistics/<stat>`).
+pub fn link_stat(ns: &Netns, dev: &str, stat: &str) -> u64 {
+    let path = format!("/sys/class/net/{dev}/statistics/{stat}");
+    let out = ns.run("cat", &[&path]).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
