@@ -5,10 +5,15 @@
 
 mod common;
 
+use std::process::Stdio;
+use std::time::Duration;
+
 use common::traffic::tcp_transfer;
 use common::{Cluster, Opts, link_stat, own_routes, pod_ip, pod_ip6};
 
-const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
+const TOOLS: &[&str] = &[
+    "ip", "ping", "sysctl", "kill", "ethtool", "iperf3", "timeout",
+];
 
 fn mode_suite(test: &str, mode: &str, ipv6: bool) {
     if !netsim::netns::privileged_or_skip(test, TOOLS) {
@@ -135,7 +140,32 @@ fn tunnel_offload_carries_vxlan_and_udp_bursts() {
             sent > 12 << 20,
             "{mode}: only {sent} bytes went through node 1's TX TAP"
         );
+        // SIGTERM under full load: weftd must still stop (bounded in
+        // stop_weftd), not spin in its read loop.
+        let mut server = c
+            .node(2)
+            .pod
+            .command("iperf3")
+            .args(["-s", "-1", "-B", &pod_ip(2)])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut client = c
+            .node(1)
+            .pod
+            .command("timeout")
+            .args(["10", "iperf3", "-c", &pod_ip(2), "-t", "4", "-P", "4"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
         c.stop_weftd(1);
+        for p in [&mut client, &mut server] {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
         let out = c.node(1).ns.ip(&["-o", "link", "show", "weft0tx"]);
         assert!(out.is_err(), "TX TAP left after SIGTERM: {out:?}");
     }

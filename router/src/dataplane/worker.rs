@@ -26,6 +26,8 @@ use crate::metrics::{CounterHandles, LocalCounts, Reason};
 
 /// Segments one egress batch holds.
 const EGRESS_BATCH: usize = 256;
+/// TUN reads per round at most (each may carry a 64 KiB burst).
+const EGRESS_READS: usize = 64;
 /// Room a single TUN read may need (a 64 KiB GSO packet in small segments).
 const EGRESS_READ_ROOM: usize = 160;
 /// Datagrams (or GRO batches) one receive takes.
@@ -176,8 +178,10 @@ pub(crate) fn egress(
             .load(Ordering::Relaxed)
             .saturating_sub(codec.overhead());
         let mut used = 0;
-        let mut read_any = false;
-        while used + EGRESS_READ_ROOM <= EGRESS_BATCH {
+        let mut reads = 0;
+        // Bounded: under steady load the loop must still come round to the
+        // stop flag, the counters and route changes.
+        while used + EGRESS_READ_ROOM <= EGRESS_BATCH && reads < EGRESS_READS {
             let res = match tap {
                 Some(tap) => {
                     let mut ctx = TapCtx {
@@ -195,7 +199,7 @@ pub(crate) fn egress(
             };
             match res {
                 Ok(n) => {
-                    read_any = true;
+                    reads += 1;
                     used += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -206,7 +210,7 @@ pub(crate) fn egress(
             }
         }
         if used == 0 {
-            if read_any {
+            if reads > 0 {
                 view.counts.flush(&view.handles);
             } else {
                 let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
