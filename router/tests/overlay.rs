@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::traffic::tcp_transfer;
+use common::traffic::{iperf_server, tcp_transfer};
 use common::{Cluster, Opts, link_stat, own_routes, pod_ip, pod_ip6};
 
 const TOOLS: &[&str] = &[
@@ -142,15 +142,7 @@ fn tunnel_offload_carries_vxlan_and_udp_bursts() {
         );
         // SIGTERM under full load: weftd must still stop (bounded in
         // stop_weftd), not spin in its read loop.
-        let mut server = c
-            .node(2)
-            .pod
-            .command("iperf3")
-            .args(["-s", "-1", "-B", &pod_ip(2)])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let mut server = iperf_server(&c);
         let mut client = c
             .node(1)
             .pod

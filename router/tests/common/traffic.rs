@@ -94,10 +94,9 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, len: usize) {
     assert_eq!(hash, expect.0, "payload hash mismatch");
 }
 
-/// iperf3 TCP from pod 1 to pod 2 with `streams` streams for `secs`
-/// seconds (bounded by a 30 s `timeout`); Gbit/s received, 0 on failure.
-pub fn iperf_gbps(c: &Cluster, streams: u32, secs: u32) -> f64 {
-    let mut server = c
+/// A one-shot iperf3 server in pod 2, given 300 ms to listen.
+pub fn iperf_server(c: &Cluster) -> std::process::Child {
+    let server = c
         .node(2)
         .pod
         .command("iperf3")
@@ -106,6 +105,13 @@ pub fn iperf_gbps(c: &Cluster, streams: u32, secs: u32) -> f64 {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    server
+}
+
+/// iperf3 TCP from pod 1 to pod 2 with `streams` streams for `secs`
+/// seconds (bounded by a 30 s `timeout`); Gbit/s received, 0 on failure.
+pub fn iperf_gbps(c: &Cluster, streams: u32, secs: u32) -> f64 {
+    let mut server = iperf_server(c);
     let out = c
         .node(1)
         .pod
