@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN};
-use weft_encap::{MAX_HEADROOM, MacAddr, icmp, ipip, udp, vxlan};
+use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN, VirtioNetHdr};
+use weft_encap::{MAX_HEADROOM, MacAddr, flow, icmp, ipip, udp, vxlan};
 
-use super::gro::{TunWriter, flow_hash};
+use super::gro::TunWriter;
 use super::peer_table::PeerTable;
 use super::send::send_all;
 use super::socket::{
     MAX_DATAGRAM, RawIpip, RecvBatch, UdpSock, read_fd, wait_readable, write_vectored,
 };
-use super::tx_tap::{VnetHdr, Wrap, build_header};
+use super::tx_tap::{FRAME_HEADROOM, Wrap, build_frame, is_gso, segments};
 use crate::config::Mode;
 use crate::metrics::{CounterHandles, LocalCounts, Reason};
 
@@ -162,14 +162,13 @@ pub(crate) fn egress(
 ) {
     let offset = MAX_HEADROOM;
     let seg_cap = offset + shared.underlay_mtu.load(Ordering::Relaxed).max(1500) + 64;
-    let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+    let mut raw = vec![0u8; FRAME_HEADROOM + 65_535];
     let mut bufs: Vec<Vec<u8>> = vec![vec![0u8; seg_cap]; EGRESS_BATCH];
     let mut sizes = vec![0usize; EGRESS_BATCH];
     // Per segment: peer index and the finished datagram's range.
     let mut out: Vec<(usize, Range<usize>)> = vec![(usize::MAX, 0..0); EGRESS_BATCH];
     let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
     let mut view = View::new(shared);
-    let mut hdr = [0u8; 128];
 
     while !shared.stop.load(Ordering::Relaxed) {
         view.refresh(shared);
@@ -190,7 +189,6 @@ pub(crate) fn egress(
                         codec: &codec,
                         view: &mut view,
                         max_inner,
-                        hdr: &mut hdr,
                         icmp_buf: &mut icmp_buf,
                     };
                     ctx.read_one(&mut raw, &mut bufs[used..], &mut sizes[used..], offset)
@@ -289,7 +287,6 @@ struct TapCtx<'a> {
     codec: &'a Codec,
     view: &'a mut View,
     max_inner: usize,
-    hdr: &'a mut [u8; 128],
     icmp_buf: &'a mut [u8],
 }
 
@@ -304,14 +301,17 @@ impl TapCtx<'_> {
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
-        let n = read_fd(tun_fd(self.tun), raw)?;
-        let (Some(vh), Some(pkt)) = (
-            raw.get(..VIRTIO_NET_HDR_LEN).and_then(VnetHdr::parse),
-            raw.get(VIRTIO_NET_HDR_LEN..n),
-        ) else {
+        // The packet lands after room for the frame headers, which are then
+        // written in place in front of it.
+        let at = FRAME_HEADROOM;
+        let n = read_fd(tun_fd(self.tun), &mut raw[at - VIRTIO_NET_HDR_LEN..])?;
+        let vh = VirtioNetHdr::decode(&raw[at - VIRTIO_NET_HDR_LEN..at]);
+        let (Ok(vh), Some(len)) = (vh, n.checked_sub(VIRTIO_NET_HDR_LEN)) else {
             self.view.counts.drop_packet(Reason::TUN_ERROR, None);
             return Ok(0);
         };
+        let inner = at..at + len;
+        let pkt = &raw[inner.clone()];
         let counts = &mut self.view.counts;
         let Some(peer) = inner_dst(pkt).and_then(|d| self.view.table.lookup(d)) else {
             counts.drop_packet(Reason::NO_ROUTE, None);
@@ -323,11 +323,10 @@ impl TapCtx<'_> {
         };
         // The largest inner packet the burst becomes must fit the underlay
         // (the kernel would otherwise drop it silently when forwarding).
-        let largest = if vh.is_gso() {
-            pkt.len()
-                .min(usize::from(vh.hdr_len) + usize::from(vh.gso_size))
+        let largest = if is_gso(&vh) {
+            len.min(usize::from(vh.hdr_len) + usize::from(vh.gso_size))
         } else {
-            pkt.len()
+            len
         };
         if largest > self.max_inner {
             if too_big_reply(self.tun, pkt, self.max_inner, self.codec, self.icmp_buf) {
@@ -340,24 +339,21 @@ impl TapCtx<'_> {
         let wrap = Wrap {
             src: self.codec.local_ip,
             dst: p.underlay,
-            // Per flow, in the ephemeral range: spreads flows over the
+            // Per flow, in Linux's ephemeral range: spreads flows over the
             // peer's SO_REUSEPORT sockets, as the kernel's vxlan does.
-            src_port: 32768 + (flow_hash(pkt) % 28_232) as u16,
+            src_port: vxlan::source_port(flow::hash(pkt), 32768..=60999),
             dst_port: self.codec.port,
-            vxlan: (self.codec.mode == Mode::Vxlan).then_some((
-                self.codec.vni,
-                self.codec.local_mac.0,
-                p.vtep_mac.0,
-            )),
+            vxlan: (self.codec.mode == Mode::Vxlan).then(|| {
+                vxlan::Header::new(self.codec.vni, self.codec.local_mac, MacAddr(p.vtep_mac.0))
+            }),
         };
         let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
-        match build_header(self.hdr, self.tap.mac, &wrap, &vh, pkt.len(), v6) {
-            Some(h) => {
-                let segs = vh.segments(pkt.len());
-                let inner = pkt.len() + (segs - 1) * usize::from(vh.hdr_len);
-                let iov = [IoSlice::new(&self.hdr[..h]), IoSlice::new(pkt)];
-                match write_vectored(self.tap.fd, &iov) {
-                    Ok(_) => counts.tx_many(peer, segs, inner),
+        match build_frame(raw, inner.clone(), self.tap.mac, &wrap, &vh) {
+            Some(frame) => {
+                let segs = segments(&vh, len);
+                let bytes = len + (segs - 1) * usize::from(vh.hdr_len);
+                match write_vectored(self.tap.fd, &[IoSlice::new(&raw[frame])]) {
+                    Ok(_) => counts.tx_many(peer, segs, bytes),
                     Err(_) => {
                         for _ in 0..segs {
                             counts.drop_packet(Reason::SEND_ERROR, Some(peer));
@@ -366,21 +362,9 @@ impl TapCtx<'_> {
                 }
                 Ok(0)
             }
-            None => {
-                // Too long for one outer packet (a GRO-merged forward):
-                // segment it here and send it through the socket.
-                let hdr = tun_rs::VirtioNetHdr {
-                    flags: vh.flags,
-                    gso_type: vh.gso_type,
-                    hdr_len: vh.hdr_len,
-                    gso_size: vh.gso_size,
-                    csum_start: vh.csum_start,
-                    csum_offset: vh.csum_offset,
-                };
-                let len = pkt.len();
-                let input = &mut raw[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + len];
-                tun_rs::gso_split(input, hdr, bufs, sizes, offset, v6)
-            }
+            // Too long for one outer packet (a GRO-merged forward):
+            // segment it here and send it through the socket.
+            None => tun_rs::gso_split(&mut raw[inner], vh, bufs, sizes, offset, v6),
         }
     }
 }
@@ -388,8 +372,8 @@ impl TapCtx<'_> {
 /// Sets `hdr_len` from the transport header in `pkt` (the kernel's value
 /// may cover a whole first segment on forwarded packets). None when the
 /// header is inconsistent.
-fn transport_hdr_len(mut vh: VnetHdr, pkt: &[u8]) -> Option<VnetHdr> {
-    if !vh.is_gso() {
+fn transport_hdr_len(mut vh: VirtioNetHdr, pkt: &[u8]) -> Option<VirtioNetHdr> {
+    if !is_gso(&vh) {
         return Some(vh);
     }
     let start = usize::from(vh.csum_start);
