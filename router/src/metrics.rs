@@ -154,11 +154,7 @@ impl LocalCounts {
     /// One packet sent to `peer`.
     #[inline]
     pub fn tx(&mut self, peer: usize, bytes: usize) {
-        if let Some(p) = self.peers.get_mut(peer) {
-            p[0] += 1;
-            p[1] += bytes as u64;
-            self.dirty = true;
-        }
+        self.tx_many(peer, 1, bytes);
     }
 
     /// `packets` packets of `bytes` bytes in all sent to `peer` (one TSO
