@@ -246,27 +246,10 @@ impl RouteSync {
     }
 
     /// Applies one operation: replace on add; a delete of a route that is
-    /// already gone succeeds.
+    /// already gone succeeds. Through the batch socket like
+    /// [`Self::apply_ops`], so the watcher recognises its own deletions.
     pub async fn apply(&self, op: &RouteOp) -> Result<(), NetlinkError> {
-        match op {
-            RouteOp::Replace(r) => {
-                let msg = build(r)?;
-                self.handle
-                    .route()
-                    .add(msg)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(req(format!("adding route {}", show(r))))
-            }
-            RouteOp::Delete(r) => {
-                let msg = build(r)?;
-                match self.handle.route().del(msg).execute().await {
-                    Err(e) if is_gone(&e) => Ok(()),
-                    res => res.map_err(req(format!("deleting route {}", show(r)))),
-                }
-            }
-        }
+        self.apply_ops(std::slice::from_ref(op)).await
     }
 
     /// Dumps, diffs against `desired` and applies the difference. Returns
