@@ -3,26 +3,11 @@
 use super::*;
 
 fn collide(local_id: [u8; 4], peer_id: [u8; 4]) -> (Session, Vec<Output>) {
-    let t = Instant::now();
-    let mut s = Session::new(SessionConfig {
+    let (mut s, t) = open_sent(SessionConfig {
         router_id: Ipv4Addr::from(local_id),
         ..cfg()
     });
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let _ = s.handle(t, connected(IN, false));
     let _ = s.handle(t, rx(OUT, Message::Open(open(65000, 9, peer_id))));
     let out = s.handle(t, rx(IN, Message::Open(open(65000, 9, peer_id))));
     (s, out)
@@ -62,13 +47,7 @@ fn collision_with_an_established_session_closes_the_newcomer() {
         },
         open(65000, 9, [10, 0, 0, 2]),
     );
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let _ = s.handle(t, connected(IN, false));
     let out = s.handle(t, rx(IN, Message::Open(open(65000, 9, [10, 0, 0, 2]))));
     assert_eq!(notif(&out, IN), Some((6, 7)));
     assert_eq!(s.established_conn(), Some(OUT));
@@ -76,30 +55,9 @@ fn collision_with_an_established_session_closes_the_newcomer() {
 
 #[test]
 fn a_third_connection_is_refused() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
-    let out = s.handle(
-        t,
-        Input::Connected {
-            conn: ConnId(3),
-            outgoing: false,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
+    let _ = s.handle(t, connected(IN, false));
+    let out = s.handle(t, connected(ConnId(3), false));
     assert!(matches!(
         out.as_slice(),
         [Output::Close { conn: ConnId(3) }]

@@ -5,32 +5,14 @@ use crate::wire::DecodeError;
 
 #[test]
 fn update_in_open_sent_is_fsm_error_5_1() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let out = s.handle(t, rx(OUT, Message::Update(Update::default())));
     assert_eq!(notif(&out, OUT), Some((5, 1)));
 }
 
 #[test]
 fn update_in_open_confirm_is_fsm_error_5_2() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let _ = s.handle(t, rx(OUT, Message::Open(open(65000, 9, [10, 0, 0, 2]))));
     let out = s.handle(t, rx(OUT, Message::Update(Update::default())));
     assert_eq!(notif(&out, OUT), Some((5, 2)));
@@ -66,16 +48,7 @@ fn malformed_update_sends_its_notification() {
 
 #[test]
 fn malformed_header_sends_1_2() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let out = s.handle(
         t,
         Input::Malformed {

@@ -16,13 +16,7 @@ fn gr_helper_flushes_each_family_on_its_end_of_rib() {
     let _ = s.handle(t, Input::Closed { conn: OUT });
     let t2 = s.poll_timeout().unwrap();
     let _ = s.handle(t2, Input::Tick);
-    let _ = s.handle(
-        t2,
-        Input::Connected {
-            conn: IN,
-            outgoing: true,
-        },
-    );
+    let _ = s.handle(t2, connected(IN, true));
     let _ = s.handle(t2, rx(IN, Message::Open(gr_open(true))));
     let out = s.handle(t2, rx(IN, Message::Keepalive));
     assert!(
@@ -87,13 +81,7 @@ fn gr_helper_flushes_at_once_when_forwarding_was_not_kept() {
     let _ = s.handle(t, Input::Closed { conn: OUT });
     let t2 = s.poll_timeout().unwrap();
     let _ = s.handle(t2, Input::Tick);
-    let _ = s.handle(
-        t2,
-        Input::Connected {
-            conn: IN,
-            outgoing: true,
-        },
-    );
+    let _ = s.handle(t2, connected(IN, true));
     let _ = s.handle(t2, rx(IN, Message::Open(gr_open(false))));
     let out = s.handle(t2, rx(IN, Message::Keepalive));
     assert!(matches!(
@@ -157,13 +145,7 @@ fn restarting_speaker_sets_r_and_f_bits_on_the_first_session_only() {
     let _ = s.handle(t, Input::Closed { conn: OUT });
     let t2 = s.poll_timeout().unwrap();
     let _ = s.handle(t2, Input::Tick);
-    let out = s.handle(
-        t2,
-        Input::Connected {
-            conn: IN,
-            outgoing: true,
-        },
-    );
+    let out = s.handle(t2, connected(IN, true));
     let [
         Output::Send {
             msg: Message::Open(o),
@@ -180,13 +162,7 @@ fn restarting_speaker_sets_r_and_f_bits_on_the_first_session_only() {
         ..cfg()
     });
     let _ = s.handle(t, Input::Start);
-    let out = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let out = s.handle(t, connected(OUT, true));
     let [
         Output::Send {
             msg: Message::Open(o),
@@ -203,13 +179,7 @@ fn restarting_speaker_sets_r_and_f_bits_on_the_first_session_only() {
 #[test]
 fn a_gr_peer_reconnecting_replaces_the_old_session() {
     let (mut s, t) = up_with(cfg(), gr_open(true));
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let _ = s.handle(t, connected(IN, false));
     let out = s.handle(t, rx(IN, Message::Open(gr_open(true))));
     assert!(out.iter().any(|o| matches!(o, Output::Close { conn: OUT })));
     assert!(

@@ -86,13 +86,7 @@ fn connect_retry_expiry_reconnects() {
 #[test]
 fn idle_refuses_incoming_connections() {
     let mut s = Session::new(cfg());
-    let out = s.handle(
-        Instant::now(),
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let out = s.handle(Instant::now(), connected(IN, false));
     assert!(matches!(out.as_slice(), [Output::Close { conn: IN }]));
 }
 
@@ -104,13 +98,7 @@ fn incoming_connection_in_active_gets_our_open() {
         ..cfg()
     });
     let _ = s.handle(t, Input::Start);
-    let out = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let out = s.handle(t, connected(IN, false));
     assert!(matches!(
         out.as_slice(),
         [Output::Send {
@@ -131,13 +119,7 @@ fn a_peer_rejecting_our_open_sees_jittered_exponential_backoff() {
     let _ = s.handle(t, Input::Start);
     let mut delays = Vec::new();
     for i in 0..8u64 {
-        let _ = s.handle(
-            t,
-            Input::Connected {
-                conn: ConnId(10 + i),
-                outgoing: true,
-            },
-        );
+        let _ = s.handle(t, connected(ConnId(10 + i), true));
         let out = s.handle(
             t,
             rx(
@@ -171,26 +153,11 @@ fn a_peer_rejecting_our_open_sees_jittered_exponential_backoff() {
 
 #[test]
 fn backoff_resets_once_established() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let _ = s.handle(t, Input::Closed { conn: OUT });
     assert_eq!(s.failures(), 1);
     let _ = s.handle(t + secs(2), Input::Tick);
-    let _ = s.handle(
-        t + secs(2),
-        Input::Connected {
-            conn: IN,
-            outgoing: true,
-        },
-    );
+    let _ = s.handle(t + secs(2), connected(IN, true));
     let _ = s.handle(
         t + secs(2),
         rx(IN, Message::Open(open(65000, 9, [10, 0, 0, 2]))),
@@ -202,25 +169,10 @@ fn backoff_resets_once_established() {
 
 #[test]
 fn incoming_connection_is_accepted_while_backing_off() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let _ = s.handle(t, rx(OUT, Message::Notification(Notification::new(6, 5))));
     assert_eq!(s.state(), State::Active);
-    let out = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let out = s.handle(t, connected(IN, false));
     assert!(matches!(
         out.as_slice(),
         [Output::Send {
@@ -238,13 +190,7 @@ fn passive_peer_returns_to_active_after_a_failure() {
         ..cfg()
     });
     let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: IN,
-            outgoing: false,
-        },
-    );
+    let _ = s.handle(t, connected(IN, false));
     let out = s.handle(t, Input::Closed { conn: IN });
     assert!(matches!(out.as_slice(), [Output::Close { conn: IN }]));
     assert_eq!(s.state(), State::Active);

@@ -83,18 +83,23 @@ fn notif(out: &[Output], conn: ConnId) -> Option<(u8, u8)> {
     })
 }
 
-/// Drives a fresh session to Established over an outgoing connection.
-fn up_with(cfg: SessionConfig, peer: Open) -> (Session, Instant) {
+fn connected(conn: ConnId, outgoing: bool) -> Input {
+    Input::Connected { conn, outgoing }
+}
+
+/// A fresh session, started and connected over an outgoing connection
+/// (OpenSent).
+fn open_sent(cfg: SessionConfig) -> (Session, Instant) {
     let t = Instant::now();
     let mut s = Session::new(cfg);
     let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let _ = s.handle(t, connected(OUT, true));
+    (s, t)
+}
+
+/// Drives a fresh session to Established over an outgoing connection.
+fn up_with(cfg: SessionConfig, peer: Open) -> (Session, Instant) {
+    let (mut s, t) = open_sent(cfg);
     let _ = s.handle(t, rx(OUT, Message::Open(peer)));
     let out = s.handle(t, rx(OUT, Message::Keepalive));
     assert!(

@@ -7,13 +7,7 @@ fn connected_sends_open_with_our_capabilities() {
     let t = Instant::now();
     let mut s = Session::new(cfg());
     let _ = s.handle(t, Input::Start);
-    let out = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let out = s.handle(t, connected(OUT, true));
     let [
         Output::Send {
             conn: OUT,
@@ -33,16 +27,7 @@ fn connected_sends_open_with_our_capabilities() {
 
 #[test]
 fn open_sent_uses_a_large_hold_timer() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     assert_eq!(s.poll_timeout(), Some(t + secs(240)));
     let out = s.handle(t + secs(240), Input::Tick);
     assert_eq!(notif(&out, OUT), Some((4, 0)));
@@ -50,16 +35,7 @@ fn open_sent_uses_a_large_hold_timer() {
 
 #[test]
 fn valid_open_sends_keepalive_and_confirms() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let out = s.handle(t, rx(OUT, Message::Open(open(65000, 9, [10, 0, 0, 2]))));
     assert!(matches!(
         out.as_slice(),
@@ -90,16 +66,7 @@ fn hold_time_is_the_smaller_of_both() {
 #[test]
 fn hold_time_of_one_or_two_is_refused_with_2_6() {
     for hold in [1, 2] {
-        let t = Instant::now();
-        let mut s = Session::new(cfg());
-        let _ = s.handle(t, Input::Start);
-        let _ = s.handle(
-            t,
-            Input::Connected {
-                conn: OUT,
-                outgoing: true,
-            },
-        );
+        let (mut s, t) = open_sent(cfg());
         let out = s.handle(t, rx(OUT, Message::Open(open(65000, hold, [10, 0, 0, 2]))));
         assert_eq!(notif(&out, OUT), Some((2, 6)));
         assert!(out.iter().any(|o| matches!(o, Output::Close { conn: OUT })));
@@ -116,32 +83,14 @@ fn hold_time_zero_means_no_timers() {
 
 #[test]
 fn wrong_peer_as_is_refused_with_2_2() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let out = s.handle(t, rx(OUT, Message::Open(open(65099, 9, [10, 0, 0, 2]))));
     assert_eq!(notif(&out, OUT), Some((2, 2)));
 }
 
 #[test]
 fn our_own_router_id_is_refused_with_2_3() {
-    let t = Instant::now();
-    let mut s = Session::new(cfg());
-    let _ = s.handle(t, Input::Start);
-    let _ = s.handle(
-        t,
-        Input::Connected {
-            conn: OUT,
-            outgoing: true,
-        },
-    );
+    let (mut s, t) = open_sent(cfg());
     let out = s.handle(t, rx(OUT, Message::Open(open(65000, 9, [10, 0, 0, 1]))));
     assert_eq!(notif(&out, OUT), Some((2, 3)));
 }
