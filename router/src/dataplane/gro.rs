@@ -26,7 +26,7 @@ const MAX_SEGS: usize = 64;
 const OPEN_FLOWS: usize = 8;
 /// IPv4 header length coalesced (no IP options).
 const IPV4_HDR: usize = 20;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub(crate) const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;

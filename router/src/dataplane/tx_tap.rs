@@ -23,8 +23,9 @@ use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tun_rs::VirtioNetHdr;
-use weft_encap::{checksum, vxlan};
+use weft_encap::{ETHERTYPE_IPV4, checksum, vxlan};
 
+use super::gro::VIRTIO_NET_HDR_F_NEEDS_CSUM;
 use super::socket::cvt;
 
 /// virtio_net_hdr_v1_hash_tunnel: the v1 header (12 bytes), hash fields
@@ -48,7 +49,6 @@ const TUN_F_USO4: libc::c_uint = 0x20;
 const TUN_F_USO6: libc::c_uint = 0x40;
 const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x80;
 
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_UDP: u8 = 3;
 const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
 const VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
@@ -154,7 +154,7 @@ pub(crate) fn build_frame(
     // Outer Ethernet: to the TAP itself, so the kernel takes it as ours.
     f[0..6].copy_from_slice(&tap_mac);
     f[6..12].copy_from_slice(&[0x02, 0x57, 0, 0, 0, 0]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let total = u16::try_from(inner.end - payload + 28).ok()?;
     let ip = &mut f[ETH_LEN..ETH_LEN + 20];
     ip[0] = 0x45;

@@ -341,7 +341,7 @@ impl TapCtx<'_> {
             dst: p.underlay,
             // Per flow, in Linux's ephemeral range: spreads flows over the
             // peer's SO_REUSEPORT sockets, as the kernel's vxlan does.
-            src_port: vxlan::source_port(flow::hash(pkt), 32768..=60999),
+            src_port: vxlan::source_port(flow::hash(pkt), vxlan::DEFAULT_SRC_PORTS),
             dst_port: self.codec.port,
             vxlan: (self.codec.mode == Mode::Vxlan).then(|| {
                 vxlan::Header::new(self.codec.vni, self.codec.local_mac, MacAddr(p.vtep_mac.0))
