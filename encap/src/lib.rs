@@ -90,9 +90,41 @@ pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// Headroom that fits every format's headers.
 pub const MAX_HEADROOM: usize = vxlan::HEADROOM;
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Whether the group (multicast) bit is clear.
+    pub fn is_unicast(self) -> bool {
+        self.0[0] & 1 == 0
+    }
+}
+
+/// A MAC address that does not read as six `:`-separated hex octets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}")]
+pub struct MacParseError(pub String);
+
+impl std::str::FromStr for MacAddr {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || MacParseError(s.to_owned());
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split(':') {
+            if n == 6 || part.is_empty() || part.len() > 2 {
+                return Err(bad());
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(bad());
+        }
+        Ok(Self(out))
+    }
+}
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

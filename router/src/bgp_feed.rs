@@ -20,40 +20,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
-use weft_bgp::{BgpConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
+use weft_bgp::{Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
 use crate::cidr::Cidr;
-use crate::config::{Config, ConfigError};
-use crate::daemon::RouteFeed;
-use crate::route_table::{PeerRoute, RouteSource, RouteUpdate};
-
-/// Problems in `[bgp]` that need the rest of the config (plus the bgp
-/// crate's own checks), with field paths.
-pub fn validate(cfg: &Config, b: &BgpConfig) -> Vec<ConfigError> {
-    let mut errs: Vec<ConfigError> = b
-        .validate()
-        .into_iter()
-        .map(|e| ConfigError {
-            path: e.path,
-            msg: e.msg,
-        })
-        .collect();
-    if b.router_id.is_none() && !cfg.underlay_ip.is_ipv4() {
-        errs.push(ConfigError {
-            path: "bgp.router_id".into(),
-            msg: "required when underlay_ip is IPv6".into(),
-        });
-    }
-    for (i, p) in b.peers.iter().enumerate() {
-        if p.address == cfg.underlay_ip {
-            errs.push(ConfigError {
-                path: format!("bgp.peers[{i}].address"),
-                msg: format!("{} is this node's own underlay_ip", p.address),
-            });
-        }
-    }
-    errs
-}
+use crate::config::Config;
+use crate::route_table::{PeerRoute, RouteFeed, RouteSource, RouteUpdate};
 
 fn prefix_of(c: Cidr) -> Option<Prefix> {
     Prefix::new(c.addr(), c.prefix_len())
@@ -298,10 +269,9 @@ async fn forward(
                 _ => None,
             })
             .collect();
-        for u in to_updates(&cfg, batch) {
-            if feed.send(u).await.is_err() {
-                return;
-            }
+        let updates = to_updates(&cfg, batch);
+        if !updates.is_empty() && feed.send(updates).await.is_err() {
+            return;
         }
         // After the routes before it are on the feed. Nobody listens
         // unless restarting: that is fine.

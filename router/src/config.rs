@@ -2,12 +2,14 @@
 //! `validate()` that reports every problem with the path of its field.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
+use std::net::IpAddr;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use weft_encap::MacAddr;
 
 use crate::cidr::Cidr;
+use crate::mode::Mode;
+use crate::vtep;
 
 /// The whole `weftd --config FILE` document.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -59,8 +61,8 @@ pub struct DataplaneConfig {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// This node's VTEP MAC; default derived from `underlay_ip`.
-    #[serde(default)]
-    pub vtep_mac: Option<Mac>,
+    #[serde(default, deserialize_with = "vtep::deserialize_mac")]
+    pub vtep_mac: Option<MacAddr>,
     /// Host-gw to peers on the underlay's L2 subnet, encap to the rest.
     #[serde(default)]
     pub direct_routing: bool,
@@ -90,54 +92,8 @@ pub struct StaticRoute {
     /// The peer's underlay IP.
     pub via: IpAddr,
     /// The peer's VTEP MAC; default derived from `via`.
-    #[serde(default)]
-    pub vtep_mac: Option<Mac>,
-}
-
-/// Dataplane mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum Mode {
-    /// Plain kernel routes `pod_cidr via underlay_ip`.
-    #[serde(rename = "host-gw")]
-    HostGw,
-    /// VXLAN over UDP from a TUN device.
-    #[serde(rename = "vxlan")]
-    Vxlan,
-    /// flannel's udp backend format.
-    #[serde(rename = "udp")]
-    Udp,
-    /// IP-in-IP through a raw socket.
-    #[serde(rename = "ipip")]
-    Ipip,
-}
-
-impl Mode {
-    /// Bytes the encapsulation adds in front of the inner IP packet
-    /// (outer IPv4 header included).
-    pub fn overhead(self) -> u32 {
-        match self {
-            Self::HostGw => 0,
-            Self::Vxlan => 20 + 8 + 8 + 14,
-            Self::Udp => 20 + 8,
-            Self::Ipip => 20,
-        }
-    }
-
-    /// True for the modes that use a TUN device.
-    pub fn is_overlay(self) -> bool {
-        !matches!(self, Self::HostGw)
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::HostGw => "host-gw",
-            Self::Vxlan => "vxlan",
-            Self::Udp => "udp",
-            Self::Ipip => "ipip",
-        })
-    }
+    #[serde(default, deserialize_with = "vtep::deserialize_mac")]
+    pub vtep_mac: Option<MacAddr>,
 }
 
 fn default_tun_name() -> String {
@@ -168,56 +124,6 @@ fn default_queues() -> u32 {
         1
     } else {
         u32::try_from(cpus.saturating_mul(2).min(8)).unwrap_or(8)
-    }
-}
-
-/// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff` in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
-
-impl Mac {
-    /// weft's VTEP MAC for an underlay address: `02:57:a:b:c:d`.
-    pub fn derived_from(ip: Ipv4Addr) -> Self {
-        let o = ip.octets();
-        Self([0x02, 0x57, o[0], o[1], o[2], o[3]])
-    }
-}
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 6];
-        let mut n = 0;
-        for part in s.split(':') {
-            if n == 6 || part.is_empty() || part.len() > 2 {
-                return Err(format!("invalid MAC address {s:?}"));
-            }
-            out[n] =
-                u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC address {s:?}"))?;
-            n += 1;
-        }
-        if n != 6 {
-            return Err(format!("invalid MAC address {s:?}"));
-        }
-        Ok(Self(out))
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -280,10 +186,10 @@ impl Config {
     }
 
     /// This node's VTEP MAC (configured or derived).
-    pub fn vtep_mac(&self) -> Mac {
+    pub fn vtep_mac(&self) -> MacAddr {
         self.dataplane.vtep_mac.unwrap_or(match self.underlay_ip {
-            IpAddr::V4(v4) => Mac::derived_from(v4),
-            IpAddr::V6(_) => Mac([0x02, 0x57, 0, 0, 0, 0]),
+            IpAddr::V4(v4) => vtep::derived_mac(v4),
+            IpAddr::V6(_) => MacAddr([0x02, 0x57, 0, 0, 0, 0]),
         })
     }
 
@@ -399,7 +305,7 @@ impl Config {
             );
         }
         if let Some(m) = dp.vtep_mac
-            && (m.0[0] & 1 == 1 || m.0 == [0; 6])
+            && (!m.is_unicast() || m.0 == [0; 6])
         {
             err("dataplane.vtep_mac", format!("{m} is not a unicast MAC"));
         }
@@ -481,16 +387,44 @@ impl Config {
                 err(&p("pod_cidr"), "ipip carries IPv4 pod traffic only".into());
             }
             if let Some(m) = r.vtep_mac
-                && m.0[0] & 1 == 1
+                && !m.is_unicast()
             {
                 err(&p("vtep_mac"), format!("{m} is not a unicast MAC"));
             }
         }
         if let Some(b) = &self.bgp {
-            errs.extend(crate::bgp_feed::validate(self, b));
+            errs.extend(validate_bgp(self, b));
         }
         errs
     }
+}
+
+/// Problems in `[bgp]` that need the rest of the config (plus the bgp
+/// crate's own checks), with field paths.
+fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
+    let mut errs: Vec<ConfigError> = b
+        .validate()
+        .into_iter()
+        .map(|e| ConfigError {
+            path: e.path,
+            msg: e.msg,
+        })
+        .collect();
+    if b.router_id.is_none() && !cfg.underlay_ip.is_ipv4() {
+        errs.push(ConfigError {
+            path: "bgp.router_id".into(),
+            msg: "required when underlay_ip is IPv6".into(),
+        });
+    }
+    for (i, p) in b.peers.iter().enumerate() {
+        if p.address == cfg.underlay_ip {
+            errs.push(ConfigError {
+                path: format!("bgp.peers[{i}].address"),
+                msg: format!("{} is this node's own underlay_ip", p.address),
+            });
+        }
+    }
+    errs
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //!  static routes ──┐
-//!  (BGP later) ────┴─► mpsc<RouteUpdate> ─► control loop ─► RouteSync (rtnetlink)
+//!  BGP ────────────┴─► mpsc<Vec<RouteUpdate>> ─► control loop ─► RouteSync (rtnetlink)
 //!  kernel watcher ───► mpsc<()> ──────────►      │      └─► PeerTable swap ─► dataplane threads
 //!  SIGTERM/SIGINT ───► stop future ────────►     ▼
 //!                                         reconcile([]) + drop TUN
@@ -31,7 +31,7 @@ use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::netlink::{KernelEvent, NetlinkError, RouteSync, UnderlayLink, watch_kernel};
 use crate::reconcile::{KernelRoute, RouteChange, RouteOp, change_ops, desired_routes};
-use crate::route_table::{RouteTable, RouteUpdate};
+use crate::route_table::{RouteTable, RouteUpdate, RouteUpdates};
 
 /// How often the routes are re-checked even without kernel events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -48,14 +48,6 @@ pub enum DaemonError {
     /// The dataplane could not start.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
-}
-
-/// The sending side of the route feed; clone it for every route source.
-pub type RouteFeed = mpsc::Sender<RouteUpdate>;
-
-/// A route feed and its receiving end for [`run`].
-pub fn route_channel() -> (RouteFeed, mpsc::Receiver<RouteUpdate>) {
-    mpsc::channel(1024)
 }
 
 /// Checks the parts of the config that depend on this machine; nothing is
@@ -99,7 +91,7 @@ pub async fn check_host(cfg: &Config, sync: &RouteSync) -> Result<UnderlayLink, 
 /// Runs weftd until `stop` resolves, then removes its routes and TUN.
 pub async fn run(
     cfg: Config,
-    updates: mpsc::Receiver<RouteUpdate>,
+    updates: RouteUpdates,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     run_with(cfg, updates, stop, RunOptions::default()).await
@@ -119,7 +111,7 @@ pub struct RunOptions {
 /// [`run`] with graceful-restart options.
 pub async fn run_with(
     cfg: Config,
-    mut updates: mpsc::Receiver<RouteUpdate>,
+    mut updates: RouteUpdates,
     stop: impl Future<Output = ()>,
     opts: RunOptions,
 ) -> Result<(), DaemonError> {
@@ -203,19 +195,21 @@ impl LoopState {
         }
     }
 
-    /// Applies `u` to the table; a pod range whose resolution changed is
-    /// recorded in `changed` with the kernel route it had before the batch.
-    fn apply(
+    /// Applies a batch to the table; a pod range whose resolution changed
+    /// is recorded in `changed` with the kernel route it had before.
+    fn apply_batch(
         &self,
         table: &mut RouteTable,
         changed: &mut BTreeMap<Cidr, Option<KernelRoute>>,
-        u: RouteUpdate,
+        batch: Vec<RouteUpdate>,
     ) {
-        let cidr = u.cidr();
-        if let Some(before) = table.apply_change(u) {
-            changed
-                .entry(cidr)
-                .or_insert_with(|| desired_routes(&[(cidr, before?)], self.tun_ifindex).pop());
+        for u in batch {
+            let cidr = u.cidr();
+            if let Some(before) = table.apply_change(u) {
+                changed
+                    .entry(cidr)
+                    .or_insert_with(|| desired_routes(&[(cidr, before?)], self.tun_ifindex).pop());
+            }
         }
     }
 }
@@ -232,7 +226,7 @@ async fn control_loop(
     state: &mut LoopState,
     sync: &RouteSync,
     table: &mut RouteTable,
-    updates: &mut mpsc::Receiver<RouteUpdate>,
+    updates: &mut RouteUpdates,
     kernel: &mut mpsc::UnboundedReceiver<KernelEvent>,
     dataplane: Option<&Dataplane>,
     stop: impl Future<Output = ()>,
@@ -262,7 +256,8 @@ async fn control_loop(
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
         } else if !changed.is_empty() {
             if let Some(dp) = dataplane {
-                dp.set_routes(&table.next_hops());
+                let hops: Vec<_> = changed.keys().map(|c| (*c, table.next_hop(c))).collect();
+                dp.update_routes(&hops);
             }
             let changes: Vec<RouteChange> = std::mem::take(&mut changed)
                 .into_iter()
@@ -289,11 +284,11 @@ async fn control_loop(
         tokio::select! {
             () = &mut stop => return Ok(()),
             u = updates.recv(), if feed_open => match u {
-                Some(u) => {
-                    state.apply(table, &mut changed, u);
+                Some(batch) => {
+                    state.apply_batch(table, &mut changed, batch);
                     // Take everything already queued before installing.
-                    while let Ok(u) = updates.try_recv() {
-                        state.apply(table, &mut changed, u);
+                    while let Ok(batch) = updates.try_recv() {
+                        state.apply_batch(table, &mut changed, batch);
                     }
                 }
                 None => feed_open = false,
@@ -310,8 +305,8 @@ async fn control_loop(
                 // The relearned routes are on the feed before the release:
                 // take them into the table before the full sync deletes
                 // whatever it lacks.
-                while let Ok(u) = updates.try_recv() {
-                    state.apply(table, &mut changed, u);
+                while let Ok(batch) = updates.try_recv() {
+                    state.apply_batch(table, &mut changed, batch);
                 }
                 dirty = true;
             },

@@ -119,8 +119,9 @@ pub fn change_ops(changes: &[RouteChange], delete: bool) -> Vec<RouteOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Mac, Mode};
+    use crate::mode::Mode;
     use crate::route_table::OverlayPeer;
+    use weft_encap::MacAddr;
 
     fn c(s: &str) -> Cidr {
         s.parse().unwrap()
@@ -143,7 +144,7 @@ mod tests {
                 c("10.244.3.0/24"),
                 NextHop::Overlay(OverlayPeer {
                     underlay: "172.31.0.3".parse().unwrap(),
-                    vtep_mac: Mac([2, 0x57, 172, 31, 0, 3]),
+                    vtep_mac: MacAddr([2, 0x57, 172, 31, 0, 3]),
                     mode: Mode::Vxlan,
                 }),
             ),

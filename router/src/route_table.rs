@@ -9,7 +9,11 @@ type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
-use crate::config::{Config, Mac, Mode};
+use weft_encap::MacAddr;
+
+use crate::config::Config;
+use crate::mode::Mode;
+use crate::vtep::derived_mac;
 
 /// A peer's pod range as learned from config or BGP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +23,7 @@ pub struct PeerRoute {
     /// The peer's underlay address.
     pub via: IpAddr,
     /// The peer's VTEP MAC, if it is not derived from `via`.
-    pub vtep_mac: Option<Mac>,
+    pub vtep_mac: Option<MacAddr>,
 }
 
 /// Where a route came from; the lower one wins when both know a range.
@@ -57,6 +61,20 @@ impl RouteUpdate {
     }
 }
 
+/// The sending side of the route feed: every route source (static config,
+/// BGP) sends its changes as batches, and a batch reaches the table whole.
+/// Clone it for every source.
+pub type RouteFeed = tokio::sync::mpsc::Sender<Vec<RouteUpdate>>;
+
+/// The receiving side of the route feed.
+pub type RouteUpdates = tokio::sync::mpsc::Receiver<Vec<RouteUpdate>>;
+
+/// A route feed and its receiving end for the daemon. Bounded in batches,
+/// not routes: a source with a whole table to send sends one message.
+pub fn route_channel() -> (RouteFeed, RouteUpdates) {
+    tokio::sync::mpsc::channel(64)
+}
+
 /// How packets for a remote pod range leave this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextHop {
@@ -72,7 +90,7 @@ pub struct OverlayPeer {
     /// The peer's underlay IPv4 address.
     pub underlay: Ipv4Addr,
     /// The peer's VTEP MAC (vxlan inner Ethernet destination).
-    pub vtep_mac: Mac,
+    pub vtep_mac: MacAddr,
     /// The encapsulation.
     pub mode: Mode,
 }
@@ -138,7 +156,7 @@ impl<V: Copy> CidrMap<V> {
 
 /// Where a route goes, without its pod range: interned, since a whole
 /// BGP table shares a handful of next hops.
-type Gateway = (IpAddr, Option<Mac>);
+type Gateway = (IpAddr, Option<MacAddr>);
 
 /// Interned gateways with reference counts; freed slots are reused. A
 /// 16-bit id keeps an IPv4 BGP route at 8 bytes; 65 536 distinct gateways
@@ -302,7 +320,7 @@ impl RouteTable {
             (_, via) if direct => NextHop::HostGw(via),
             (mode, IpAddr::V4(underlay)) => NextHop::Overlay(OverlayPeer {
                 underlay,
-                vtep_mac: r.vtep_mac.unwrap_or_else(|| Mac::derived_from(underlay)),
+                vtep_mac: r.vtep_mac.unwrap_or_else(|| derived_mac(underlay)),
                 mode,
             }),
             // An overlay over an IPv6 underlay is rejected by config
@@ -393,7 +411,7 @@ mod tests {
     fn overlay_derives_vtep_mac_unless_set() {
         let mut t = RouteTable::new(Mode::Vxlan, None);
         t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static));
-        let mac = Mac([2, 0x57, 9, 9, 9, 9]);
+        let mac = MacAddr([2, 0x57, 9, 9, 9, 9]);
         t.apply(RouteUpdate::Upsert {
             route: PeerRoute {
                 pod_cidr: c("10.244.3.0/24"),
@@ -407,7 +425,7 @@ mod tests {
             hops[0].1,
             NextHop::Overlay(OverlayPeer {
                 underlay: Ipv4Addr::new(172, 31, 0, 2),
-                vtep_mac: Mac([2, 0x57, 172, 31, 0, 2]),
+                vtep_mac: MacAddr([2, 0x57, 172, 31, 0, 2]),
                 mode: Mode::Vxlan
             })
         );

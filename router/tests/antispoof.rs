@@ -17,7 +17,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use weft_encap::{MacAddr, vxlan};
 use weft_router::config::Config;
 use weft_router::daemon;
-use weft_router::route_table::RouteTable;
+use weft_router::route_table::{self, RouteTable};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 
@@ -139,10 +139,8 @@ fn spoofed_and_unknown_packets_are_dropped_and_counted() {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let (feed, updates) = daemon::route_channel();
-                    for u in RouteTable::static_updates(&cfg) {
-                        feed.send(u).await.unwrap();
-                    }
+                    let (feed, updates) = route_table::route_channel();
+                    feed.send(RouteTable::static_updates(&cfg)).await.unwrap();
                     daemon::run(cfg, updates, async {
                         let _ = stop_rx.await;
                     })

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::BgpFeed;
-use weft_router::config::{Config, Mode};
+use weft_router::config::Config;
 use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
-use weft_router::route_table::RouteTable;
+use weft_router::route_table::{self, RouteTable};
 use weft_router::shutdown;
 
 fn usage() -> ExitCode {
@@ -47,10 +48,12 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(async move {
-        let (feed, updates) = daemon::route_channel();
-        for u in RouteTable::static_updates(&cfg) {
-            feed.send(u).await.context("queueing static routes")?;
-        }
+        let (feed, updates) = route_table::route_channel();
+        // One batch, however many static routes: nothing reads the feed
+        // before the daemon runs.
+        feed.send(RouteTable::static_updates(&cfg))
+            .await
+            .context("queueing static routes")?;
         let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
         // Graceful restart (host-gw): routes stay in the kernel across a
         // SIGTERM; finding ours there at start means we are restarting.

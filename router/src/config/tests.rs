@@ -1,4 +1,7 @@
 use super::*;
+use std::net::Ipv4Addr;
+
+use crate::vtep::derived_mac;
 
 const GOOD: &str = r#"
 node_name     = "node-1"
@@ -33,11 +36,11 @@ fn issue_example_parses_with_defaults() {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let want = if cpus == 1 { 1 } else { (2 * cpus).min(8) };
     assert_eq!(c.dataplane.queues as usize, want);
-    assert_eq!(c.vtep_mac(), Mac([0x02, 0x57, 172, 31, 0, 1]));
+    assert_eq!(c.vtep_mac(), MacAddr([0x02, 0x57, 172, 31, 0, 1]));
     assert_eq!(c.static_routes.len(), 2);
     assert_eq!(
         c.static_routes[1].vtep_mac,
-        Some(Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]))
+        Some(MacAddr([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]))
     );
 }
 
@@ -141,10 +144,10 @@ fn dual_stack_ranges() {
 
 #[test]
 fn mac_roundtrip_and_derivation() {
-    let m: Mac = "02:57:ac:1f:00:02".parse().unwrap();
-    assert_eq!(m, Mac::derived_from(Ipv4Addr::new(172, 31, 0, 2)));
+    let m: MacAddr = "02:57:ac:1f:00:02".parse().unwrap();
+    assert_eq!(m, derived_mac(Ipv4Addr::new(172, 31, 0, 2)));
     assert_eq!(m.to_string(), "02:57:ac:1f:00:02");
-    assert!("02:57:ac:1f:00".parse::<Mac>().is_err());
-    assert!("02:57:ac:1f:00:02:03".parse::<Mac>().is_err());
-    assert!("zz:57:ac:1f:00:02".parse::<Mac>().is_err());
+    assert!("02:57:ac:1f:00".parse::<MacAddr>().is_err());
+    assert!("02:57:ac:1f:00:02:03".parse::<MacAddr>().is_err());
+    assert!("zz:57:ac:1f:00:02".parse::<MacAddr>().is_err());
 }

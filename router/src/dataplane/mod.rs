@@ -7,6 +7,8 @@
 //!   control loop ─► Shared{generation, Arc<PeerTable>} ─► every thread, checked once per batch
 //! ```
 
+pub mod counters;
+pub(crate) mod encap_params;
 pub(crate) mod gro;
 pub mod peer_table;
 pub(crate) mod send;
@@ -23,17 +25,19 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tracing::info;
-use weft_encap::MacAddr;
 
 use crate::cidr::Cidr;
-use crate::config::{Config, Mode};
+use crate::config::Config;
+use crate::mode::Mode;
 use crate::netlink::UnderlayLink;
 use crate::route_table::NextHop;
+use encap_params::EncapParams;
 use peer_table::PeerTable;
+use socket::Underlay;
 use socket::{RawIpip, UdpSock};
 use tun::Tun;
 use tx_tap::TxTap;
-use worker::{Codec, Shared, TapQueue, Underlay};
+use worker::{Shared, TapQueue};
 
 /// Errors starting the dataplane.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Dataplane {
     /// Kept open for the workers' descriptors; closing removes the TAP.
     _tap: Option<TxTap>,
     own: Vec<Cidr>,
+    /// The control side's table; workers get copies of it.
+    table: std::sync::Mutex<PeerTable>,
     /// Offloads in use.
     pub offloads: Offloads,
     /// The TUN's MTU at start.
@@ -186,12 +192,12 @@ impl Dataplane {
                 IpAddr::V4(_) => None,
             })
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
-        let codec = Codec {
+        let codec = EncapParams {
             mode: dp.mode,
             vni: dp.vxlan_vni,
             port,
             local_ip,
-            local_mac: MacAddr(cfg.vtep_mac().0),
+            local_mac: cfg.vtep_mac(),
             icmp6_src,
         };
         let shared = Arc::new(Shared::default());
@@ -245,6 +251,7 @@ impl Dataplane {
             threads,
             _tap: tap,
             own: cfg.own_pod_cidrs(),
+            table: std::sync::Mutex::new(PeerTable::default()),
             offloads,
             mtu,
             mtu_fixed: dp.mtu.is_some(),
@@ -252,9 +259,25 @@ impl Dataplane {
         })
     }
 
-    /// Hands the workers a new set of routes.
+    /// Hands the workers a whole new set of routes.
     pub fn set_routes(&self, hops: &[(Cidr, NextHop)]) {
-        self.shared.set_table(PeerTable::new(hops, &self.own));
+        let table = PeerTable::new(hops, &self.own);
+        self.shared.set_table(table.clone());
+        if let Ok(mut t) = self.table.lock() {
+            *t = table;
+        }
+    }
+
+    /// Hands the workers changed routes (`None`: withdrawn); costs the
+    /// same whatever the size of the table, plus one copy of it.
+    pub fn update_routes(&self, changes: &[(Cidr, Option<NextHop>)]) {
+        let Ok(mut t) = self.table.lock() else {
+            return;
+        };
+        for (cidr, hop) in changes {
+            t.apply(*cidr, hop.as_ref());
+        }
+        self.shared.set_table(t.clone());
     }
 
     /// Tells the workers the underlay MTU changed; returns the TUN MTU that

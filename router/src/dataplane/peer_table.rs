@@ -1,23 +1,35 @@
 //! The dataplane's view of the route table: longest-prefix match from an
 //! inner destination to an overlay peer (egress) and the anti-spoofing
-//! checks for decapsulated packets (ingress). Pure and immutable; workers
-//! get a fresh `Arc<PeerTable>` when routes change.
+//! checks for decapsulated packets (ingress).
+//!
+//! Lookups cost one hash probe per distinct prefix length in the table (one
+//! or two in a cluster: every node's /24, perhaps a /16 aggregate), never a
+//! scan over the peers, so the per-packet cost does not grow with the
+//! cluster. The control loop keeps one table and changes it route by route
+//! ([`PeerTable::apply`]); workers read immutable snapshots of it (an
+//! `Arc<PeerTable>` swapped per change). A snapshot is a copy of flat maps
+//! with no per-peer allocation, so publishing a change at 10 000 peers
+//! costs a few hundred kilobytes of `memcpy`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use weft_encap::MacAddr;
+
 use crate::cidr::Cidr;
-use crate::config::Mac;
 use crate::route_table::NextHop;
 
+/// A fast keyed hash (randomly seeded per process).
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+
 /// One overlay peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
     /// The peer's underlay address.
     pub underlay: Ipv4Addr,
     /// The peer's VTEP MAC.
-    pub vtep_mac: Mac,
-    /// The pod ranges routed to this peer.
-    pub pod_cidrs: Vec<Cidr>,
+    pub vtep_mac: MacAddr,
+    /// How many pod ranges are routed to this peer (0: a free slot).
+    pub ranges: u32,
 }
 
 /// Why an ingress packet is refused (beyond codec errors).
@@ -25,18 +37,82 @@ pub struct Peer {
 pub enum Refusal {
     /// The outer source is not a known peer.
     UnknownPeer,
-    /// The inner source is outside the sending peer's pod ranges.
+    /// The inner source is not routed to the sending peer (strict reverse
+    /// path: the longest prefix holding it belongs to another peer, or to
+    /// none).
     SpoofedSource,
     /// The inner destination is outside this node's pod ranges.
     ForeignDestination,
 }
 
-/// Peers, their prefixes sorted longest first, and this node's ranges.
+/// Longest-prefix match over one address family, keyed by (length,
+/// masked address) with the lengths in use listed longest first.
+#[derive(Debug, Clone, Default)]
+struct PrefixIndex {
+    /// Distinct prefix lengths in the map, longest first.
+    lens: Vec<u8>,
+    /// (prefix length, network address as u128) → peer index.
+    map: FastMap<(u8, u128), usize>,
+}
+
+impl PrefixIndex {
+    /// The top `len` bits of a `bits`-wide, right-aligned field.
+    fn mask(bits: u8, len: u8) -> u128 {
+        let ones = |n: u8| {
+            if n >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << n) - 1
+            }
+        };
+        ones(bits) & !ones(bits.saturating_sub(len))
+    }
+
+    fn key(bits: u8, addr: u128, len: u8) -> (u8, u128) {
+        (len, addr & Self::mask(bits, len))
+    }
+
+    fn insert(&mut self, bits: u8, addr: u128, len: u8, peer: usize) -> Option<usize> {
+        if let Err(at) = self.lens.binary_search_by(|l| len.cmp(l)) {
+            self.lens.insert(at, len);
+        }
+        self.map.insert(Self::key(bits, addr, len), peer)
+    }
+
+    fn remove(&mut self, bits: u8, addr: u128, len: u8) -> Option<usize> {
+        let old = self.map.remove(&Self::key(bits, addr, len))?;
+        if !self.map.keys().any(|(l, _)| *l == len) {
+            self.lens.retain(|l| *l != len);
+        }
+        Some(old)
+    }
+
+    #[inline]
+    fn lookup(&self, bits: u8, addr: u128) -> Option<usize> {
+        self.lens
+            .iter()
+            .find_map(|&len| self.map.get(&Self::key(bits, addr, len)).copied())
+    }
+}
+
+/// Splits an address into (family width, right-aligned value).
+fn bits(ip: IpAddr) -> (u8, u128) {
+    match ip {
+        IpAddr::V4(a) => (32, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (128, u128::from(a)),
+    }
+}
+
+/// Peers, a prefix index per family, and this node's ranges.
 #[derive(Debug, Clone, Default)]
 pub struct PeerTable {
+    /// Indices are stable while a peer has ranges; a slot whose peer lost
+    /// its last range is reused for the next new peer.
     peers: Vec<Peer>,
-    /// (prefix, peer index), longest prefix first.
-    prefixes: Vec<(Cidr, usize)>,
+    by_underlay: FastMap<Ipv4Addr, usize>,
+    free: Vec<usize>,
+    v4: PrefixIndex,
+    v6: PrefixIndex,
     own: Vec<Cidr>,
 }
 
@@ -44,55 +120,108 @@ impl PeerTable {
     /// Builds the table from resolved next hops (host-gw hops are not the
     /// dataplane's business) and this node's own pod ranges.
     pub fn new(hops: &[(Cidr, NextHop)], own: &[Cidr]) -> Self {
-        let mut peers: Vec<Peer> = Vec::new();
-        let mut prefixes = Vec::new();
-        for (cidr, hop) in hops {
-            let NextHop::Overlay(p) = hop else { continue };
-            let idx = match peers.iter().position(|x| x.underlay == p.underlay) {
-                Some(i) => i,
-                None => {
-                    peers.push(Peer {
-                        underlay: p.underlay,
-                        vtep_mac: p.vtep_mac,
-                        pod_cidrs: Vec::new(),
-                    });
-                    peers.len() - 1
-                }
-            };
-            peers[idx].pod_cidrs.push(*cidr);
-            prefixes.push((*cidr, idx));
-        }
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.prefix_len()));
-        Self {
-            peers,
-            prefixes,
+        let mut t = Self {
             own: own.to_vec(),
+            ..Self::default()
+        };
+        for (cidr, hop) in hops {
+            t.apply(*cidr, Some(hop));
+        }
+        t
+    }
+
+    /// Routes `cidr` to `hop`'s peer, or removes it (`None`, or a host-gw
+    /// hop). Cost independent of the table's size.
+    pub fn apply(&mut self, cidr: Cidr, hop: Option<&NextHop>) {
+        let (width, addr) = bits(cidr.addr());
+        let index = if width == 32 {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        let old = match hop {
+            Some(NextHop::Overlay(p)) => {
+                let idx = match self.by_underlay.get(&p.underlay) {
+                    Some(&i) => i,
+                    None => {
+                        let peer = Peer {
+                            underlay: p.underlay,
+                            vtep_mac: p.vtep_mac,
+                            ranges: 0,
+                        };
+                        let i = match self.free.pop() {
+                            Some(i) => {
+                                self.peers[i] = peer;
+                                i
+                            }
+                            None => {
+                                self.peers.push(peer);
+                                self.peers.len() - 1
+                            }
+                        };
+                        self.by_underlay.insert(p.underlay, i);
+                        i
+                    }
+                };
+                self.peers[idx].vtep_mac = p.vtep_mac;
+                self.peers[idx].ranges += 1;
+                index.insert(width, addr, cidr.prefix_len(), idx)
+            }
+            _ => index.remove(width, addr, cidr.prefix_len()),
+        };
+        if let Some(i) = old {
+            self.release(i);
         }
     }
 
-    /// All peers; indices are stable for this table.
+    /// One range fewer for peer `i`; its slot is freed with the last one.
+    fn release(&mut self, i: usize) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        p.ranges = p.ranges.saturating_sub(1);
+        if p.ranges == 0 {
+            self.by_underlay.remove(&p.underlay);
+            self.free.push(i);
+        }
+    }
+
+    /// Every peer slot (a slot with `ranges == 0` is free); indices are
+    /// those [`Self::lookup`] returns.
     pub fn peers(&self) -> &[Peer] {
         &self.peers
     }
 
+    /// Number of peers with at least one range.
+    pub fn len(&self) -> usize {
+        self.by_underlay.len()
+    }
+
+    /// True when no peer has a range.
+    pub fn is_empty(&self) -> bool {
+        self.by_underlay.is_empty()
+    }
+
     /// The peer serving `dst` (longest prefix match).
+    #[inline]
     pub fn lookup(&self, dst: IpAddr) -> Option<usize> {
-        self.prefixes
-            .iter()
-            .find(|(c, _)| c.contains(dst))
-            .map(|(_, i)| *i)
+        match bits(dst) {
+            (32, a) => self.v4.lookup(32, a),
+            (w, a) => self.v6.lookup(w, a),
+        }
     }
 
     /// The peer with underlay address `ip`.
+    #[inline]
     pub fn peer_by_underlay(&self, ip: Ipv4Addr) -> Option<usize> {
-        self.peers.iter().position(|p| p.underlay == ip)
+        self.by_underlay.get(&ip).copied()
     }
 
     /// Anti-spoofing for a decapsulated packet from outer source `outer`:
     /// the peer's index, or why the packet must be dropped.
     pub fn admit(&self, outer: Ipv4Addr, src: IpAddr, dst: IpAddr) -> Result<usize, Refusal> {
         let idx = self.peer_by_underlay(outer).ok_or(Refusal::UnknownPeer)?;
-        if !self.peers[idx].pod_cidrs.iter().any(|c| c.contains(src)) {
+        if self.lookup(src) != Some(idx) {
             return Err(Refusal::SpoofedSource);
         }
         if !self.own.iter().any(|c| c.contains(dst)) {
@@ -103,79 +232,4 @@ impl PeerTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Mode;
-    use crate::route_table::OverlayPeer;
-
-    fn c(s: &str) -> Cidr {
-        s.parse().unwrap()
-    }
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-    fn hop(u: &str) -> NextHop {
-        let underlay: Ipv4Addr = u.parse().unwrap();
-        NextHop::Overlay(OverlayPeer {
-            underlay,
-            vtep_mac: Mac::derived_from(underlay),
-            mode: Mode::Vxlan,
-        })
-    }
-
-    fn table() -> PeerTable {
-        PeerTable::new(
-            &[
-                (c("10.244.2.0/24"), hop("172.31.0.2")),
-                (c("fd10:244:2::/64"), hop("172.31.0.2")),
-                (c("10.244.0.0/16"), hop("172.31.0.9")),
-                (c("10.244.3.0/24"), hop("172.31.0.3")),
-                (c("10.244.4.0/24"), NextHop::HostGw(ip("172.31.0.4"))),
-            ],
-            &[c("10.244.1.0/24"), c("fd10:244:1::/64")],
-        )
-    }
-
-    #[test]
-    fn longest_prefix_wins_and_host_gw_is_ignored() {
-        let t = table();
-        assert_eq!(t.peers().len(), 3);
-        let p2 = t.lookup(ip("10.244.2.7")).unwrap();
-        assert_eq!(t.peers()[p2].underlay, Ipv4Addr::new(172, 31, 0, 2));
-        assert_eq!(t.lookup(ip("fd10:244:2::9")), Some(p2));
-        let p9 = t.lookup(ip("10.244.77.1")).unwrap();
-        assert_eq!(t.peers()[p9].underlay, Ipv4Addr::new(172, 31, 0, 9));
-        // 10.244.4.0/24 is host-gw: the /16 overlay route covers it here.
-        assert_eq!(t.lookup(ip("10.244.4.1")), Some(p9));
-        assert_eq!(t.lookup(ip("192.168.1.1")), None);
-        assert_eq!(t.peers()[p2].pod_cidrs.len(), 2);
-    }
-
-    #[test]
-    fn admit_checks_peer_source_and_destination() {
-        let t = table();
-        let p2 = t.peer_by_underlay(Ipv4Addr::new(172, 31, 0, 2)).unwrap();
-        let peer2 = Ipv4Addr::new(172, 31, 0, 2);
-        assert_eq!(t.admit(peer2, ip("10.244.2.5"), ip("10.244.1.5")), Ok(p2));
-        assert_eq!(
-            t.admit(peer2, ip("fd10:244:2::5"), ip("fd10:244:1::5")),
-            Ok(p2)
-        );
-        assert_eq!(
-            t.admit(
-                Ipv4Addr::new(172, 31, 0, 66),
-                ip("10.244.2.5"),
-                ip("10.244.1.5")
-            ),
-            Err(Refusal::UnknownPeer)
-        );
-        assert_eq!(
-            t.admit(peer2, ip("10.244.3.5"), ip("10.244.1.5")),
-            Err(Refusal::SpoofedSource)
-        );
-        assert_eq!(
-            t.admit(peer2, ip("10.244.2.5"), ip("10.244.3.5")),
-            Err(Refusal::ForeignDestination)
-        );
-    }
-}
+mod tests;

@@ -4,16 +4,17 @@
 use std::net::SocketAddrV4;
 use std::ops::Range;
 
+use super::counters::{LocalCounts, Reason};
+use super::encap_params::EncapParams;
 use super::peer_table::PeerTable;
+use super::socket::Underlay;
 use super::socket::{MAX_DATAGRAM, MAX_GSO_SEGMENTS};
-use super::worker::{Codec, Underlay};
-use crate::metrics::{LocalCounts, Reason};
 
 /// Sends the finished datagrams: runs to one peer of equal size go out as
 /// one UDP GSO send when available; the rest through `sendmmsg`.
 pub(crate) fn send_all(
     tx: &Underlay,
-    codec: &Codec,
+    codec: &EncapParams,
     table: &PeerTable,
     bufs: &[Vec<u8>],
     out: &[(usize, Range<usize>)],

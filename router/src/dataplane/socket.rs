@@ -7,6 +7,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest datagram a receive buffer must hold (a GRO batch).
@@ -479,6 +480,31 @@ impl RawIpip {
     /// The raw descriptor (for polling).
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// The underlay side of a worker.
+#[derive(Debug, Clone)]
+pub(crate) enum Underlay {
+    /// vxlan / udp.
+    Udp(Arc<UdpSock>),
+    /// ipip.
+    Raw(Arc<RawIpip>),
+}
+
+impl Underlay {
+    pub(crate) fn raw_fd(&self) -> i32 {
+        match self {
+            Self::Udp(s) => s.raw_fd(),
+            Self::Raw(s) => s.raw_fd(),
+        }
+    }
+
+    pub(crate) fn recv_batch(&self, b: &mut RecvBatch) -> io::Result<usize> {
+        match self {
+            Self::Udp(s) => s.recv_batch(b),
+            Self::Raw(s) => s.recv_batch(b),
+        }
     }
 }
 

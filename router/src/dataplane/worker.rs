@@ -12,17 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN, VirtioNetHdr};
-use weft_encap::{MAX_HEADROOM, MacAddr, flow, icmp, ipip, udp, vxlan};
+use weft_encap::{MAX_HEADROOM, flow, icmp, ipip, udp, vxlan};
 
+use super::counters::{CounterHandles, LocalCounts, Reason};
+use super::encap_params::EncapParams;
 use super::gro::TunWriter;
 use super::peer_table::PeerTable;
 use super::send::send_all;
-use super::socket::{
-    MAX_DATAGRAM, RawIpip, RecvBatch, UdpSock, read_fd, wait_readable, write_vectored,
-};
+use super::socket::{MAX_DATAGRAM, RecvBatch, Underlay, read_fd, wait_readable, write_vectored};
 use super::tx_tap::{FRAME_HEADROOM, Wrap, build_frame, is_gso, segments};
-use crate::config::Mode;
-use crate::metrics::{CounterHandles, LocalCounts, Reason};
+use crate::mode::Mode;
 
 /// Segments one egress batch holds.
 const EGRESS_BATCH: usize = 256;
@@ -78,63 +77,27 @@ impl View {
         let (generation, table) = shared.snapshot();
         Self {
             generation,
-            handles: CounterHandles::new(&table),
+            handles: CounterHandles::new(),
             counts: LocalCounts::new(table.peers().len()),
             table,
         }
     }
 
-    /// One atomic load per batch; rebuilds only when routes changed.
+    /// One atomic load per batch; takes the new table only when routes
+    /// changed (the counter handles stay).
     fn refresh(&mut self, shared: &Shared) {
         if shared.generation.load(Ordering::Acquire) != self.generation {
-            self.counts.flush(&self.handles);
-            *self = Self::new(shared);
-        }
-    }
-}
-
-/// The encapsulation parameters.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Codec {
-    pub(crate) mode: Mode,
-    pub(crate) vni: u32,
-    /// Destination port on peers (vxlan / udp).
-    pub(crate) port: u16,
-    pub(crate) local_ip: Ipv4Addr,
-    pub(crate) local_mac: MacAddr,
-    /// Source for ICMPv6 replies (an address of this node's IPv6 pod range).
-    pub(crate) icmp6_src: Ipv6Addr,
-}
-
-impl Codec {
-    /// Outer bytes added to an inner packet (outer IPv4 + UDP included).
-    fn overhead(&self) -> usize {
-        self.mode.overhead() as usize
-    }
-}
-
-/// The underlay side of a worker.
-#[derive(Debug, Clone)]
-pub(crate) enum Underlay {
-    /// vxlan / udp.
-    Udp(Arc<UdpSock>),
-    /// ipip.
-    Raw(Arc<RawIpip>),
-}
-
-impl Underlay {
-    fn raw_fd(&self) -> i32 {
-        match self {
-            Self::Udp(s) => s.raw_fd(),
-            Self::Raw(s) => s.raw_fd(),
+            self.flush();
+            let (generation, table) = shared.snapshot();
+            self.counts = LocalCounts::new(table.peers().len());
+            self.generation = generation;
+            self.table = table;
         }
     }
 
-    fn recv_batch(&self, b: &mut RecvBatch) -> io::Result<usize> {
-        match self {
-            Self::Udp(s) => s.recv_batch(b),
-            Self::Raw(s) => s.recv_batch(b),
-        }
+    /// Hands the local counts to the metrics registry.
+    fn flush(&mut self) {
+        self.counts.flush(&mut self.handles, &self.table);
     }
 }
 
@@ -157,7 +120,7 @@ pub(crate) fn egress(
     tun: &SyncDevice,
     tx: &Underlay,
     tap: Option<&TapQueue>,
-    codec: Codec,
+    codec: EncapParams,
     shared: &Shared,
 ) {
     let offset = MAX_HEADROOM;
@@ -209,7 +172,7 @@ pub(crate) fn egress(
         }
         if used == 0 {
             if reads > 0 {
-                view.counts.flush(&view.handles);
+                view.flush();
             } else {
                 let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
             }
@@ -238,26 +201,24 @@ pub(crate) fn egress(
             }
             let p = &view.table.peers()[peer];
             let res = match codec.mode {
-                Mode::Vxlan => vxlan::encap(
-                    &mut bufs[i],
-                    inner,
-                    codec.vni,
-                    codec.local_mac,
-                    MacAddr(p.vtep_mac.0),
-                ),
-                Mode::Udp | Mode::HostGw => udp::encap(&bufs[i], inner),
+                Mode::Vxlan => {
+                    vxlan::encap(&mut bufs[i], inner, codec.vni, codec.local_mac, p.vtep_mac)
+                }
+                Mode::Udp => udp::encap(&bufs[i], inner),
                 // The raw socket's kernel side adds the outer header.
                 Mode::Ipip => match pkt.first().map(|b| b >> 4) {
                     Some(4) => Ok(inner),
                     _ => Err(weft_encap::EncapError::NotIpv4),
                 },
+                // host-gw starts no dataplane; nothing reaches this.
+                Mode::HostGw => Err(weft_encap::EncapError::NotIpv4),
             };
             match res {
                 Ok(r) => {
                     view.counts.tx(peer, sizes[i]);
                     out[i] = (peer, r);
                 }
-                Err(_) => view.counts.drop_packet(Reason::NO_ROUTE, None),
+                Err(_) => view.counts.drop_packet(Reason::ENCAP_ERROR, Some(peer)),
             }
         }
 
@@ -269,7 +230,7 @@ pub(crate) fn egress(
             &out[..used],
             &mut view.counts,
         );
-        view.counts.flush(&view.handles);
+        view.flush();
     }
 }
 
@@ -284,7 +245,7 @@ pub(crate) struct TapQueue {
 struct TapCtx<'a> {
     tun: &'a SyncDevice,
     tap: &'a TapQueue,
-    codec: &'a Codec,
+    codec: &'a EncapParams,
     view: &'a mut View,
     max_inner: usize,
     icmp_buf: &'a mut [u8],
@@ -343,9 +304,8 @@ impl TapCtx<'_> {
             // peer's SO_REUSEPORT sockets, as the kernel's vxlan does.
             src_port: vxlan::source_port(flow::hash(pkt), vxlan::DEFAULT_SRC_PORTS),
             dst_port: self.codec.port,
-            vxlan: (self.codec.mode == Mode::Vxlan).then(|| {
-                vxlan::Header::new(self.codec.vni, self.codec.local_mac, MacAddr(p.vtep_mac.0))
-            }),
+            vxlan: (self.codec.mode == Mode::Vxlan)
+                .then(|| vxlan::Header::new(self.codec.vni, self.codec.local_mac, p.vtep_mac)),
         };
         let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
         match build_frame(raw, inner.clone(), self.tap.mac, &wrap, &vh) {
@@ -395,7 +355,13 @@ fn tun_fd(tun: &SyncDevice) -> i32 {
 }
 
 /// Writes an ICMP too-big reply for `pkt` into the TUN. True if sent.
-fn too_big_reply(tun: &SyncDevice, pkt: &[u8], mtu: usize, codec: &Codec, buf: &mut [u8]) -> bool {
+fn too_big_reply(
+    tun: &SyncDevice,
+    pkt: &[u8],
+    mtu: usize,
+    codec: &EncapParams,
+    buf: &mut [u8],
+) -> bool {
     let (hdr, body) = buf.split_at_mut(VIRTIO_NET_HDR_LEN);
     hdr.fill(0);
     let n = match pkt.first().map(|b| b >> 4) {
@@ -434,7 +400,7 @@ pub(crate) fn ingress(
     tun: &SyncDevice,
     tuns: &[Arc<SyncDevice>],
     rx: &Underlay,
-    codec: Codec,
+    codec: EncapParams,
     shared: &Shared,
 ) {
     let mut batch = RecvBatch::new(INGRESS_BATCH, MAX_DATAGRAM);
@@ -505,7 +471,7 @@ pub(crate) fn ingress(
                 view.counts.drop_packet(Reason::TUN_ERROR, None);
             }
         }
-        view.counts.flush(&view.handles);
+        view.flush();
     }
 }
 
