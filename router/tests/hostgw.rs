@@ -5,7 +5,7 @@
 mod common;
 
 use common::traffic::tcp_transfer;
-use common::{Cluster, Opts, own_routes, pod_ip};
+use common::{Cluster, Opts, own_routes, pod_ip, underlay};
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill"];
 
@@ -139,6 +139,35 @@ fn hostgw_three_nodes_ping_matrix_and_transfer() {
     c.assert_ping_matrix();
     tcp_transfer(&c.node(3).pod, &c.node(1).pod, &pod_ip(1), 2 << 20);
     tcp_transfer(&c.node(2).pod, &c.node(3).pod, &pod_ip(3), 2 << 20);
+
+    // Thousands of static routes: weftd starts (the whole table is one
+    // batch on the route feed) and installs every one.
+    c.stop_weftd(3);
+    let mut cfg = c.config(3, "host-gw", "");
+    const EXTRA: u32 = 5000;
+    for i in 0..EXTRA {
+        cfg += &format!(
+            "\n[[static_routes]]\npod_cidr = \"10.244.{}.{}/30\"\nvia = \"{}\"\n",
+            128 + i / 64,
+            (i % 64) * 4,
+            underlay(1)
+        );
+    }
+    c.start_weftd(3, &cfg);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = own_routes(&c.node(3).ns).lines().count();
+        if n == EXTRA as usize + 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} of {} routes installed",
+            EXTRA + 2
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    c.assert_ping_matrix();
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The BGP-4 wire format: message types and a validating codec of our own.
 //!
-//! Decision (issue 5): zettabgp 0.6 panics or mis-decodes on a dozen crafted
+//! Why our own: zettabgp 0.6 panics or mis-decodes on a dozen crafted
 //! inputs, and a validating pre-parser in front of it would have to walk every
 //! byte it later re-walks. The dozen attributes weft needs fit in a small codec
 //! that never panics, so this module owns both directions and zettabgp is not

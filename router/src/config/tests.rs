@@ -151,3 +151,59 @@ fn mac_roundtrip_and_derivation() {
     assert!("02:57:ac:1f:00:02:03".parse::<MacAddr>().is_err());
     assert!("zz:57:ac:1f:00:02".parse::<MacAddr>().is_err());
 }
+
+#[test]
+fn overlapping_static_routes_are_each_named() {
+    let route =
+        |c: &str, via: &str| format!("\n[[static_routes]]\npod_cidr = \"{c}\"\nvia = \"{via}\"\n");
+    let mut text = GOOD.to_owned();
+    text += &route("10.244.2.0/24", "172.31.0.9"); // [2]: same as [0]
+    text += &route("10.244.128.0/17", "172.31.0.4"); // [3]
+    text += &route("10.244.200.0/24", "172.31.0.5"); // [4]: inside [3]
+    text += &route("10.244.200.64/26", "172.31.0.6"); // [5]: inside [4]
+    text += &route("10.244.4.0/24", "172.31.0.7"); // [6]: disjoint
+    let errs = Config::parse(&text).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "static_routes[2].pod_cidr",
+            "static_routes[4].pod_cidr",
+            "static_routes[5].pod_cidr"
+        ],
+        "{errs:?}"
+    );
+    assert!(
+        errs[0]
+            .msg
+            .contains("static_routes[0].pod_cidr 10.244.2.0/24")
+    );
+    assert!(
+        errs[1]
+            .msg
+            .contains("static_routes[3].pod_cidr 10.244.128.0/17")
+    );
+    assert!(
+        errs[2]
+            .msg
+            .contains("static_routes[4].pod_cidr 10.244.200.0/24")
+    );
+}
+
+#[test]
+fn ten_thousand_static_routes_validate() {
+    let mut text = GOOD
+        .replace("10.244.0.0/16", "10.0.0.0/8")
+        .replace("10.244.1.0/24", "10.1.0.0/24");
+    for i in 0..10_000u32 {
+        text += &format!(
+            "\n[[static_routes]]\npod_cidr = \"10.{}.{}.0/24\"\nvia = \"172.31.{}.{}\"\n",
+            100 + i / 256,
+            i % 256,
+            1 + i / 250,
+            1 + i % 250
+        );
+    }
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.static_routes.len(), 10_002);
+}

@@ -1,4 +1,4 @@
-//! Codec tests: the zettabgp probes from issue 5 as regressions (`probes`),
+//! Codec tests: the inputs zettabgp 0.6 failed on, as regressions (`probes`),
 //! RFC 7606 verdicts (`verdicts`), 4096-byte packing (`packing`), proptest
 //! round trips (`round_trip`) and a differential test against netgauze
 //! (`differential`). This module holds their shared helpers and strategies.

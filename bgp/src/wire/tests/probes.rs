@@ -1,4 +1,4 @@
-//! The zettabgp probes from issue 5, kept as regressions.
+//! Crafted inputs on which zettabgp 0.6 panicked or mis-decoded, kept as regressions.
 
 use super::*;
 
