@@ -68,11 +68,13 @@ fn under_podman(chain: &str, conflist: &dyn Fn(&Net) -> Value) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let types = plugin_types(conflist);
     let ours = scenario(&ours_dir(), conflist);
-    eprintln!("podman {chain} chain, weft plugins: {ours:.2?}");
+    eprintln!("podman {chain} chain, weft plugins: {ours}");
     let reference = types.iter().all(|t| reference_available(t))
         && privileged_or_skip(&format!("{test} (reference)"), &["iptables"]);
     if reference {
         let theirs = scenario(Path::new(REFERENCE_DIR), conflist);
+        eprintln!("podman {chain} chain, reference plugins: {theirs}");
+        let (ours, theirs) = (ours.scenario(), theirs.scenario());
         eprintln!(
             "podman {chain} chain wall time: weft {:.2} s, reference {:.2} s, weft/reference {:.2}",
             ours.as_secs_f64(),
@@ -115,13 +117,14 @@ fn busybox_static_or_skip(test: &str) -> bool {
 }
 
 /// The whole scenario with the plugins in `plugin_dir`; returns its wall
-/// time from A's start to `podman rm -f` returning.
-fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
+/// time per step.
+fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Steps {
     let weft = plugin_dir == ours_dir();
+    let setup = Instant::now();
     let pm = Podman::new("wpm", plugin_dir, conflist);
+    let mut t = Steps::new("setup", setup);
     let rootfs = pm.rootfs.to_string_lossy().into_owned();
     let net = pm.net.name.clone();
-    let start = Instant::now();
 
     // A: httpd behind three host ports.
     let publish = [
@@ -144,6 +147,7 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
     ]);
     args.extend(["-h", "/www"]);
     let id = pm.podman_ok(&args).trim().to_owned();
+    t.mark("run -d A");
     let a = pm.inspect("a");
     let a_ip = a["NetworkSettings"]["Networks"][&net]["IPAddress"]
         .as_str()
@@ -162,8 +166,19 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
         "A's httpd at {to_a} not reachable from the host: {:?}",
         http_get(&host, to_a)
     );
+    t.mark("A serving");
 
-    // What the plugins made while A runs.
+    // What podman and the plugins made while A runs.
+    assert!(!container_cgroups(&id).is_empty(), "A's cgroups (cgroupfs)");
+    assert!(
+        pids.iter().all(|p| podman_rig::running(*p)),
+        "A's pids {pids:?}"
+    );
+    assert!(
+        pm.processes().contains(&pids[1]),
+        "conmon {} names the podman dir",
+        pids[1]
+    );
     let leases = pm.leases();
     assert!(
         leases
@@ -183,7 +198,7 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
 
     // B fetches A by its pod address and says which address it had.
     let fetch = format!("timeout 10 wget -q -O - http://{a_ip}/ && ip -o -4 addr show dev eth0");
-    let out = pm.podman_ok(&[
+    let b = [
         "run",
         "--rm",
         "--name",
@@ -195,7 +210,9 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
         "/bin/sh",
         "-c",
         &fetch,
-    ]);
+    ];
+    let out = pm.podman_ok(&b);
+    t.mark("run --rm B");
     assert!(out.starts_with(PAGE), "B got {out:?}");
     let b_ip = out[PAGE.len()..]
         .split_whitespace()
@@ -225,8 +242,9 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
     // A port published on 127.0.0.1 only is not reachable on the uplink.
     assert!(http_get(&outside, format!("{HOST_OUT4}:{HP_LOCAL}").parse().unwrap()).is_err());
 
+    t.mark("host ports");
     pm.podman_ok(&["rm", "--force", "--time", "0", "a"]);
-    let elapsed = start.elapsed();
+    t.mark("rm -f A");
 
     // Nothing of A or B is left.
     assert!(
@@ -234,15 +252,17 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
         "processes still naming the podman dir: {:?}",
         pm.processes()
     );
+    // conmon exits as a zombie reparented to init; exited is what counts.
     for pid in pids {
-        let stat = format!("/proc/{pid}/stat");
         assert!(
-            wait_until(Duration::from_secs(10), || !Path::new(&stat).exists()),
-            "A's process {pid} still there: {:?}",
-            std::fs::read_to_string(&stat)
+            wait_until(Duration::from_secs(10), || !podman_rig::running(pid)),
+            "A's process {pid} still runs: {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
         );
     }
     assert!(!Path::new(&sandbox).exists(), "A's netns {sandbox} left");
+    let cgroups = container_cgroups(&id);
+    assert!(cgroups.is_empty(), "A's cgroups left: {cgroups:?}");
     assert_eq!(pm.veths(), Vec::<String>::new(), "veths left");
     assert_eq!(pm.leases(), Vec::new(), "lease files left");
     let down = pm.ruleset();
@@ -262,7 +282,66 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Duration {
     );
     let ps = pm.podman_ok(&["ps", "--all", "--quiet"]);
     assert_eq!(ps.trim(), "", "containers left");
-    elapsed
+    t.mark("checks");
+    t
+}
+
+/// Wall time per step of a scenario.
+#[derive(Debug)]
+struct Steps {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn new(first: &'static str, since: Instant) -> Self {
+        let mut s = Self {
+            last: since,
+            steps: Vec::new(),
+        };
+        s.mark(first);
+        s
+    }
+
+    /// Ends `step` now.
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    /// From A's start to `podman rm -f` returning.
+    fn scenario(&self) -> Duration {
+        self.steps
+            .iter()
+            .filter(|(s, _)| !matches!(*s, "setup" | "checks"))
+            .map(|(_, d)| *d)
+            .sum()
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} s (", self.scenario().as_secs_f64())?;
+        for (n, (step, d)) in self.steps.iter().enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            write!(f, "{sep}{step} {:.2}", d.as_secs_f64())?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The cgroupfs manager's per-container cgroups
+/// (`<hierarchy>/libpod_parent/libpod-<id>`) that exist.
+fn container_cgroups(id: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|h| h.path().join("libpod_parent").join(format!("libpod-{id}")))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// `GET /` from inside namespace `ns`; the body, or why not.

@@ -173,7 +173,7 @@ impl Podman {
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| *pid != me)
+            .filter(|pid| *pid != me && running(*pid))
             .filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
                     .map(|c| String::from_utf8_lossy(&c).contains(&needle))
@@ -260,6 +260,16 @@ impl Ruleset {
 
 fn str_of(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
+}
+
+/// True while process `pid` exists and has not exited (a zombie waiting
+/// for its parent to reap it counts as exited).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        // The state follows the command name's closing parenthesis.
+        let state = s.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|r| r.starts_with('Z') || r.starts_with('X'))
+    })
 }
 
 /// Polls `ok` every 50 ms until it holds or `limit` passes.
