@@ -65,7 +65,9 @@ fn under_podman(chain: &str, conflist: &dyn Fn(&Net) -> Value) {
     if !privileged_or_skip(&test, TOOLS) || !busybox_static_or_skip(&test) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let types = plugin_types(conflist);
     let ours = scenario(&ours_dir(), conflist);
     eprintln!("podman {chain} chain, weft plugins: {ours}");
