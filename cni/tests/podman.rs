@@ -198,8 +198,11 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Steps {
         up.tables()
     );
 
-    // B fetches A by its pod address and says which address it had.
-    let fetch = format!("timeout 10 wget -q -O - http://{a_ip}/ && ip -o -4 addr show dev eth0");
+    // B fetches A by its pod address and says which address it had, and
+    // that podman brought its loopback up (no loopback plugin in the dir).
+    let fetch = format!(
+        "timeout 10 wget -q -O - http://{a_ip}/ && ip -o -4 addr show dev eth0 && ip -o link show dev lo"
+    );
     let b = [
         "run",
         "--rm",
@@ -216,6 +219,7 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Steps {
     let out = pm.podman_ok(&b);
     t.mark("run --rm B");
     assert!(out.starts_with(PAGE), "B got {out:?}");
+    assert!(out.contains("<LOOPBACK,UP"), "B's lo is up: {out:?}");
     let b_ip = out[PAGE.len()..]
         .split_whitespace()
         .skip_while(|w| *w != "inet")
