@@ -62,7 +62,7 @@ fn bridge_portmap_chain_under_podman() {
 /// reference plugins when installed, and prints both wall times.
 fn under_podman(chain: &str, conflist: &dyn Fn(&Net) -> Value) {
     let test = format!("{chain} chain under podman");
-    if !privileged_or_skip(&test, TOOLS) || !busybox_static_or_skip(&test) {
+    if !privileged_or_skip(&test, TOOLS) || !podman_and_busybox_or_skip(&test) {
         return;
     }
     let _serial = SERIAL
@@ -105,17 +105,38 @@ fn plugin_types(conflist: &dyn Fn(&Net) -> Value) -> Vec<String> {
     types
 }
 
-fn busybox_static_or_skip(test: &str) -> bool {
-    if busybox_is_static() {
-        return true;
-    }
-    let why = format!("{test}: busybox is not static (install busybox-static)");
+/// True when the installed podman has a CNI backend and busybox is static;
+/// otherwise prints why and skips (panics under CI=true).
+fn podman_and_busybox_or_skip(test: &str) -> bool {
+    let why = match (podman_major(), busybox_is_static()) {
+        (Some(4), true) => return true,
+        (_, false) => "busybox is not static (install busybox-static)".to_owned(),
+        (major, true) => format!(
+            "podman major version {major:?}: only podman 4 has both the CNI backend and network_backend"
+        ),
+    };
+    let why = format!("{test}: {why}");
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true and {why}"
     );
     eprintln!("SKIPPED {why}");
     false
+}
+
+/// The major version `podman --version` reports.
+fn podman_major() -> Option<u32> {
+    let out = std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .last()?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The whole scenario with the plugins in `plugin_dir`; returns its wall
@@ -189,6 +210,11 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Steps {
         "lease of {a_ip} for {id}: {leases:?}"
     );
     assert!(!pm.veths().is_empty(), "A's host-side veth");
+    let cached = pm.cached_results();
+    assert!(
+        cached.iter().any(|n| n.contains(&id)),
+        "libcni's cached result for {id}: {cached:?}"
+    );
     let up = pm.ruleset();
     assert!(up.mentions(&a_ip), "rules for {a_ip}: {:?}", up.chains());
     assert_eq!(
@@ -271,6 +297,11 @@ fn scenario(plugin_dir: &Path, conflist: &dyn Fn(&Net) -> Value) -> Steps {
     assert!(cgroups.is_empty(), "A's cgroups left: {cgroups:?}");
     assert_eq!(pm.veths(), Vec::<String>::new(), "veths left");
     assert_eq!(pm.leases(), Vec::new(), "lease files left");
+    assert_eq!(
+        pm.cached_results(),
+        Vec::<String>::new(),
+        "cached results left"
+    );
     let down = pm.ruleset();
     for ip in [&a_ip, &b_ip] {
         assert!(!down.mentions(ip), "rules still name {ip}: {:?}", down.0);

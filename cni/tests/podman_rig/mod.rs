@@ -20,6 +20,8 @@ use crate::common::{Reply, wait};
 
 /// Upper bound of one podman command.
 pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(30);
+/// libcni's result cache.
+pub const CNI_CACHE: &str = "/var/lib/cni/results";
 /// What container A's httpd serves.
 pub const PAGE: &str = "served by container A through weft-cni\n";
 
@@ -151,6 +153,19 @@ impl Podman {
                 let ip = e.file_name().to_str()?.parse().ok()?;
                 Some((ip, std::fs::read_to_string(e.path()).unwrap_or_default()))
             })
+            .collect()
+    }
+
+    /// libcni's cached results of this network (`/var/lib/cni/results`,
+    /// where podman 4.3's libcni keeps them whatever the configuration).
+    pub fn cached_results(&self) -> Vec<String> {
+        let head = format!("{}-", self.net.name);
+        let Ok(rd) = std::fs::read_dir(CNI_CACHE) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| n.starts_with(&head))
             .collect()
     }
 
