@@ -6,11 +6,13 @@
 //! - [`error`]: [`CniError`] and its mapping to spec error codes.
 //! - [`delegate`]: running an IPAM plugin from a main plugin.
 //! - [`ipam`]: host-local's allocator and on-disk lease store.
+//! - [`dhcp`]: the dhcp plugin's codec, client, daemon and lease records.
 //! - [`plugin`]: the plugins.
 //! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
 #![forbid(unsafe_code)]
 
 pub mod delegate;
+pub mod dhcp;
 pub mod error;
 pub mod ipam;
 pub mod link;
