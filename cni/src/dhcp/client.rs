@@ -75,26 +75,54 @@ fn udp_socket(ifname: &str) -> std::io::Result<std::net::UdpSocket> {
     Ok(std::net::UdpSocket::from(fd))
 }
 
+/// True when a datagram from `ifname` to `dst` would leave with a source
+/// address (a unicast from 0.0.0.0 is dropped by the receiver as martian).
+fn has_source_for(ifname: &str, dst: Ipv4Addr) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        socket::setsockopt(&s, sockopt::BindToDevice, &OsString::from(ifname))?;
+        s.connect(SocketAddrV4::new(dst, SERVER_PORT))?;
+        Ok(!s.local_addr()?.ip().is_unspecified())
+    };
+    probe().unwrap_or(false)
+}
+
 /// A client socket in a pod's namespace, bound to one interface.
 #[derive(Debug)]
 pub struct ClientSocket {
     sock: UdpSocket,
+    /// Whether unicast to the server can leave with a source address.
+    unicast: bool,
 }
 
 impl ClientSocket {
-    /// Opens the socket inside `netns` on `ifname`. Needs a tokio runtime.
-    pub fn open(netns: &Path, ifname: &str) -> Result<Self, ClientError> {
+    /// Opens the socket inside `netns` on `ifname`; `server`, when known,
+    /// is probed for a usable unicast source address. Needs a tokio runtime.
+    pub fn open(netns: &Path, ifname: &str, server: Option<Ipv4Addr>) -> Result<Self, ClientError> {
         let ns = NetNs::open(netns)?;
         let name = ifname.to_owned();
-        let std_sock = ns.run(move || udp_socket(&name))??;
+        let (std_sock, unicast) = ns.run(move || {
+            let unicast = server.is_some_and(|s| has_source_for(&name, s));
+            udp_socket(&name).map(|s| (s, unicast))
+        })??;
         Ok(Self {
             sock: UdpSocket::from_std(std_sock)?,
+            unicast,
         })
     }
 
     async fn send(&self, msg: &Message, dst: Ipv4Addr) -> std::io::Result<()> {
         let to = SocketAddr::V4(SocketAddrV4::new(dst, SERVER_PORT));
         self.sock.send_to(&msg.emit(), to).await.map(drop)
+    }
+
+    /// Unicast to `server` when the interface can, else broadcast (the
+    /// message's server id option still names the server).
+    async fn send_to_server(&self, msg: &Message, server: Ipv4Addr) -> std::io::Result<()> {
+        if self.unicast && self.send(msg, server).await.is_ok() {
+            return Ok(());
+        }
+        self.send(msg, Ipv4Addr::BROADCAST).await
     }
 
     /// Waits until `deadline` for a reply that answers `xid` with one of
@@ -196,12 +224,11 @@ impl ClientSocket {
         wait: Duration,
     ) -> Result<Lease, ClientError> {
         let msg = opts.extend(new_xid(), lease.address);
-        let dst = if rebind {
-            Ipv4Addr::BROADCAST
+        if rebind {
+            self.send(&msg, Ipv4Addr::BROADCAST).await?;
         } else {
-            lease.server
-        };
-        self.send(&msg, dst).await?;
+            self.send_to_server(&msg, lease.server).await?;
+        }
         let kinds = [MessageType::Ack, MessageType::Nak];
         match self
             .reply(opts, msg.xid, &kinds, Instant::now() + wait)
@@ -218,7 +245,9 @@ impl ClientSocket {
     /// Sends DHCPRELEASE (no reply exists).
     pub async fn release(&self, opts: &ClientOptions, lease: &Lease) -> Result<(), ClientError> {
         let msg = opts.release(new_xid(), lease.address, lease.server);
-        self.send(&msg, lease.server).await?;
+        // Unicast (RFC 2131) unless the address was never configured on the
+        // interface (e.g. DEL after a failed ADD).
+        self.send_to_server(&msg, lease.server).await?;
         Ok(())
     }
 }

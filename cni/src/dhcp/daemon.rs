@@ -115,7 +115,7 @@ impl Daemon {
             request,
         };
         tracing::info!(client = %id, "acquiring lease");
-        let sock = ClientSocket::open(Path::new(&netns), &req.ifname).map_err(fail)?;
+        let sock = ClientSocket::open(Path::new(&netns), &req.ifname, None).map_err(fail)?;
         let lease = sock
             .acquire(&client, None, self.config.timing.timeout)
             .await

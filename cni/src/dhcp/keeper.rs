@@ -127,7 +127,7 @@ async fn keep(
         }
     }
     // Released.
-    match ClientSocket::open(Path::new(&rec.netns), &rec.ifname) {
+    match ClientSocket::open(Path::new(&rec.netns), &rec.ifname, Some(rec.lease.server)) {
         Ok(s) => match s.release(&rec.client, &rec.lease).await {
             Ok(()) => tracing::info!(client = %id, address = %rec.lease.address, "lease released"),
             Err(e) => tracing::warn!(client = %id, error = %e, "DHCPRELEASE failed"),
@@ -156,14 +156,14 @@ async fn step(rec: &Record, timing: Timing) -> Result<Option<Lease>, ClientError
         Phase::Renewing { until_ms } | Phase::Rebinding { until_ms } => {
             let rebind = matches!(rec.lease.phase(now), Phase::Rebinding { .. });
             let wait = Duration::from_millis(Lease::retry_ms(now, until_ms, max_ms));
-            let sock = ClientSocket::open(netns, &rec.ifname)?;
+            let sock = ClientSocket::open(netns, &rec.ifname, Some(rec.lease.server))?;
             match sock.extend(&rec.client, &rec.lease, rebind, wait).await {
                 Err(ClientError::Timeout(..)) => Ok(None),
                 r => r.map(Some),
             }
         }
         Phase::Expired => {
-            let sock = ClientSocket::open(netns, &rec.ifname)?;
+            let sock = ClientSocket::open(netns, &rec.ifname, None)?;
             match sock
                 .acquire(&rec.client, Some(rec.lease.address), timing.timeout)
                 .await
