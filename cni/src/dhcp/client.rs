@@ -137,9 +137,9 @@ impl ClientSocket {
         let mut buf = vec![0u8; 1500];
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let n = match tokio::time::timeout(left, self.sock.recv_from(&mut buf)).await {
-                Ok(Ok((n, _))) => n,
-                Ok(Err(_)) | Err(_) => return None,
+            let Ok(Ok((n, _))) = tokio::time::timeout(left, self.sock.recv_from(&mut buf)).await
+            else {
+                return None;
             };
             let Some(data) = buf.get(..n) else { continue };
             match Message::parse(data) {

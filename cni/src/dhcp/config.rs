@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::wire::opt;
+use super::wire::{RawOptions, opt};
 use crate::error::CniError;
 
 /// Where the daemon listens unless the config or `-socketpath` says otherwise.
@@ -80,11 +80,8 @@ impl DhcpIpam {
 
     /// `(provided options, parameter request list)` with `CNI_ARGS` pairs
     /// applied. Errors (code 7) name the bad option.
-    pub fn options(
-        &self,
-        args: &[(String, String)],
-    ) -> Result<(Vec<(u8, Vec<u8>)>, Vec<u8>), CniError> {
-        let mut provide: Vec<(u8, Vec<u8>)> = Vec::new();
+    pub fn options(&self, args: &[(String, String)]) -> Result<(RawOptions, Vec<u8>), CniError> {
+        let mut provide: RawOptions = Vec::new();
         for p in &self.provide {
             let code = option_code(&p.option)?;
             let mut value = p.value.as_bytes().to_vec();

@@ -150,7 +150,8 @@ async fn step(rec: &Record, timing: Timing) -> Result<Option<Lease>, ClientError
         Phase::Bound { until_ms } => {
             // Make sure the namespace still exists before a long sleep.
             crate::ns::NetNs::open(netns)?;
-            tokio::time::sleep(Duration::from_millis(until_ms - now)).await;
+            // At most an hour at a time: wall-clock steps are noticed.
+            tokio::time::sleep(Duration::from_millis((until_ms - now).min(3_600_000))).await;
             Ok(None)
         }
         Phase::Renewing { until_ms } | Phase::Rebinding { until_ms } => {

@@ -127,6 +127,10 @@ pub enum AckError {
     NoServer,
 }
 
+/// Shortest lease honoured: a server granting less is treated as granting
+/// this much, so a broken server cannot make the client spin.
+pub const MIN_LEASE_SECS: u32 = 10;
+
 /// An acquired lease: the ACK's facts plus absolute times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -179,7 +183,8 @@ fn prefix_of(mask: Ipv4Addr) -> Option<u8> {
 
 impl Lease {
     /// The lease an ACK received at `now_ms` grants. T2 defaults to 87.5 %
-    /// and T1 to 50 % of the lease when absent or out of order (RFC 2131 4.4.5).
+    /// and T1 to 50 % of the lease when absent or out of order (RFC 2131
+    /// 4.4.5); leases under [`MIN_LEASE_SECS`] count as that long.
     pub fn from_ack(ack: &Message, now_ms: u64) -> Result<Self, AckError> {
         if ack.yiaddr.is_unspecified() || ack.yiaddr.is_broadcast() {
             return Err(AckError::NoAddress);
@@ -190,7 +195,8 @@ impl Lease {
             .ok_or(AckError::NoMask)?;
         let lease_secs = ack
             .secs_option(opt::LEASE_TIME)
-            .ok_or(AckError::NoLeaseTime)?;
+            .ok_or(AckError::NoLeaseTime)?
+            .max(MIN_LEASE_SECS);
         let server = ack.ip_option(opt::SERVER_ID).ok_or(AckError::NoServer)?;
         let t2_default = u32::try_from(u64::from(lease_secs) * 7 / 8).unwrap_or(u32::MAX);
         let t2_secs = ack

@@ -22,6 +22,9 @@ pub const MAGIC: [u8; 4] = [99, 130, 83, 99];
 /// Minimum emitted size (BOOTP's 300 bytes; some relays insist).
 pub const MIN_LEN: usize = 300;
 
+/// Options as `(code, value)` pairs in order.
+pub type RawOptions = Vec<(u8, Vec<u8>)>;
+
 /// Option codes the client uses.
 pub mod opt {
     /// Subnet mask.
