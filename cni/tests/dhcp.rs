@@ -128,10 +128,13 @@ fn bridge_pod_lease_renews_survives_daemon_restart_and_is_released() {
 
 /// The result with the (server-chosen) address replaced by its prefix length.
 fn normalized(mut v: Value, lab: &DhcpLab) -> Value {
-    if let Some(a) = v["ips"][0]["address"].as_str() {
-        let (ip, len) = a.split_once('/').unwrap();
-        assert!(lab.in_range(ip), "{a}");
-        v["ips"][0]["address"] = json!(format!("<leased>/{len}"));
+    for ptr in ["/ips/0/address", "/ip4/ip"] {
+        if let Some(slot) = v.pointer_mut(ptr) {
+            let a = slot.as_str().unwrap().to_owned();
+            let (ip, len) = a.split_once('/').unwrap();
+            assert!(lab.in_range(ip), "{a}");
+            *slot = json!(format!("<leased>/{len}"));
+        }
     }
     v
 }
@@ -153,10 +156,10 @@ fn results_per_version_match_reference() {
         )
     });
     let host = lab.host_name();
-    for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-        .iter()
-        .enumerate()
-    {
+    let versions = [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+    ];
+    for (i, version) in versions.iter().enumerate() {
         let mut run = |rt: Runtime, d: &Daemon, cid: &str| -> Value {
             let pod = lab.plugged_pod();
             let att = Attachment::new(cid, "eth0").with_netns(Some(&netns_path(&pod)));
@@ -166,12 +169,12 @@ fn results_per_version_match_reference() {
                 .expect_ok(&format!("{cid} ADD {version}"));
             let id = format!("{cid}/dnet/eth0");
             let lease = lab.lease_of(&id).expect("lease in the server's file");
-            assert!(
-                r["ips"][0]["address"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("{}/", lease.ip))
-            );
+            let addr = r
+                .pointer("/ips/0/address")
+                .or_else(|| r.pointer("/ip4/ip"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(addr.starts_with(&format!("{}/", lease.ip)), "{addr}");
             if *version >= "0.4.0" {
                 rt.check(&conf, &att, Some(&r)).expect_ok("CHECK");
             }
@@ -268,6 +271,54 @@ fn errors_and_idempotence() {
     assert!(wait_until(Duration::from_secs(5), || lab
         .leases()
         .is_empty()));
+}
+
+#[test]
+fn concurrent_pods_get_distinct_leases() {
+    if !privileged_or_skip("concurrent_pods_get_distinct_leases", TOOLS) {
+        return;
+    }
+    let mut lab = DhcpLab::new("wcg", "10.97.0", None);
+    let state = lab.path("state").display().to_string();
+    let d = Daemon::start(&ours(), lab.dir.path(), "d", &["-statedir", &state]);
+    let conf = bridge_conf("1.0.0", "dnet", &d.socket);
+    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let pods: Vec<_> = (0..6).map(|_| lab.pod()).collect();
+    let atts: Vec<Attachment> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Attachment::new(&format!("c{i}"), "eth0").with_netns(Some(&netns_path(p))))
+        .collect();
+    let conf_in = |a: &Attachment| common::inject(&conf, None, None, a);
+    let children: Vec<_> = atts
+        .iter()
+        .map(|a| rt.spawn("ADD", Some(a), &conf_in(a)))
+        .collect();
+    let mut ips = Vec::new();
+    for c in children {
+        let r = common::wait(c, Duration::from_secs(30)).expect_ok("concurrent ADD");
+        ips.push(r["ips"][0]["address"].as_str().unwrap().to_owned());
+    }
+    let mut uniq = ips.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 6, "{ips:?}");
+    assert_eq!(lab.leases().len(), 6);
+    for (p, ip) in pods.iter().zip(&ips) {
+        assert!(addr_of(p).contains(ip.as_str()));
+    }
+    let children: Vec<_> = atts
+        .iter()
+        .map(|a| rt.spawn("DEL", Some(a), &conf_in(a)))
+        .collect();
+    for c in children {
+        common::wait(c, Duration::from_secs(30)).expect_ok("concurrent DEL");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || lab.leases().is_empty()),
+        "{:?}",
+        lab.leases()
+    );
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
