@@ -321,6 +321,105 @@ fn concurrent_pods_get_distinct_leases() {
     );
 }
 
+/// A `CNI_PATH` directory holding `bridge` and `dhcp` from the given places.
+fn mixed_dir(
+    lab: &DhcpLab,
+    name: &str,
+    bridge: &std::path::Path,
+    dhcp: &std::path::Path,
+) -> PathBuf {
+    let dir = lab.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(bridge, dir.join("bridge")).unwrap();
+    std::os::unix::fs::symlink(dhcp, dir.join("dhcp")).unwrap();
+    dir
+}
+
+#[test]
+fn drop_in_with_reference_bridge_and_reference_dhcp() {
+    if !privileged_or_skip("drop_in_with_reference_bridge_and_reference_dhcp", TOOLS)
+        || !reference_available("dhcp")
+        || !reference_available("bridge")
+    {
+        return;
+    }
+    let mut lab = DhcpLab::new("wch", "10.98.0", None);
+    let state = lab.path("state").display().to_string();
+    let ours_d = Daemon::start(&ours(), lab.dir.path(), "ours", &["-statedir", &state]);
+    let ref_d = Daemon::start(
+        &PathBuf::from(REFERENCE_DIR).join("dhcp"),
+        lab.dir.path(),
+        "ref",
+        &[],
+    );
+    let reference = PathBuf::from(REFERENCE_DIR);
+    let our_bridge = common::ours_dir().join("bridge");
+    // (CNI_PATH, daemon, container id, released by DEL). The reference
+    // bridge deletes the pod's interface before it runs IPAM DEL, so no
+    // daemon can send DHCPRELEASE any more (the reference's own pairing
+    // included); ours runs IPAM DEL first.
+    let cases = [
+        (
+            mixed_dir(&lab, "m1", &reference.join("bridge"), &ours()),
+            &ours_d,
+            "a",
+            false,
+        ),
+        (
+            mixed_dir(&lab, "m2", &our_bridge, &reference.join("dhcp")),
+            &ref_d,
+            "b",
+            true,
+        ),
+        (
+            mixed_dir(
+                &lab,
+                "m3",
+                &reference.join("bridge"),
+                &reference.join("dhcp"),
+            ),
+            &ref_d,
+            "c",
+            false,
+        ),
+        (
+            mixed_dir(&lab, "m4", &our_bridge, &ours()),
+            &ours_d,
+            "d",
+            true,
+        ),
+    ];
+    for (dir, d, cid, released) in cases {
+        let rt = Runtime::new(&[dir.as_path()]).in_netns(&lab.host_name());
+        let conf = bridge_conf("1.0.0", "dnet", &d.socket);
+        let pod = lab.pod();
+        let att = Attachment::new(cid, "eth0").with_netns(Some(&netns_path(&pod)));
+        let r = rt.add(&conf, &att).expect_ok(&format!("ADD {cid}"));
+        let cidr = r["ips"][0]["address"].as_str().unwrap().to_owned();
+        assert!(addr_of(&pod).contains(&cidr), "{cid}: {cidr}");
+        let id = format!("{cid}/dnet/eth0");
+        assert_eq!(
+            lab.lease_of(&id).unwrap().ip,
+            cidr.split('/').next().unwrap()
+        );
+        rt.check(&conf, &att, Some(&r))
+            .expect_ok(&format!("CHECK {cid}"));
+        rt.del(&conf, &att, Some(&r))
+            .expect_ok(&format!("DEL {cid}"));
+        let gone = wait_until(Duration::from_secs(if released { 5 } else { 1 }), || {
+            lab.lease_of(&id).is_none()
+        });
+        assert_eq!(
+            gone,
+            released,
+            "{cid}: released? daemon log: {}",
+            d.log_text()
+        );
+    }
+    // Our daemon forgot the lease it could not release.
+    assert_eq!(std::fs::read_dir(lab.path("state")).unwrap().count(), 0);
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let i = ((v.len() - 1) as f64 * p).round() as usize;

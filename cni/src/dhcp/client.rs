@@ -294,3 +294,61 @@ pub fn new_xid() -> u32 {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::wire::{OP_REPLY, opt};
+
+    #[tokio::test]
+    async fn malformed_and_foreign_replies_are_dropped() {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = sock.local_addr().unwrap();
+        let cs = ClientSocket {
+            sock,
+            unicast: true,
+        };
+        let opts = ClientOptions {
+            client_id: "c/n/eth0".into(),
+            mac: [2, 0, 0, 0, 0, 7],
+            ..ClientOptions::default()
+        };
+        let mut ack = Message::request(77, opts.mac);
+        ack.op = OP_REPLY;
+        ack.set_option(opt::MESSAGE_TYPE, vec![MessageType::Ack as u8]);
+        let good = ack.emit();
+        let mut bad_magic = good.clone();
+        bad_magic[237] ^= 0xff;
+        let mut truncated = good[..243].to_vec();
+        truncated.extend_from_slice(&[54, 200, 1]);
+        let mut foreign = ack.clone();
+        foreign.xid = 78;
+        let mut other_mac = ack.clone();
+        other_mac.chaddr[0] = 9;
+        let mut offer = ack.clone();
+        offer.set_option(opt::MESSAGE_TYPE, vec![MessageType::Offer as u8]);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for d in [
+            vec![],
+            vec![1, 2, 3],
+            bad_magic,
+            truncated,
+            foreign.emit(),
+            other_mac.emit(),
+            offer.emit(),
+            vec![0xff; 1500],
+            good,
+        ] {
+            tx.send_to(&d, to).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let got = cs.reply(&opts, 77, &[MessageType::Ack], deadline).await;
+        assert_eq!(got, Some(ack));
+        // Nothing else acceptable arrives: the wait ends at the deadline.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            cs.reply(&opts, 77, &[MessageType::Ack], deadline).await,
+            None
+        );
+    }
+}
