@@ -307,6 +307,27 @@ fn concurrent_pods_get_distinct_leases() {
     for (p, ip) in pods.iter().zip(&ips) {
         assert!(addr_of(p).contains(ip.as_str()));
     }
+    // GC (1.1) through bridge: only c0..c2 are still valid.
+    let mut gc = conf.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!(
+        (0..3)
+            .map(|i| json!({"containerID": format!("c{i}"), "ifname": "eth0"}))
+            .collect::<Vec<_>>()
+    );
+    rt.exec("GC", None, &gc).expect_ok("GC");
+    let kept = |i: usize| lab.lease_of(&format!("c{i}/dnet/eth0")).is_some();
+    assert!(
+        wait_until(Duration::from_secs(5), || (3..6).all(|i| !kept(i))),
+        "GC released {:?}",
+        lab.leases()
+    );
+    assert!(
+        (0..3).all(kept),
+        "GC kept {:?}; daemon: {}",
+        lab.leases(),
+        d.log_text()
+    );
     let children: Vec<_> = atts
         .iter()
         .map(|a| rt.spawn("DEL", Some(a), &conf_in(a)))

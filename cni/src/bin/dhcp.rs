@@ -8,6 +8,7 @@ fn main() -> anyhow::Result<()> {
     let config = weft_cni::dhcp::flags::parse(&args[2..]).map_err(anyhow::Error::msg)?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

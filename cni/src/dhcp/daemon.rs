@@ -46,6 +46,9 @@ pub struct DaemonConfig {
     pub timing: Timing,
 }
 
+/// How long a connection may take to send its request line.
+pub const REQUEST_READ_LIMIT: Duration = Duration::from_secs(10);
+
 type Slot = Arc<tokio::sync::Mutex<Option<Keeper>>>;
 
 /// The daemon's shared state: one slot per client id.
@@ -74,6 +77,7 @@ impl Daemon {
             "ADD" => self.add(&req).await.map(Some),
             "DEL" => self.del(&req).await.map(|()| None),
             "CHECK" => self.check(&req).await.map(|()| None),
+            "GC" => self.gc(&req).await.map(|()| None),
             other => Err(CniError::internal(format!("unknown command {other:?}"), "")),
         };
         match r {
@@ -152,6 +156,41 @@ impl Daemon {
         Ok(())
     }
 
+    /// GC (1.1): releases every lease of the request's network whose
+    /// (container id, ifname) is not in `cni.dev/valid-attachments`.
+    async fn gc(&self, req: &Request) -> Result<(), CniError> {
+        let net = NetConf::parse(req.config.as_bytes())?;
+        let valid = valid_attachments(req.config.as_bytes())?;
+        let ids: Vec<String> = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            let mut parts = id.splitn(3, '/');
+            let (Some(cid), Some(network), Some(ifname)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let keep = valid
+                .iter()
+                .any(|(c, i)| c == cid && (i.is_empty() || i == ifname));
+            if network != net.name || keep {
+                continue;
+            }
+            tracing::info!(client = %id, "GC: attachment no longer valid");
+            let slot = self.slot(&id);
+            let mut held = slot.lock().await;
+            if let Some(k) = held.take() {
+                k.release(self.config.timing.timeout).await;
+            }
+        }
+        Ok(())
+    }
+
     async fn check(&self, req: &Request) -> Result<(), CniError> {
         let (id, _) = Self::id(req)?;
         let slot = self.slot(&id);
@@ -164,15 +203,41 @@ impl Daemon {
     }
 }
 
+/// `(containerID, ifname)` pairs of `cni.dev/valid-attachments` (ifname may be empty).
+fn valid_attachments(config: &[u8]) -> Result<Vec<(String, String)>, CniError> {
+    #[derive(serde::Deserialize)]
+    struct Attachment {
+        #[serde(rename = "containerID")]
+        container_id: String,
+        #[serde(default)]
+        ifname: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Gc {
+        #[serde(default, rename = "cni.dev/valid-attachments")]
+        valid: Vec<Attachment>,
+    }
+    let gc: Gc = serde_json::from_slice(config)
+        .map_err(|e| CniError::config(format!("cni.dev/valid-attachments: {e}"), ""))?;
+    Ok(gc
+        .valid
+        .into_iter()
+        .map(|a| (a.container_id, a.ifname))
+        .collect())
+}
+
 async fn serve(d: Arc<Daemon>, conn: UnixStream) {
     let (rd, mut wr) = conn.into_split();
     let mut line = Vec::new();
     let mut rd = tokio::io::BufReader::new(rd).take(MAX_LINE);
-    let reply = match rd.read_until(b'\n', &mut line).await {
-        Ok(_) if line.last() == Some(&b'\n') => match serde_json::from_slice::<Request>(&line) {
-            Ok(req) => d.handle(req).await,
-            Err(e) => Reply::failed(&CniError::decode(format!("bad request: {e}"), "")),
-        },
+    let read = tokio::time::timeout(REQUEST_READ_LIMIT, rd.read_until(b'\n', &mut line)).await;
+    let reply = match read {
+        Ok(Ok(_)) if line.last() == Some(&b'\n') => {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => d.handle(req).await,
+                Err(e) => Reply::failed(&CniError::decode(format!("bad request: {e}"), "")),
+            }
+        }
         _ => return,
     };
     if let Ok(mut body) = serde_json::to_vec(&reply) {

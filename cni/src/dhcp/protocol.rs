@@ -2,11 +2,12 @@
 //! the daemon's unix stream socket, each a single line of JSON (at most
 //! [`MAX_LINE`] bytes).
 //!
-//! Request: `{"command": "ADD"|"DEL"|"CHECK", "containerId", "netns",
+//! Request: `{"command": "ADD"|"DEL"|"CHECK"|"GC", "containerId", "netns",
 //! "ifname", "args", "config"}` where `config` is the network config text
 //! the plugin got on stdin and `netns` an absolute path. Reply:
-//! `{"result": <result in the 1.1.0 shape>}` for ADD, `{}` for DEL and
-//! CHECK, or `{"error": {"code", "msg", "details"}}` with a CNI error code.
+//! `{"result": <result in the 1.1.0 shape>}` for ADD, `{}` for DEL, CHECK
+//! and GC (whose config carries `cni.dev/valid-attachments`), or
+//! `{"error": {"code", "msg", "details"}}` with a CNI error code.
 
 use std::io::{BufRead, Read, Write};
 
@@ -22,7 +23,7 @@ pub const MAX_LINE: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
-    /// `ADD`, `DEL` or `CHECK`.
+    /// `ADD`, `DEL`, `CHECK` or `GC`.
     pub command: String,
     /// `CNI_CONTAINERID`.
     pub container_id: String,

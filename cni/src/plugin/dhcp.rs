@@ -3,7 +3,8 @@
 //! forwarded to the daemon on `ipam.daemonSocketPath` (default
 //! `/run/cni/dhcp.sock`); the result comes back in the 1.1.0 shape and is
 //! printed in the config's version. STATUS (1.1) reports whether the daemon
-//! answers; GC has nothing to collect (leases end with DEL).
+//! answers; GC (1.1) has the daemon release the network's leases whose
+//! attachment is not in `cni.dev/valid-attachments`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -66,6 +67,10 @@ impl Plugin for Dhcp {
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         forward(inv, "CHECK").map(drop)
+    }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        forward(inv, "GC").map(drop)
     }
 
     fn status(&self, inv: &Invocation) -> Result<(), CniError> {

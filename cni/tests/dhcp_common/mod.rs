@@ -115,8 +115,23 @@ impl DhcpLab {
         );
     }
 
-    /// dnsmasq's leases.
+    /// dnsmasq's leases. dnsmasq rewrites the file in place (truncate,
+    /// then write), so a read is trusted only when the next one, 50 ms
+    /// later, agrees.
     pub fn leases(&self) -> Vec<ServerLease> {
+        let mut last = self.leases_once();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.leases_once();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
+    fn leases_once(&self) -> Vec<ServerLease> {
         std::fs::read_to_string(self.path("leases"))
             .unwrap_or_default()
             .lines()
