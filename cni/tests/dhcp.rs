@@ -448,7 +448,9 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// ADD+DEL wall time, ours against the reference, same server and config.
-/// Run alone: `flock /tmp/weft-bench.lock cargo test -p weft-cni --test dhcp -- --ignored --nocapture`.
+/// Run alone: `flock /tmp/weft-bench.lock cargo test -p weft-cni --test dhcp -- --ignored --nocapture`;
+/// `WEFT_DHCP_BENCH_DIR=<target>/release` times release binaries
+/// (`cargo build --release -p weft-cni --bins`) instead of the test build.
 #[test]
 #[ignore = "benchmark"]
 fn add_del_timing_vs_reference() {
@@ -458,11 +460,18 @@ fn add_del_timing_vs_reference() {
     let mut lab = DhcpLab::new("wcb", "10.96.0", None);
     let state = lab.path("state").display().to_string();
     let host = lab.host_name();
+    let dir = std::env::var_os("WEFT_DHCP_BENCH_DIR").map_or_else(common::ours_dir, PathBuf::from);
+    println!("weft binaries: {}", dir.display());
     let daemons = [
         (
             "weft",
-            Daemon::start(&ours(), lab.dir.path(), "ours", &["-statedir", &state]),
-            Runtime::ours(),
+            Daemon::start(
+                &dir.join("dhcp"),
+                lab.dir.path(),
+                "ours",
+                &["-statedir", &state],
+            ),
+            Runtime::new(&[dir.as_path()]),
         ),
         (
             "reference",
