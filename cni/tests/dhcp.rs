@@ -126,6 +126,41 @@ fn bridge_pod_lease_renews_survives_daemon_restart_and_is_released() {
     assert!(!lab.path("d.sock").exists(), "socket removed on SIGTERM");
 }
 
+#[test]
+fn rebinds_after_t2_when_the_server_was_silent() {
+    if !privileged_or_skip("rebinds_after_t2_when_the_server_was_silent", TOOLS) {
+        return;
+    }
+    let mut lab = DhcpLab::new("wci", "10.99.0", Some((4, 8)));
+    let state = lab.path("state").display().to_string();
+    let d = Daemon::start(&ours(), lab.dir.path(), "d", &["-statedir", &state]);
+    let conf = bridge_conf("1.0.0", "dnet", &d.socket);
+    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let pod = lab.pod();
+    let att = Attachment::new("c1", "eth0").with_netns(Some(&netns_path(&pod)));
+    let r = rt.add(&conf, &att).expect_ok("ADD");
+    let first = lab.lease_of("c1/dnet/eth0").unwrap();
+    // Silent from before T1 until after T2: renewals go unanswered, then
+    // the daemon rebinds by broadcast and the server, back, answers that.
+    lab.pause_server(true);
+    std::thread::sleep(Duration::from_secs(9));
+    lab.pause_server(false);
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .log_text()
+            .contains("how=rebound")),
+        "no rebind: {}",
+        d.log_text()
+    );
+    let now = lab.lease_of("c1/dnet/eth0").unwrap();
+    assert_eq!(now.ip, first.ip);
+    assert!(now.expiry > first.expiry);
+    rt.del(&conf, &att, Some(&r)).expect_ok("DEL");
+    assert!(wait_until(Duration::from_secs(5), || lab
+        .leases()
+        .is_empty()));
+}
+
 /// The result with the (server-chosen) address replaced by its prefix length.
 fn normalized(mut v: Value, lab: &DhcpLab) -> Value {
     for ptr in ["/ips/0/address", "/ip4/ip"] {

@@ -96,8 +96,8 @@ async fn keep(
             }
         };
         match outcome {
-            Ok(Some(lease)) => {
-                tracing::info!(client = %id, address = %lease.address, expires_in_s = lease.lease_secs, "lease extended");
+            Ok(Some((lease, how))) => {
+                tracing::info!(client = %id, address = %lease.address, expires_in_s = lease.lease_secs, %how, "lease extended");
                 rec.lease = lease;
                 if let Err(e) = store.save(&rec) {
                     tracing::warn!(client = %id, error = %e, "cannot persist lease");
@@ -141,8 +141,9 @@ async fn keep(
 }
 
 /// One step of the lease's life at the current time: `Ok(Some)` is a new
-/// lease, `Ok(None)` a finished wait.
-async fn step(rec: &Record, timing: Timing) -> Result<Option<Lease>, ClientError> {
+/// lease and how it came (`renewed`, `rebound`, `reacquired`), `Ok(None)`
+/// a finished wait.
+async fn step(rec: &Record, timing: Timing) -> Result<Option<(Lease, &'static str)>, ClientError> {
     let now = now_ms();
     let max_ms = u64::try_from(timing.resend_max.as_millis()).unwrap_or(u64::MAX);
     let netns = Path::new(&rec.netns);
@@ -160,7 +161,7 @@ async fn step(rec: &Record, timing: Timing) -> Result<Option<Lease>, ClientError
             let sock = ClientSocket::open(netns, &rec.ifname, Some(rec.lease.server))?;
             match sock.extend(&rec.client, &rec.lease, rebind, wait).await {
                 Err(ClientError::Timeout(..)) => Ok(None),
-                r => r.map(Some),
+                r => r.map(|l| Some((l, if rebind { "rebound" } else { "renewed" }))),
             }
         }
         Phase::Expired => {
@@ -169,7 +170,7 @@ async fn step(rec: &Record, timing: Timing) -> Result<Option<Lease>, ClientError
                 .acquire(&rec.client, Some(rec.lease.address), timing.timeout)
                 .await
             {
-                Ok(l) => Ok(Some(l)),
+                Ok(l) => Ok(Some((l, "reacquired"))),
                 Err(ClientError::Timeout(..)) => {
                     tokio::time::sleep(timing.resend_max.min(Duration::from_secs(10))).await;
                     Ok(None)

@@ -115,6 +115,19 @@ impl DhcpLab {
         );
     }
 
+    /// Pauses (SIGSTOP) or resumes (SIGCONT) the server.
+    pub fn pause_server(&self, paused: bool) {
+        let pid = self.dnsmasq.as_ref().unwrap().id().to_string();
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// dnsmasq's leases. dnsmasq rewrites the file in place (truncate,
     /// then write), so a read is trusted only when the next one, 50 ms
     /// later, agrees.
