@@ -30,6 +30,8 @@ use crate::ns::{NetNs, NsError};
 pub const CLIENT_PORT: u16 = 68;
 /// DHCP server port.
 pub const SERVER_PORT: u16 = 67;
+/// Longest wait for a freshly raised link to become operational.
+pub const RUNNING_WAIT: Duration = Duration::from_secs(2);
 
 /// Client failures.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +269,18 @@ pub async fn prepare_link(netns: &Path, ifname: &str) -> Result<[u8; 6], ClientE
         nl.set_link(link.index, true, None, None)
             .await
             .map_err(|e| ClientError::Link(e.to_string()))?;
+    }
+    // A link just brought up passes traffic only once the kernel's link
+    // watch has seen its carrier (up to a second later; a bridge port on
+    // the other side stays disabled until then): wait for IFF_RUNNING,
+    // bounded, instead of losing the first DISCOVER to it.
+    let deadline = Instant::now() + RUNNING_WAIT;
+    while Instant::now() < deadline {
+        match nl.link_by_name(ifname).await {
+            Ok(Some(l)) if l.running => break,
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+            _ => break,
+        }
     }
     Ok(mac)
 }
