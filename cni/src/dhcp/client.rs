@@ -151,8 +151,9 @@ impl ClientSocket {
         }
     }
 
-    /// Sends `msg` to `dst` and retransmits it (1 s, 2 s, 4 s, ... apart)
-    /// until an answer or `deadline`.
+    /// Sends `msg` to `dst` and retransmits it (0.25 s, 0.5 s, 1 s, 2 s, ...
+    /// apart, at most 16 s) until an answer or `deadline`: a first packet
+    /// lost to a link that just came up costs a quarter of a second.
     async fn exchange(
         &self,
         opts: &ClientOptions,
@@ -161,7 +162,7 @@ impl ClientSocket {
         kinds: &[MessageType],
         deadline: Instant,
     ) -> Result<Option<Message>, ClientError> {
-        let mut wait = Duration::from_secs(1);
+        let mut wait = Duration::from_millis(250);
         while Instant::now() < deadline {
             self.send(msg, dst).await?;
             let until = (Instant::now() + wait).min(deadline);
