@@ -357,6 +357,38 @@ pub fn classless_routes(mut v: &[u8]) -> Vec<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever options an ACK carries, a lease, its phases, routes
+        /// and result come out without a panic.
+        #[test]
+        fn any_ack_is_safe(
+            yiaddr in any::<u32>(),
+            opts in proptest::collection::vec((1u8..=254, proptest::collection::vec(any::<u8>(), 0..40)), 0..12),
+            now in any::<u64>(),
+        ) {
+            let mut m = Message::request(1, [2, 0, 0, 0, 0, 9]);
+            m.op = OP_REPLY;
+            m.yiaddr = Ipv4Addr::from(yiaddr);
+            for (c, v) in opts {
+                m.set_option(c, v);
+            }
+            if let Ok(l) = Lease::from_ack(&m, now) {
+                let _ = l.phase(now);
+                let _ = l.phase(u64::MAX);
+                let _ = l.expiry_ms();
+                let r = l.result();
+                prop_assert_eq!(r.ips.len(), 1);
+                prop_assert!(r.to_json("1.0.0").is_ok());
+                prop_assert!(l.t1_secs <= l.t2_secs && l.t2_secs <= l.lease_secs);
+            }
+            for (_, v) in &m.options {
+                let _ = classless_routes(v);
+                let _ = static_routes(v);
+            }
+        }
+    }
 
     fn opts() -> ClientOptions {
         ClientOptions {
