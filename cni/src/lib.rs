@@ -1,16 +1,19 @@
-//! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
-//! and the netlink and nftables helpers they share.
+//! weft's CNI plugins (bridge, host-local, portmap, dhcp): spec types, IPAM
+//! store, the DHCP client and daemon, and the netlink and nftables helpers
+//! they share.
 //!
 //! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
 //! - [`spec`]: config keys, results and their version conversion.
 //! - [`error`]: [`CniError`] and its mapping to spec error codes.
 //! - [`delegate`]: running an IPAM plugin from a main plugin.
 //! - [`ipam`]: host-local's allocator and on-disk lease store.
+//! - [`dhcp`]: the dhcp plugin's codec, client, daemon and lease records.
 //! - [`plugin`]: the plugins.
 //! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
 #![forbid(unsafe_code)]
 
 pub mod delegate;
+pub mod dhcp;
 pub mod error;
 pub mod ipam;
 pub mod link;

@@ -77,6 +77,8 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// Operationally up (`IFF_RUNNING`: carrier seen by the kernel's link watch).
+    pub running: bool,
 }
 
 impl Link {
@@ -89,6 +91,7 @@ impl Link {
             mtu: 0,
             master: None,
             up: m.header.flags.contains(LinkFlags::Up),
+            running: m.header.flags.contains(LinkFlags::Running),
         };
         for a in &m.attributes {
             match a {
