@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlInfo, LinkMessage,
 };
+pub use netlink_packet_route::route::RouteScope;
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::ns::{NetNs, NsError};
@@ -77,6 +78,8 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// `IFLA_IFALIAS`, if set.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -89,6 +92,7 @@ impl Link {
             mtu: 0,
             master: None,
             up: m.header.flags.contains(LinkFlags::Up),
+            alias: None,
         };
         for a in &m.attributes {
             match a {
@@ -96,6 +100,7 @@ impl Link {
                 LinkAttribute::Address(a) => l.mac.clone_from(a),
                 LinkAttribute::Mtu(v) => l.mtu = *v,
                 LinkAttribute::Controller(c) => l.master = Some(*c),
+                LinkAttribute::IfAlias(a) => l.alias = Some(a.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let NlInfo::Kind(k) = i {
@@ -139,6 +144,24 @@ pub struct RouteSpec {
     pub gw: Option<IpAddr>,
     /// Output interface.
     pub oif: u32,
+    /// Preferred source address.
+    pub src: Option<IpAddr>,
+    /// Scope (the builder's universe when `None`).
+    pub scope: Option<RouteScope>,
+}
+
+impl RouteSpec {
+    /// A universe-scoped route to `dst/prefix` out of `oif`, optionally via `gw`.
+    pub fn new(dst: IpAddr, prefix: u8, gw: Option<IpAddr>, oif: u32) -> Self {
+        Self {
+            dst,
+            prefix,
+            gw,
+            oif,
+            src: None,
+            scope: None,
+        }
+    }
 }
 
 /// An rtnetlink handle bound to one network namespace.
@@ -325,6 +348,62 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl_err(format!("set bridge port {index}")))
+    }
+
+    /// Brings a link down.
+    pub async fn set_down(&self, index: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).down().build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("set link {index} down")))
+    }
+
+    /// Renames a link (it must be down), optionally setting its alias.
+    pub async fn rename(
+        &self,
+        index: u32,
+        name: &str,
+        alias: Option<&str>,
+    ) -> Result<(), LinkError> {
+        let mut b = LinkUnspec::new_with_index(index).name(name.to_string());
+        if let Some(a) = alias {
+            b = b.alias(a.to_string());
+        }
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("rename link {index} to {name}")))
+    }
+
+    /// Moves a link into the namespace `ns`.
+    pub async fn move_to(&self, index: u32, ns: &NetNs) -> Result<(), LinkError> {
+        use std::os::fd::AsRawFd;
+        let msg = LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.file().as_raw_fd())
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("move link {index} to another netns")))
+    }
+
+    /// Every link in this namespace.
+    pub async fn links(&self) -> Result<Vec<Link>, LinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err("list links"))?;
+        Ok(msgs.iter().map(Link::from_msg).collect())
     }
 
     /// Deletes a link.
