@@ -203,6 +203,64 @@ impl Netlink {
         }
     }
 
+    /// Main-table routes out of `oif` (both families): (destination, gateway).
+    pub async fn routes_via(
+        &self,
+        oif: u32,
+    ) -> Result<Vec<(ipnet::IpNet, Option<IpAddr>)>, LinkError> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        use rtnetlink::RouteMessageBuilder;
+        let to_ip = |a: &RouteAddress| match a {
+            RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+            RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for (v6, filter) in [
+            (
+                false,
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            ),
+            (
+                true,
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            ),
+        ] {
+            let msgs: Vec<_> = self
+                .handle
+                .route()
+                .get(filter)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl_err("list routes"))?;
+            for m in msgs {
+                let (mut dst, mut gw, mut on) = (None, None, false);
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(d) => dst = to_ip(d),
+                        RouteAttribute::Gateway(g) => gw = to_ip(g),
+                        RouteAttribute::Oif(i) => on = *i == oif,
+                        _ => {}
+                    }
+                }
+                let unspecified = if v6 {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                };
+                let dst = dst.unwrap_or(unspecified);
+                if let (true, Ok(net)) = (
+                    on,
+                    ipnet::IpNet::new(dst, m.header.destination_prefix_length),
+                ) {
+                    out.push((net, gw));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The output interface of the route the kernel would use to reach `ip`.
     pub async fn route_oif(&self, ip: IpAddr) -> Result<Option<u32>, LinkError> {
         use netlink_packet_route::route::RouteAttribute;

@@ -8,4 +8,5 @@ pub mod masq;
 pub mod names;
 pub mod netns;
 pub mod portmap;
+pub mod ptp;
 pub mod veth;

@@ -4,7 +4,7 @@
 
 use crate::error::CniError;
 use crate::link;
-use crate::ns::NetNs;
+use crate::ns::{self, NetNs};
 use crate::skel::Invocation;
 
 /// The tokio runtime for one invocation.
@@ -36,4 +36,18 @@ pub fn open_for_del(inv: &Invocation) -> Result<Option<NetNs>, CniError> {
         },
         None => Ok(None),
     }
+}
+
+/// Turns IPv4 and/or IPv6 forwarding on in the calling thread's namespace
+/// (the host), as the reference's `ip.EnableForward`; written only when off.
+pub fn enable_forwarding(v4: bool, v6: bool) -> Result<(), CniError> {
+    for (on, key, what) in [
+        (v4, "net/ipv4/ip_forward", "enable ip_forward"),
+        (v6, "net/ipv6/conf/all/forwarding", "enable IPv6 forwarding"),
+    ] {
+        if on && ns::read_sysctl(key).ok().as_deref() != Some("1") {
+            ns::write_sysctl(key, "1").map_err(|e| CniError::io(what, e))?;
+        }
+    }
+    Ok(())
 }

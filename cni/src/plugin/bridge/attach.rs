@@ -9,8 +9,8 @@ use super::plan::{self, AddrPlan, Names};
 use crate::error::CniError;
 use crate::link::{self, Link, LinkError, Netlink, RouteSpec};
 use crate::nft::{NfSocket, NftError, skeleton};
-use crate::plugin::{masq, veth};
-use crate::ns::{self, NetNs};
+use crate::ns::NetNs;
+use crate::plugin::{masq, netns, veth};
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -300,20 +300,7 @@ pub async fn configure_gateway(
     }
     let v4 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv4());
     let v6 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv6());
-    if v4 && ns::read_sysctl("net/ipv4/ip_forward").ok().as_deref() != Some("1") {
-        ns::write_sysctl("net/ipv4/ip_forward", "1")
-            .map_err(|e| CniError::io("enable ip_forward", e))?;
-    }
-    if v6
-        && ns::read_sysctl("net/ipv6/conf/all/forwarding")
-            .ok()
-            .as_deref()
-            != Some("1")
-    {
-        ns::write_sysctl("net/ipv6/conf/all/forwarding", "1")
-            .map_err(|e| CniError::io("enable IPv6 forwarding", e))?;
-    }
-    Ok(())
+    netns::enable_forwarding(v4, v6)
 }
 
 /// Releases the attachment's nftables state (ipMasq and macspoofchk).
