@@ -316,7 +316,10 @@ impl Plugin for Bridge {
                     )));
                 }
             }
-            let have = cont.prefixes(ci.index).await.map_err(|x| e(x.to_string()))?;
+            let have = cont
+                .prefixes(ci.index)
+                .await
+                .map_err(|x| e(x.to_string()))?;
             for ip in &prev.ips {
                 if !have.contains(&ip.address) {
                     return Err(e(format!(

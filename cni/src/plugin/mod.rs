@@ -3,6 +3,7 @@
 //! container [`netns`].
 
 pub mod bridge;
+pub mod host_device;
 pub mod host_local;
 pub mod masq;
 pub mod names;
@@ -10,3 +11,4 @@ pub mod netns;
 pub mod portmap;
 pub mod ptp;
 pub mod veth;
+pub mod weft;
