@@ -157,7 +157,7 @@ impl Bridge {
             }
         }
         if !conf.disable_container_interface {
-            attach::configure_container(cont, ci.index, &addr_plan, conf).await?;
+            attach::configure_container(cont, ci.index, &addr_plan, conf.enabledad).await?;
         }
         if conf.is_gateway && vlan.access != 0 && !addr_plan.bridge_addrs.is_empty() {
             let gw = attach::vlan_gateway_link(host, br, conf, vlan).await?;

@@ -11,4 +11,3 @@ pub mod netns;
 pub mod portmap;
 pub mod ptp;
 pub mod veth;
-pub mod weft;

@@ -235,22 +235,24 @@ pub async fn settle_dad(
     }
 }
 
-/// Configures the container interface: up, addresses, routes.
+/// Configures the container interface: up, addresses (IPv6 without DAD
+/// unless `enabledad`), routes (via the family's gateway when IPAM gave
+/// none), like the reference's `ipam.ConfigureIface`.
 pub async fn configure_container(
     cont: &Netlink,
     index: u32,
     plan: &AddrPlan,
-    conf: &BridgeConf,
+    enabledad: bool,
 ) -> Result<(), CniError> {
     cont.set_link(index, true, None, None)
         .await
         .map_err(internal)?;
     for (addr, _) in &plan.ips {
-        cont.add_addr(index, addr.addr(), addr.prefix_len(), !conf.enabledad)
+        cont.add_addr(index, addr.addr(), addr.prefix_len(), !enabledad)
             .await
             .map_err(|e| internal(format!("failed to add IP addr {addr} to {index}: {e}")))?;
     }
-    if conf.enabledad && plan.ips.iter().any(|(a, _)| a.addr().is_ipv6()) {
+    if enabledad && plan.ips.iter().any(|(a, _)| a.addr().is_ipv6()) {
         settle_dad(cont, index, DAD_SETTLE_TIMEOUT).await?;
     }
     for (dst, gw) in &plan.routes {
