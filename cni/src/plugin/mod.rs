@@ -11,3 +11,4 @@ pub mod netns;
 pub mod portmap;
 pub mod ptp;
 pub mod veth;
+pub mod weft;
