@@ -350,47 +350,37 @@ impl Netlink {
             .map_err(nl_err(format!("set bridge port {index}")))
     }
 
-    /// Brings a link down.
-    pub async fn set_down(&self, index: u32) -> Result<(), LinkError> {
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).down().build())
-            .execute()
-            .await
-            .map_err(nl_err(format!("set link {index} down")))
-    }
-
-    /// Renames a link (it must be down), optionally setting its alias.
-    pub async fn rename(
+    /// Moves a link into the namespace `ns`, in the same request renaming it
+    /// to `name` there (the kernel closes the device for the move, so no
+    /// separate down is needed), optionally setting its alias and bringing
+    /// it up. A name taken in `ns` fails the whole request: the link stays.
+    pub async fn move_to(
         &self,
         index: u32,
+        ns: &NetNs,
         name: &str,
         alias: Option<&str>,
+        up: bool,
     ) -> Result<(), LinkError> {
-        let mut b = LinkUnspec::new_with_index(index).name(name.to_string());
+        use std::os::fd::AsRawFd;
+        let mut b = LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.file().as_raw_fd())
+            .name(name.to_string());
         if let Some(a) = alias {
             b = b.alias(a.to_string());
         }
-        self.handle
-            .link()
-            .set(b.build())
-            .execute()
-            .await
-            .map_err(nl_err(format!("rename link {index} to {name}")))
-    }
-
-    /// Moves a link into the namespace `ns`.
-    pub async fn move_to(&self, index: u32, ns: &NetNs) -> Result<(), LinkError> {
-        use std::os::fd::AsRawFd;
-        let msg = LinkUnspec::new_with_index(index)
-            .setns_by_fd(ns.file().as_raw_fd())
-            .build();
+        if up {
+            b = b.up();
+        }
+        let msg = b.build();
         self.handle
             .link()
             .set(msg)
             .execute()
             .await
-            .map_err(nl_err(format!("move link {index} to another netns")))
+            .map_err(nl_err(format!(
+                "move link {index} to another netns as {name}"
+            )))
     }
 
     /// Every link in this namespace.

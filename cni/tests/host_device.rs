@@ -249,8 +249,26 @@ fn failed_add_gives_the_device_back_and_errors_are_coded() {
         b"[",
     );
     assert_eq!(r.code(), Some(6), "{}", r.stdout);
-    // DEL after the namespace is gone (a veth dies with it): fine, twice.
+    // DEL while another link took the host name: refused, the device stays
+    // in the pod, and a retry after the name is free succeeds.
     let c = conf("1.0.0", &lab, json!({"device": "hd0"}), true);
+    let r = rt.add(&c, &att).expect_ok("ADD");
+    lab.host
+        .ip(&["link", "add", "hd0", "type", "veth", "peer", "name", "imp0"])
+        .unwrap();
+    let d = rt.del(&c, &att, Some(&r));
+    assert_eq!(d.code(), Some(999), "{}", d.stdout);
+    assert!(
+        link(&pod, "net1").is_some(),
+        "device kept in the pod for a retry"
+    );
+    lab.host.ip(&["link", "del", "hd0"]).unwrap();
+    rt.del(&c, &att, Some(&r)).expect_ok("DEL retried");
+    assert_eq!(
+        globals(&link(&lab.host, "hd0").unwrap()),
+        vec!["10.70.0.1/24", "fd70::1/64"]
+    );
+    // DEL after the namespace is gone (a veth dies with it): fine, twice.
     rt.add(&c, &att).expect_ok("ADD");
     drop(pod);
     rt.del(&c, &att, None).expect_ok("DEL, netns gone");

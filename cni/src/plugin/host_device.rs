@@ -78,7 +78,8 @@ async fn find(host: &Netlink, sel: &Selector) -> Result<Link, CniError> {
     }
 }
 
-/// Moves `dev` into the container as `ifname` (alias = its host name), up.
+/// Moves `dev` into the container as `ifname` (alias = its host name), up,
+/// in one request.
 async fn move_in(
     host: &Netlink,
     cont: &Netlink,
@@ -86,60 +87,42 @@ async fn move_in(
     dev: &Link,
     ifname: &str,
 ) -> Result<Link, CniError> {
-    host.set_down(dev.index)
-        .await
-        .map_err(|e| internal(format!("failed to set {:?} down: {e}", dev.name)))?;
-    host.move_to(dev.index, ns).await.map_err(|e| {
-        internal(format!(
-            "failed to move {:?} to container ns: {e}",
-            dev.name
-        ))
-    })?;
-    let moved = cont
-        .link_by_name(&dev.name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal(format!("failed to find {:?} after the move", dev.name)))?;
-    cont.rename(moved.index, ifname, Some(&dev.name))
+    host.move_to(dev.index, ns, ifname, Some(&dev.name), true)
         .await
         .map_err(|e| {
             internal(format!(
-                "failed to rename device {:?} to {ifname:?}: {e}",
+                "failed to move {:?} to container ns as {ifname:?}: {e}",
                 dev.name
             ))
         })?;
-    cont.set_link(moved.index, true, None, None)
-        .await
-        .map_err(|e| internal(format!("failed to set {ifname:?} up: {e}")))?;
-    cont.link_by_index(moved.index)
+    cont.link_by_name(ifname)
         .await
         .map_err(internal)?
-        .ok_or_else(|| internal(format!("{ifname} vanished")))
+        .ok_or_else(|| internal(format!("failed to find {ifname:?} after the move")))
 }
 
-/// Moves container interface `index` back to the host as `state.name`,
-/// then restores its addresses and up state. On a failed move the device
-/// keeps its container name and comes back up, so DEL can be retried.
+/// Moves container interface `dev` back to the host as `state.name` (up
+/// when it was), then restores its addresses. A failed move leaves it in
+/// the container under its container name, so DEL can be retried.
 async fn move_out(
-    host: &Netlink,
-    cont: &Netlink,
+    (host, cont): (&Netlink, &Netlink),
+    ns: &NetNs,
     dev: &Link,
     ifname: &str,
     state: &HostState,
 ) -> Result<(), CniError> {
     let host_ns = NetNs::open(Path::new("/proc/self/ns/net")).map_err(internal)?;
-    cont.set_down(dev.index)
+    if let Err(e) = cont
+        .move_to(dev.index, &host_ns, &state.name, None, state.up)
         .await
-        .map_err(|e| internal(format!("failed to set {ifname:?} down: {e}")))?;
-    let moved = async {
-        cont.rename(dev.index, &state.name, None).await?;
-        cont.move_to(dev.index, &host_ns).await
-    }
-    .await;
-    if let Err(e) = moved {
-        let _ = cont.rename(dev.index, ifname, None).await;
-        if dev.up {
-            let _ = cont.set_link(dev.index, true, None, None).await;
+    {
+        // The kernel moves the device before renaming it: when the host
+        // name is taken, it lands in the host under its container name.
+        // Put it back for a retry.
+        if let Ok(Some(l)) = host.link_by_name(&dev.name).await {
+            if l.mac == dev.mac {
+                let _ = host.move_to(l.index, ns, ifname, None, dev.up).await;
+            }
         }
         return Err(internal(format!(
             "failed to move {ifname:?} back to the host as {:?}: {e}",
@@ -155,11 +138,6 @@ async fn move_out(
         host.add_addr(back.index, a.addr(), a.prefix_len(), true)
             .await
             .map_err(|e| internal(format!("failed to restore {a} on {}: {e}", state.name)))?;
-    }
-    if state.up {
-        host.set_link(back.index, true, None, None)
-            .await
-            .map_err(internal)?;
     }
     Ok(())
 }
@@ -211,13 +189,13 @@ impl HostDevice {
             Ok(l) => l,
             Err(e) => {
                 // Wherever it got to, give it back.
-                if let Ok(Some(l)) = cont.link_by_name(&inv.ifname).await {
-                    let _ = move_out(&host, &cont, &l, &inv.ifname, &state).await;
-                } else if let Ok(Some(l)) = cont.link_by_name(&dev.name).await {
-                    let _ = move_out(&host, &cont, &l, &dev.name, &state).await;
-                } else if let Ok(Some(l)) = host.link_by_index(dev.index).await {
-                    if state.up {
-                        let _ = host.set_link(l.index, true, None, None).await;
+                // The move is one request: if it failed, the device is
+                // still in the host as it was; if only the look-up failed,
+                // give it back.
+                for name in [&inv.ifname, &dev.name] {
+                    if let Ok(Some(l)) = cont.link_by_name(name).await {
+                        let _ = move_out((&host, &cont), ns, &l, name, &state).await;
+                        break;
                     }
                 }
                 let _ = std::fs::remove_file(&path);
@@ -232,7 +210,7 @@ impl HostDevice {
                     let _ = delegate::exec_del(t, &inv.stdin, inv);
                 }
             }
-            if move_out(&host, &cont, &moved, &inv.ifname, &state)
+            if move_out((&host, &cont), ns, &moved, &inv.ifname, &state)
                 .await
                 .is_ok()
             {
@@ -314,7 +292,7 @@ impl HostDevice {
                 )));
             }
         };
-        move_out(&host, &cont, &dev, &inv.ifname, &state).await?;
+        move_out((&host, &cont), ns, &dev, &inv.ifname, &state).await?;
         let _ = std::fs::remove_file(&path);
         Ok(())
     }
