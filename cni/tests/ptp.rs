@@ -279,3 +279,34 @@ fn failed_add_leaves_nothing_and_errors_are_coded() {
     rt.del(&good, &att, Some(&r1)).expect_ok("DEL");
     assert!(lab.leases("pnet").is_empty());
 }
+
+#[test]
+fn status_and_gc_reach_ipam() {
+    if !privileged_or_skip("status_and_gc_reach_ipam", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("wcbp");
+    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let mut p = conf("1.1.0", &lab, "10.64.0.0/24", "fd64::/64", json!({}));
+    let list = json!({"cniVersion": "1.1.0", "name": "pnet", "plugins": [p.take()]});
+    rt.status_list(&list).unwrap();
+    let (p1, p2) = (lab.pod(1), lab.pod(2));
+    let a1 = Attachment::new("g1", "eth0").with_netns(Some(&netns_path(&p1)));
+    let a2 = Attachment::new("g2", "eth0").with_netns(Some(&netns_path(&p2)));
+    let r1 = rt.add_list(&list, &a1).unwrap();
+    let r2 = rt.add_list(&list, &a2).unwrap();
+    assert_eq!(lab.leases("pnet").len(), 4);
+    // only g2 is still valid: g1's leases go
+    rt.gc_list(&list, std::slice::from_ref(&a2)).unwrap();
+    let left = lab.leases("pnet");
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&result_ip(&r2, false)), "{left:?}");
+    rt.del_list(&list, &a1, Some(&r1)).unwrap();
+    rt.del_list(&list, &a2, Some(&r2)).unwrap();
+    assert!(lab.leases("pnet").is_empty());
+    assert!(lab.veths().is_empty());
+    // STATUS and GC need 1.1.0
+    let mut old = list.clone();
+    old["cniVersion"] = json!("1.0.0");
+    assert_eq!(rt.status_list(&old).unwrap_err().code(), Some(1));
+}
