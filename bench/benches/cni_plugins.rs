@@ -158,8 +158,9 @@ fn run(dir: &Path, n: usize, tag: &str) -> Run {
     }
 }
 
-/// The kernel's own cost of moving a link into a namespace and back (one
-/// netlink request each, in-process): host-device's floor.
+/// The kernel's own cost of moving an addressed, up link into a namespace
+/// and back (one netlink request each, in-process, no process start):
+/// host-device's floor, as cni_chain's veth delete floor is bridge DEL's.
 fn move_floor(n: usize) -> (f64, f64) {
     let p = unique_prefix("cpf");
     let host = Netns::create(&format!("{p}-h")).unwrap();
@@ -179,6 +180,10 @@ fn move_floor(n: usize) -> (f64, f64) {
             let host_ns = NetNs::open(Path::new(&format!("/run/netns/{hn}"))).unwrap();
             let h = weft_cni::link::Netlink::connect().unwrap();
             let c = weft_cni::link::Netlink::connect_in(&pod_ns).unwrap();
+            let l = h.link_by_name("fl0").await.unwrap().unwrap();
+            h.add_addr(l.index, [10, 204, 0, 1].into(), 24, true)
+                .await
+                .unwrap();
             for _ in 0..n {
                 let l = h.link_by_name("fl0").await.unwrap().unwrap();
                 let s = std::time::Instant::now();
@@ -248,7 +253,7 @@ fn main() {
             None => println!("  {row:<16} {om:>12.2} {:>12} {:>8}", "n/a", "n/a"),
         }
     }
-    let (fin, fout) = move_floor(5);
+    let (fin, fout) = move_floor(9);
     let (oa, od) = (
         median(o.t.get_mut("hd_add").unwrap()),
         median(o.t.get_mut("hd_del").unwrap()),
