@@ -3,7 +3,9 @@
 //! chain: each plugin process timed as a runtime execs it, medians and
 //! ratios printed, plus max RSS per exec (wait4).
 //!
-//! - ptp: ipMasq, mtu, host-local v4 /16 + v6 /64 with default routes.
+//! - ptp: ipMasq, mtu, host-local v4 /16 + v6 /64 with default routes (the
+//!   reference waits for IPv6 DAD on the pod address, ~2 s; ours adds it
+//!   without DAD), and again v4 only, where neither waits.
 //! - host-device: a veth end (addressed, up) moved into the pod by name and
 //!   back, without IPAM (the plugin's own work).
 //!
@@ -20,11 +22,17 @@ use cni_exec::{REFERENCE, Rss, env_usize, exec, median, note_rss, ours_dir};
 use netsim::netns::{Netns, unique_prefix};
 use serde_json::{Value, json};
 
-fn ptp_conf(data_dir: &str) -> Value {
-    json!({"cniVersion": "1.0.0", "name": "bench-ptp", "type": "ptp", "ipMasq": true, "mtu": 1400,
+fn ptp_conf(data_dir: &str, v6: bool) -> Value {
+    let mut c = json!({"cniVersion": "1.0.0", "name": "bench-ptp", "type": "ptp", "ipMasq": true, "mtu": 1400,
         "ipam": {"type": "host-local", "dataDir": data_dir,
                  "ranges": [[{"subnet": "10.202.0.0/16"}], [{"subnet": "fd22::/64"}]],
-                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}})
+                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}});
+    if !v6 {
+        c["name"] = json!("bench-ptp4");
+        c["ipam"]["ranges"] = json!([[{"subnet": "10.205.0.0/16"}]]);
+        c["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+    }
+    c
 }
 
 fn hd_conf(i: usize, state_dir: &str) -> Value {
@@ -48,36 +56,44 @@ fn runner() {
     let mut rss = Rss::new();
     let mut t: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let ptp = ptp_conf(&data);
-    let mut results = Vec::new();
-    for (i, p) in pods.iter().enumerate() {
-        let (d, r, m) = exec(
-            &dir,
-            "ptp",
-            "ADD",
-            &format!("p{i}"),
-            &format!("/run/netns/{p}"),
-            &ptp,
-            None,
-        );
-        note_rss(&mut rss, "ptp", "ADD", m);
-        t.entry("ptp_add").or_default().push(ms(d));
-        results.push(r);
-    }
-    for (i, p) in pods.iter().enumerate() {
-        let mut c = ptp.clone();
-        c["prevResult"] = results[i].clone();
-        let (d, _, m) = exec(
-            &dir,
-            "ptp",
-            "DEL",
-            &format!("p{i}"),
-            &format!("/run/netns/{p}"),
-            &c,
-            None,
-        );
-        note_rss(&mut rss, "ptp", "DEL", m);
-        t.entry("ptp_del").or_default().push(ms(d));
+    for (v6, tag) in [(true, "ptp"), (false, "ptp4")] {
+        let ptp = ptp_conf(&data, v6);
+        let mut results = Vec::new();
+        for (i, p) in pods.iter().enumerate() {
+            let cid = format!("{tag}-{i}");
+            let (d, r, m) = exec(
+                &dir,
+                "ptp",
+                "ADD",
+                &cid,
+                &format!("/run/netns/{p}"),
+                &ptp,
+                None,
+            );
+            note_rss(&mut rss, "ptp", "ADD", m);
+            t.entry(if v6 { "ptp_add" } else { "ptp4_add" })
+                .or_default()
+                .push(ms(d));
+            results.push(r);
+        }
+        for (i, p) in pods.iter().enumerate() {
+            let mut c = ptp.clone();
+            c["prevResult"] = results[i].clone();
+            let cid = format!("{tag}-{i}");
+            let (d, _, m) = exec(
+                &dir,
+                "ptp",
+                "DEL",
+                &cid,
+                &format!("/run/netns/{p}"),
+                &c,
+                None,
+            );
+            note_rss(&mut rss, "ptp", "DEL", m);
+            t.entry(if v6 { "ptp_del" } else { "ptp4_del" })
+                .or_default()
+                .push(ms(d));
+        }
     }
     let state = format!("{data}/hd-state");
     for (i, p) in pods.iter().enumerate() {
@@ -232,7 +248,7 @@ fn main() {
         .all(|p| Path::new(REFERENCE).join(p).is_file());
     let mut r = have_ref.then(|| run(Path::new(REFERENCE), iters, "cpr"));
     println!(
-        "cni_plugins: ptp (ipMasq, host-local v4/16+v6/64) and host-device (veth end, no IPAM), {iters} pods each"
+        "cni_plugins: ptp (ipMasq, host-local v4/16+v6/64, and v4 only) and host-device (veth end, no IPAM), {iters} pods each"
     );
     println!(
         "  {:<16} {:>12} {:>12} {:>8}",
@@ -241,6 +257,8 @@ fn main() {
     for (row, key) in [
         ("ptp ADD", "ptp_add"),
         ("ptp DEL", "ptp_del"),
+        ("ptp v4 ADD", "ptp4_add"),
+        ("ptp v4 DEL", "ptp4_del"),
         ("host-device ADD", "hd_add"),
         ("host-device DEL", "hd_del"),
     ] {
