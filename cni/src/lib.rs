@@ -1,5 +1,6 @@
-//! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
-//! and the netlink and nftables helpers they share.
+//! weft's CNI plugins (bridge, ptp, host-device, host-local, portmap and the
+//! weft/flannel meta-plugin): spec types, IPAM store, and the netlink and
+//! nftables helpers they share.
 //!
 //! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
 //! - [`spec`]: config keys, results and their version conversion.
@@ -7,7 +8,7 @@
 //! - [`delegate`]: running an IPAM plugin from a main plugin.
 //! - [`ipam`]: host-local's allocator and on-disk lease store.
 //! - [`plugin`]: the plugins.
-//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
+//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of the plugins.
 #![forbid(unsafe_code)]
 
 pub mod delegate;
