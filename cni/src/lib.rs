@@ -1,6 +1,6 @@
-//! weft's CNI plugins (bridge, host-local, portmap, dhcp): spec types, IPAM
-//! store, the DHCP client and daemon, and the netlink and nftables helpers
-//! they share.
+//! weft's CNI plugins (bridge, ptp, host-device, host-local, dhcp, portmap
+//! and the weft/flannel meta-plugin): spec types, IPAM store, the DHCP client
+//! and daemon, and the netlink and nftables helpers they share.
 //!
 //! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
 //! - [`spec`]: config keys, results and their version conversion.
@@ -9,7 +9,7 @@
 //! - [`ipam`]: host-local's allocator and on-disk lease store.
 //! - [`dhcp`]: the dhcp plugin's codec, client, daemon and lease records.
 //! - [`plugin`]: the plugins.
-//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of bridge and portmap.
+//! - [`link`], [`ns`], [`nft`]: netlink, namespace and nftables edges of the plugins.
 #![forbid(unsafe_code)]
 
 pub mod delegate;

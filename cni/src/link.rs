@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlInfo, LinkMessage,
 };
+pub use netlink_packet_route::route::RouteScope;
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::ns::{NetNs, NsError};
@@ -79,6 +80,8 @@ pub struct Link {
     pub up: bool,
     /// Operationally up (`IFF_RUNNING`: carrier seen by the kernel's link watch).
     pub running: bool,
+    /// `IFLA_IFALIAS`, if set.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -92,6 +95,7 @@ impl Link {
             master: None,
             up: m.header.flags.contains(LinkFlags::Up),
             running: m.header.flags.contains(LinkFlags::Running),
+            alias: None,
         };
         for a in &m.attributes {
             match a {
@@ -99,6 +103,7 @@ impl Link {
                 LinkAttribute::Address(a) => l.mac.clone_from(a),
                 LinkAttribute::Mtu(v) => l.mtu = *v,
                 LinkAttribute::Controller(c) => l.master = Some(*c),
+                LinkAttribute::IfAlias(a) => l.alias = Some(a.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let NlInfo::Kind(k) = i {
@@ -142,6 +147,24 @@ pub struct RouteSpec {
     pub gw: Option<IpAddr>,
     /// Output interface.
     pub oif: u32,
+    /// Preferred source address.
+    pub src: Option<IpAddr>,
+    /// Scope (the builder's universe when `None`).
+    pub scope: Option<RouteScope>,
+}
+
+impl RouteSpec {
+    /// A universe-scoped route to `dst/prefix` out of `oif`, optionally via `gw`.
+    pub fn new(dst: IpAddr, prefix: u8, gw: Option<IpAddr>, oif: u32) -> Self {
+        Self {
+            dst,
+            prefix,
+            gw,
+            oif,
+            src: None,
+            scope: None,
+        }
+    }
 }
 
 /// An rtnetlink handle bound to one network namespace.
@@ -328,6 +351,52 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl_err(format!("set bridge port {index}")))
+    }
+
+    /// Moves a link into the namespace `ns`, in the same request renaming it
+    /// to `name` there (the kernel closes the device for the move, so no
+    /// separate down is needed), optionally setting its alias and bringing
+    /// it up. A name taken in `ns` fails the whole request: the link stays.
+    pub async fn move_to(
+        &self,
+        index: u32,
+        ns: &NetNs,
+        name: &str,
+        alias: Option<&str>,
+        up: bool,
+    ) -> Result<(), LinkError> {
+        use std::os::fd::AsRawFd;
+        let mut b = LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.file().as_raw_fd())
+            .name(name.to_string());
+        if let Some(a) = alias {
+            b = b.alias(a.to_string());
+        }
+        if up {
+            b = b.up();
+        }
+        let msg = b.build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!(
+                "move link {index} to another netns as {name}"
+            )))
+    }
+
+    /// Every link in this namespace.
+    pub async fn links(&self) -> Result<Vec<Link>, LinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err("list links"))?;
+        Ok(msgs.iter().map(Link::from_msg).collect())
     }
 
     /// Deletes a link.

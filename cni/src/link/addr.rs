@@ -35,6 +35,16 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Addresses on a link as prefixes (`10.1.0.5/24`).
+    pub async fn prefixes(&self, index: u32) -> Result<Vec<ipnet::IpNet>, LinkError> {
+        Ok(self
+            .addrs(index)
+            .await?
+            .into_iter()
+            .filter_map(|(ip, p)| ipnet::IpNet::new(ip, p).ok())
+            .collect())
+    }
+
     /// IPv6 duplicate address detection state of a link's addresses:
     /// (still tentative, failed).
     pub async fn dad_state(&self, index: u32) -> Result<(Vec<IpAddr>, Vec<IpAddr>), LinkError> {
@@ -83,12 +93,32 @@ impl Netlink {
         prefix: u8,
         nodad: bool,
     ) -> Result<(), LinkError> {
+        self.add_addr_opts(index, ip, prefix, nodad, false).await
+    }
+
+    /// [`Netlink::add_addr`], optionally without the kernel's prefix route
+    /// (`IFA_F_NOPREFIXROUTE`).
+    pub async fn add_addr_opts(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+        nodad: bool,
+        noprefixroute: bool,
+    ) -> Result<(), LinkError> {
         use netlink_packet_route::address::{AddressAttribute, AddressFlags};
         let mut req = self.handle.address().add(index, ip, prefix);
+        let mut flags = AddressFlags::empty();
         if nodad && ip.is_ipv6() {
+            flags |= AddressFlags::Nodad;
+        }
+        if noprefixroute {
+            flags |= AddressFlags::Noprefixroute;
+        }
+        if !flags.is_empty() {
             req.message_mut()
                 .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                .push(AddressAttribute::Flags(flags));
         }
         match req
             .execute()
@@ -134,6 +164,12 @@ impl Netlink {
                 if let Some(IpAddr::V4(g)) = gw {
                     b = b.gateway(g);
                 }
+                if let Some(IpAddr::V4(s)) = r.src {
+                    b = b.pref_source(s);
+                }
+                if let Some(sc) = r.scope {
+                    b = b.scope(sc);
+                }
                 b.build()
             }
             (IpAddr::V6(d), gw) => {
@@ -142,6 +178,12 @@ impl Netlink {
                     .output_interface(r.oif);
                 if let Some(IpAddr::V6(g)) = gw {
                     b = b.gateway(g);
+                }
+                if let Some(IpAddr::V6(s)) = r.src {
+                    b = b.pref_source(s);
+                }
+                if let Some(sc) = r.scope {
+                    b = b.scope(sc);
                 }
                 b.build()
             }
@@ -159,6 +201,64 @@ impl Netlink {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             r => r,
         }
+    }
+
+    /// Main-table routes out of `oif` (both families): (destination, gateway).
+    pub async fn routes_via(
+        &self,
+        oif: u32,
+    ) -> Result<Vec<(ipnet::IpNet, Option<IpAddr>)>, LinkError> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        use rtnetlink::RouteMessageBuilder;
+        let to_ip = |a: &RouteAddress| match a {
+            RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+            RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for (v6, filter) in [
+            (
+                false,
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            ),
+            (
+                true,
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            ),
+        ] {
+            let msgs: Vec<_> = self
+                .handle
+                .route()
+                .get(filter)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl_err("list routes"))?;
+            for m in msgs {
+                let (mut dst, mut gw, mut on) = (None, None, false);
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(d) => dst = to_ip(d),
+                        RouteAttribute::Gateway(g) => gw = to_ip(g),
+                        RouteAttribute::Oif(i) => on = *i == oif,
+                        _ => {}
+                    }
+                }
+                let unspecified = if v6 {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+                };
+                let dst = dst.unwrap_or(unspecified);
+                if let (true, Ok(net)) = (
+                    on,
+                    ipnet::IpNet::new(dst, m.header.destination_prefix_length),
+                ) {
+                    out.push((net, gw));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The output interface of the route the kernel would use to reach `ip`.

@@ -3,7 +3,7 @@
 //! macspoofchk (nftables), all over netlink with no child processes.
 //!
 //! Every kernel object is named from (network, container id, ifname) — see
-//! [`plan::Names`] — so DEL cleans up without prevResult, with the netns gone
+//! [`crate::plugin::names::Names`] — so DEL cleans up without prevResult, with the netns gone
 //! or with an empty `CNI_NETNS`, and a failed ADD undoes itself (including the
 //! IPAM lease).
 
@@ -20,6 +20,7 @@ use crate::error::CniError;
 use crate::link::{self, Netlink};
 use crate::nft::NfSocket;
 use crate::ns::NetNs;
+use crate::plugin::{netns, veth};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::{CniResult, Interface, IpConfig, Route};
 use config::BridgeConf;
@@ -37,23 +38,6 @@ fn load(inv: &Invocation) -> Result<(BridgeConf, config::VlanPlan), CniError> {
     Ok((conf, vlan))
 }
 
-fn rt() -> Result<tokio::runtime::Runtime, CniError> {
-    link::runtime().map_err(|e| CniError::io("tokio runtime", e))
-}
-
-fn open_netns(inv: &Invocation) -> Result<NetNs, CniError> {
-    let path = inv
-        .netns
-        .as_ref()
-        .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing", ""))?;
-    NetNs::open(path).map_err(|e| {
-        CniError::internal(
-            format!("failed to open netns {:?}: {e}", path.display()),
-            "",
-        )
-    })
-}
-
 impl Bridge {
     async fn add_async(
         &self,
@@ -66,20 +50,7 @@ impl Bridge {
     ) -> Result<CniResult, CniError> {
         let host = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
         let cont = Netlink::connect_in(netns).map_err(|e| CniError::internal(e.to_string(), ""))?;
-        if cont
-            .link_by_name(&inv.ifname)
-            .await
-            .map_err(|e| CniError::internal(e.to_string(), ""))?
-            .is_some()
-        {
-            return Err(CniError::internal(
-                format!(
-                    "container veth name provided ({}) already exists",
-                    inv.ifname
-                ),
-                "",
-            ));
-        }
+        veth::ensure_absent(&cont, &inv.ifname).await?;
         let br = attach::ensure_bridge(&host, conf, vlan).await?;
         let hv =
             attach::create_veth(&host, netns, &br, conf, vlan, names, &inv.ifname, mac).await?;
@@ -186,7 +157,7 @@ impl Bridge {
             }
         }
         if !conf.disable_container_interface {
-            attach::configure_container(cont, ci.index, &addr_plan, conf).await?;
+            attach::configure_container(cont, ci.index, &addr_plan, conf.enabledad).await?;
         }
         if conf.is_gateway && vlan.access != 0 && !addr_plan.bridge_addrs.is_empty() {
             let gw = attach::vlan_gateway_link(host, br, conf, vlan).await?;
@@ -246,9 +217,9 @@ impl Plugin for Bridge {
                 inv.net.runtime_config.as_ref(),
             )
             .map_err(|e| CniError::config(e, ""))?;
-        let netns = open_netns(inv)?;
+        let netns = netns::open_required(inv)?;
         let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
-        rt()?.block_on(self.add_async(inv, &conf, &vlan, &netns, &names, mac))
+        netns::runtime()?.block_on(self.add_async(inv, &conf, &vlan, &netns, &names, mac))
     }
 
     fn del(&self, inv: &Invocation) -> Result<(), CniError> {
@@ -257,23 +228,16 @@ impl Plugin for Bridge {
             delegate::exec_del(t, &inv.stdin, inv)?;
         }
         let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
-        let netns = match inv.netns.as_ref().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => match NetNs::open(p) {
-                Ok(n) => Some(n),
-                Err(e) if e.is_missing() => None,
-                Err(e) => return Err(CniError::internal(e.to_string(), "")),
-            },
-            None => None,
-        };
+        let netns = netns::open_for_del(inv)?;
         // The socket stays open until the links are gone: closing an
         // nfnetlink socket waits for the deleted rules' RCU grace period,
         // which then overlaps with the (slower) veth deletion.
         let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
         attach::release_rules(&mut sock, &names)
             .map_err(|e| CniError::internal(e.to_string(), ""))?;
-        let r = rt()?.block_on(async {
+        let r = netns::runtime()?.block_on(async {
             let host = Netlink::connect().map_err(|e| CniError::internal(e.to_string(), ""))?;
-            attach::delete_links(&host, &names, netns.as_ref(), &inv.ifname).await
+            veth::delete_pair(&host, &names, netns.as_ref(), &inv.ifname).await
         });
         drop(sock);
         r
@@ -304,9 +268,9 @@ impl Plugin for Bridge {
         if let Some(t) = inv.net.ipam_type() {
             delegate::exec_check(t, &inv.stdin, inv)?;
         }
-        let netns = open_netns(inv)?;
+        let netns = netns::open_required(inv)?;
         let names = Names::new(&inv.net.name, &inv.container_id, &inv.ifname);
-        rt()?.block_on(async {
+        netns::runtime()?.block_on(async {
             let e = |m: String| CniError::internal(m, "");
             let host = Netlink::connect().map_err(|x| e(x.to_string()))?;
             let cont = Netlink::connect_in(&netns).map_err(|x| e(x.to_string()))?;
@@ -352,7 +316,10 @@ impl Plugin for Bridge {
                     )));
                 }
             }
-            let have = attach::link_addrs(&cont, ci.index).await?;
+            let have = cont
+                .prefixes(ci.index)
+                .await
+                .map_err(|x| e(x.to_string()))?;
             for ip in &prev.ips {
                 if !have.contains(&ip.address) {
                     return Err(e(format!(

@@ -1,6 +1,15 @@
-//! The plugins, each a [`crate::skel::Plugin`].
+//! The plugins, each a [`crate::skel::Plugin`], and what the main plugins
+//! share: attachment [`names`], the [`veth`] pair, [`masq`] and the
+//! container [`netns`].
 
 pub mod bridge;
 pub mod dhcp;
+pub mod host_device;
 pub mod host_local;
+pub mod masq;
+pub mod names;
+pub mod netns;
 pub mod portmap;
+pub mod ptp;
+pub mod veth;
+pub mod weft;

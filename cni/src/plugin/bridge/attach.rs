@@ -2,16 +2,15 @@
 //! routes, sysctls and the nftables batch. Everything created is named from
 //! the attachment, so DEL and failure cleanup need no state.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 
 use super::config::{BridgeConf, VlanPlan};
 use super::plan::{self, AddrPlan, Names};
 use crate::error::CniError;
 use crate::link::{self, Link, LinkError, Netlink, RouteSpec};
-use crate::nft::{self, NfSocket, NftError, skeleton};
-use crate::ns::{self, NetNs};
+use crate::nft::{NfSocket, NftError, skeleton};
+use crate::ns::NetNs;
+use crate::plugin::{masq, netns, veth};
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -90,19 +89,7 @@ pub async fn create_veth(
     mac: Option<[u8; 6]>,
 ) -> Result<Link, CniError> {
     // As the reference: the configured MTU, else the kernel default.
-    let mtu = (conf.mtu != 0).then_some(conf.mtu);
-    host.add_veth(&names.host_veth, ifname, netns, mtu, mac).await.map_err(|e| match e.errno() {
-        Some(libc::EEXIST) => internal(format!(
-            "failed to create veth {}: a link with that name already exists (attachment already set up?)",
-            names.host_veth
-        )),
-        _ => internal(format!("failed to create veth: {e}")),
-    })?;
-    let hv = host
-        .link_by_name(&names.host_veth)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal(format!("veth {} vanished", names.host_veth)))?;
+    let hv = veth::add_pair(host, netns, names, ifname, conf.mtu, mac).await?;
     host.set_link(hv.index, true, None, Some(br.index))
         .await
         .map_err(internal)?;
@@ -248,32 +235,29 @@ pub async fn settle_dad(
     }
 }
 
-/// Configures the container interface: up, addresses, routes.
+/// Configures the container interface: up, addresses (IPv6 without DAD
+/// unless `enabledad`), routes (via the family's gateway when IPAM gave
+/// none), like the reference's `ipam.ConfigureIface`.
 pub async fn configure_container(
     cont: &Netlink,
     index: u32,
     plan: &AddrPlan,
-    conf: &BridgeConf,
+    enabledad: bool,
 ) -> Result<(), CniError> {
     cont.set_link(index, true, None, None)
         .await
         .map_err(internal)?;
     for (addr, _) in &plan.ips {
-        cont.add_addr(index, addr.addr(), addr.prefix_len(), !conf.enabledad)
+        cont.add_addr(index, addr.addr(), addr.prefix_len(), !enabledad)
             .await
             .map_err(|e| internal(format!("failed to add IP addr {addr} to {index}: {e}")))?;
     }
-    if conf.enabledad && plan.ips.iter().any(|(a, _)| a.addr().is_ipv6()) {
+    if enabledad && plan.ips.iter().any(|(a, _)| a.addr().is_ipv6()) {
         settle_dad(cont, index, DAD_SETTLE_TIMEOUT).await?;
     }
     for (dst, gw) in &plan.routes {
         let gw = plan::route_gateway(dst, *gw, &plan.ips);
-        let r = RouteSpec {
-            dst: dst.network(),
-            prefix: dst.prefix_len(),
-            gw,
-            oif: index,
-        };
+        let r = RouteSpec::new(dst.network(), dst.prefix_len(), gw, index);
         cont.add_route(&r)
             .await
             .map_err(|e| internal(format!("failed to add route {dst}: {e}")))?;
@@ -318,39 +302,18 @@ pub async fn configure_gateway(
     }
     let v4 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv4());
     let v6 = plan.ips.iter().any(|(a, _)| a.addr().is_ipv6());
-    if v4 && ns::read_sysctl("net/ipv4/ip_forward").ok().as_deref() != Some("1") {
-        ns::write_sysctl("net/ipv4/ip_forward", "1")
-            .map_err(|e| CniError::io("enable ip_forward", e))?;
-    }
-    if v6
-        && ns::read_sysctl("net/ipv6/conf/all/forwarding")
-            .ok()
-            .as_deref()
-            != Some("1")
-    {
-        ns::write_sysctl("net/ipv6/conf/all/forwarding", "1")
-            .map_err(|e| CniError::io("enable IPv6 forwarding", e))?;
-    }
-    Ok(())
+    netns::enable_forwarding(v4, v6)
 }
 
 /// Releases the attachment's nftables state (ipMasq and macspoofchk).
 pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError> {
-    let mut ops = Vec::new();
-    for (table, chain) in [
-        (skeleton::inet_table(), &names.masq_chain),
-        (skeleton::bridge_table(), &names.spoof_chain),
-    ] {
-        let owned = sock.owned(&table, chain)?;
-        if !owned.is_empty() {
-            ops.extend(nft::release_ops(&table, chain, &owned));
-        }
-    }
-    match sock.apply(&ops) {
-        // A concurrent DEL of the same attachment won the race.
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
-        r => r,
-    }
+    let mut ops = masq::release_chain_ops(sock, &skeleton::inet_table(), &names.masq_chain)?;
+    ops.extend(masq::release_chain_ops(
+        sock,
+        &skeleton::bridge_table(),
+        &names.spoof_chain,
+    )?);
+    masq::apply_release(sock, &ops)
 }
 
 /// Installs ipMasq / macspoofchk for the attachment in one batch.
@@ -378,45 +341,4 @@ pub fn install_rules(
         ops.extend(plan::spoof_ops(names, host_ifindex, m));
     }
     sock.apply(&ops).map_err(nft_err)
-}
-
-/// Deletes the attachment's links: the host veth by its derived name, or the
-/// container interface when the host end is not ours (e.g. made by another
-/// plugin) and the namespace still exists.
-pub async fn delete_links(
-    host: &Netlink,
-    names: &Names,
-    netns: Option<&NetNs>,
-    ifname: &str,
-) -> Result<(), CniError> {
-    if let Some(hv) = host
-        .link_by_name(&names.host_veth)
-        .await
-        .map_err(internal)?
-    {
-        match host.del_link(hv.index).await {
-            Err(e) if e.errno() != Some(libc::ENODEV) => return Err(internal(e)),
-            _ => return Ok(()),
-        }
-    }
-    let Some(ns) = netns else { return Ok(()) };
-    let cont = Netlink::connect_in(ns).map_err(internal)?;
-    if let Some(l) = cont.link_by_name(ifname).await.map_err(internal)? {
-        match cont.del_link(l.index).await {
-            Err(e) if e.errno() != Some(libc::ENODEV) => return Err(internal(e)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The addresses of a link as prefixes.
-pub async fn link_addrs(nl: &Netlink, index: u32) -> Result<Vec<IpNet>, CniError> {
-    Ok(nl
-        .addrs(index)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .filter_map(|(ip, p): (IpAddr, u8)| IpNet::new(ip, p).ok())
-        .collect())
 }

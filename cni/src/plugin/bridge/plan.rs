@@ -1,37 +1,16 @@
-//! Pure planning for the bridge plugin: names derived from the attachment,
-//! gateway and route decisions, and the nftables ops for ipMasq and
-//! macspoofchk. No kernel access here.
+//! Pure planning for the bridge plugin: gateway and route decisions and the
+//! nftables ops for macspoofchk (names and ipMasq ops are shared with ptp:
+//! [`crate::plugin::names`], [`crate::plugin::masq`]). No kernel access here.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::nft::expr::{self, Base, CmpOp, Expr, REG32_00};
-use crate::nft::skeleton::{self, MASQ4, MASQ6, SPOOF};
-use crate::nft::{Op, Owned, Verdict, owner_id, owner_records};
-
-/// Deterministic names of everything one attachment creates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    /// Host-side veth (`veth` + 8 hex digits).
-    pub host_veth: String,
-    /// Per-pod ipMasq chain (owner of the masq map elements).
-    pub masq_chain: String,
-    /// Per-pod macspoofchk chain (bridge table).
-    pub spoof_chain: String,
-}
-
-impl Names {
-    /// Names for (network, container id, ifname).
-    pub fn new(net: &str, cid: &str, ifname: &str) -> Self {
-        let id = owner_id(&[net, cid, ifname]);
-        Self {
-            host_veth: format!("veth{}", &id[..8]),
-            masq_chain: format!("cn-m-{id}"),
-            spoof_chain: format!("cn-s-{id}"),
-        }
-    }
-}
+use crate::nft::expr::{Base, CmpOp, Expr, REG32_00};
+use crate::nft::skeleton::{self, SPOOF};
+use crate::nft::{Op, Owned, Verdict, owner_records};
+pub use crate::plugin::masq::masq_ops;
+pub use crate::plugin::names::Names;
 
 /// Addresses and routes to configure.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -156,78 +135,6 @@ pub fn route_gateway(
     })
 }
 
-/// ipMasq ops: a per-pod chain (accept to the pod's own subnet, masquerade
-/// the rest except multicast), its owner records, and the map elements.
-pub fn masq_ops(names: &Names, ips: &[IpNet]) -> Vec<Op> {
-    let t = skeleton::inet_table();
-    let chain = names.masq_chain.clone();
-    let mut ops = vec![Op::AddChain {
-        table: t.clone(),
-        name: chain.clone(),
-        hook: None,
-    }];
-    let mut owned = Vec::new();
-    let mut elems4 = Vec::new();
-    let mut elems6 = Vec::new();
-    for ip in ips {
-        let v6 = ip.addr().is_ipv6();
-        let own = {
-            let mut e = expr::match_nfproto(v6);
-            e.extend(expr::match_prefix(
-                ip.addr(),
-                if v6 { 128 } else { 32 },
-                false,
-                false,
-            ));
-            e
-        };
-        let mut accept = own.clone();
-        accept.extend(expr::match_prefix(
-            ip.network(),
-            ip.prefix_len(),
-            true,
-            false,
-        ));
-        accept.push(Expr::Verdict(Verdict::Accept));
-        let (mcast, mlen): (IpAddr, u8) = if v6 {
-            ("ff00::".parse().unwrap_or(IpAddr::V6(0.into())), 8)
-        } else {
-            ([224, 0, 0, 0].into(), 4)
-        };
-        let mut masq = own;
-        masq.extend(expr::match_prefix(mcast, mlen, true, true));
-        masq.push(Expr::Masquerade);
-        for exprs in [accept, masq] {
-            ops.push(Op::AddRule {
-                table: t.clone(),
-                chain: chain.clone(),
-                exprs,
-                userdata: None,
-            });
-        }
-        let key = expr::ip_bytes(ip.addr());
-        let set = if v6 { MASQ6 } else { MASQ4 };
-        owned.push(Owned::Elem {
-            table: t.clone(),
-            set: set.into(),
-            key: key.clone(),
-        });
-        let el = (key, Some(Verdict::Jump(chain.clone())));
-        if v6 { elems6.push(el) } else { elems4.push(el) }
-    }
-    ops.extend(owner_records(&t, &chain, &owned));
-    for (set, elems) in [(MASQ4, elems4), (MASQ6, elems6)] {
-        if !elems.is_empty() {
-            ops.push(Op::AddElems {
-                table: t.clone(),
-                set: set.into(),
-                elems,
-            });
-        }
-    }
-    ops
-}
-
 /// macspoofchk ops: frames entering from the host veth must carry `mac`.
 pub fn spoof_ops(names: &Names, host_ifindex: u32, mac: [u8; 6]) -> Vec<Op> {
     let t = skeleton::bridge_table();
@@ -282,14 +189,6 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn names_are_deterministic_and_short() {
-        let a = Names::new("net", "cid", "eth0");
-        assert_eq!(a, Names::new("net", "cid", "eth0"));
-        assert_ne!(a.host_veth, Names::new("net", "cid", "eth1").host_veth);
-        assert!(a.host_veth.len() <= 15);
     }
 
     #[test]
@@ -352,34 +251,5 @@ mod tests {
             Some("10.1.0.1".parse().unwrap())
         );
         assert_eq!(route_gateway(&net("::/0"), None, &ips), None);
-    }
-
-    #[test]
-    fn masq_plan_owns_its_elements() {
-        let n = Names::new("n", "c", "eth0");
-        let ops = masq_ops(&n, &[net("10.1.2.9/16"), net("fd00::5/64")]);
-        let elems: Vec<_> = ops
-            .iter()
-            .filter(|o| matches!(o, Op::AddElems { .. }))
-            .collect();
-        assert_eq!(elems.len(), 2);
-        let records = ops
-            .iter()
-            .filter(|o| {
-                matches!(
-                    o,
-                    Op::AddRule {
-                        userdata: Some(_),
-                        ..
-                    }
-                )
-            })
-            .count();
-        assert_eq!(records, 2);
-        let rules = ops
-            .iter()
-            .filter(|o| matches!(o, Op::AddRule { userdata: None, .. }))
-            .count();
-        assert_eq!(rules, 4);
     }
 }

@@ -1,0 +1,135 @@
+//! Shared by the CNI benches: exec a plugin the way a runtime does, time
+//! it, and read its max RSS with wait4(2); medians.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const REFERENCE: &str = "/usr/lib/cni";
+
+pub fn ours_dir() -> PathBuf {
+    // target/release/deps/cni_chain-xxx -> target/release
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+pub fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Runs one plugin like a runtime does; returns its wall time, its result
+/// and the max RSS (KiB) of its process tree (wait4's rusage: the plugin
+/// plus any children it waited for, e.g. the reference's iptables).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below
+pub fn exec(
+    dir: &Path,
+    plugin: &str,
+    cmd: &str,
+    cid: &str,
+    netns: &str,
+    conf: &Value,
+    strace: Option<&Path>,
+) -> (Duration, Value, i64) {
+    let bin = dir.join(plugin);
+    let mut c = match strace {
+        Some(out) => {
+            let mut c = Command::new("strace");
+            c.args(["-f", "-qq", "-e", "trace=execve", "-o"])
+                .arg(out)
+                .arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    c.env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    force_fork(&mut c);
+    let start = Instant::now();
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let (status, maxrss) = wait4(child.id());
+    let took = start.elapsed();
+    let v: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+    assert!(
+        status == 0,
+        "{plugin} {cmd} failed (wait status {status}): {} {}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    (took, v, maxrss)
+}
+
+/// Makes std spawn with fork(2)+exec instead of vfork/posix_spawn. With
+/// vfork the child borrows our address space until exec, and Linux folds that
+/// mm's high-water mark into the child's ru_maxrss: every plugin would report
+/// at least this (bigger) process's peak. A forked child only carries our
+/// anonymous pages, well below any plugin's own peak.
+#[allow(unsafe_code)]
+fn force_fork(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook does nothing (async-signal-safe); it only makes std
+    // take the fork path.
+    unsafe {
+        c.pre_exec(|| Ok(()));
+    }
+}
+
+/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB).
+#[allow(unsafe_code)]
+fn wait4(pid: u32) -> (i32, i64) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    (status, ru.ru_maxrss)
+}
+
+/// Max RSS per "plugin COMMAND" over a run.
+pub type Rss = std::collections::BTreeMap<String, i64>;
+
+pub fn note_rss(rss: &mut Rss, plugin: &str, cmd: &str, kb: i64) {
+    let e = rss.entry(format!("{plugin} {cmd}")).or_insert(0);
+    *e = (*e).max(kb);
+}

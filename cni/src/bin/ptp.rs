@@ -1,0 +1,5 @@
+//! The `ptp` CNI plugin binary.
+
+fn main() {
+    weft_cni::skel::run(&weft_cni::plugin::ptp::Ptp)
+}
