@@ -2,4 +2,7 @@
 
 pub mod bridge;
 pub mod host_local;
+pub mod loopback;
 pub mod portmap;
+pub mod static_ipam;
+pub mod tuning;
