@@ -229,14 +229,20 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge (up), tolerating a concurrent creator.
+    /// Creates a bridge (up), tolerating a concurrent creator. A `mac`
+    /// given here is the bridge's for good: the kernel no longer replaces it
+    /// with the lowest port address as ports come and go.
     pub async fn add_bridge(
         &self,
         name: &str,
         mtu: Option<u32>,
         vlan_filtering: bool,
+        mac: Option<[u8; 6]>,
     ) -> Result<(), LinkError> {
         let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
         if vlan_filtering {
             b = b.vlan_filtering(true);
         }

@@ -193,16 +193,83 @@ impl Plugin for PortMap {
             return Ok(());
         }
         let mut sock = NfSocket::open().map_err(nft_err)?;
-        if sock
-            .owned(&skeleton::inet_table(), &names.dnat_chain)
-            .map_err(nft_err)?
-            .is_empty()
-        {
-            return Err(CniError::internal(
-                format!("portmap rules for container {} missing", inv.container_id),
-                "",
-            ));
-        }
-        Ok(())
+        verify(&mut sock, &names, &p.ops).map_err(|why| {
+            CniError::internal(
+                format!(
+                    "portmap state of container {} does not match its config",
+                    inv.container_id
+                ),
+                why,
+            )
+        })
     }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        let valid = crate::spec::valid_attachments(&inv.stdin)?;
+        let keep = |cid: &str, _: &str| valid.iter().any(|(c, _)| c == cid);
+        let mut sock = NfSocket::open().map_err(nft_err)?;
+        let (ops, released) = nft::gc::stale_ops(
+            &mut sock,
+            &skeleton::inet_table(),
+            plan::DNAT_PREFIX,
+            &inv.net.name,
+            &keep,
+        )
+        .map_err(nft_err)?;
+        nft::gc::apply_release(&mut sock, &ops).map_err(nft_err)?;
+        flush_udp(&mut sock, &plan::owned_udp_ports(&released))
+    }
+}
+
+/// Compares the kernel with what ADD installs: every map element present
+/// and pointing at the pod's chain, and the pod's chains holding the
+/// planned number of rules. Returns what is missing.
+fn verify(sock: &mut NfSocket, names: &PmNames, ops: &[nft::Op]) -> Result<(), String> {
+    let e = |x: NftError| x.to_string();
+    let t = skeleton::inet_table();
+    if sock.owned(&t, &names.dnat_chain).map_err(e)?.is_empty() {
+        return Err(format!("chain {} missing", names.dnat_chain));
+    }
+    let mut want_rules: Vec<(&str, usize)> = Vec::new();
+    for op in ops {
+        match op {
+            nft::Op::AddElems { table, set, elems } => {
+                for (key, verdict) in elems {
+                    let got = sock.elem(table, set, key).map_err(e)?;
+                    let Some(got) = got else {
+                        return Err(format!("element of map {set} missing"));
+                    };
+                    let target = match verdict {
+                        Some(nft::Verdict::Goto(c) | nft::Verdict::Jump(c)) => c.as_str(),
+                        _ => continue,
+                    };
+                    if !got.windows(target.len()).any(|w| w == target.as_bytes()) {
+                        return Err(format!("element of map {set} does not lead to {target}"));
+                    }
+                }
+            }
+            nft::Op::AddRule {
+                chain,
+                userdata: None,
+                ..
+            } => match want_rules.iter_mut().find(|(c, _)| *c == chain.as_str()) {
+                Some(w) => w.1 += 1,
+                None => want_rules.push((chain.as_str(), 1)),
+            },
+            _ => {}
+        }
+    }
+    for (chain, want) in want_rules {
+        let have = sock
+            .chains(&t, chain)
+            .map_err(e)?
+            .into_iter()
+            .find(|(c, _, _)| c == chain)
+            .map_or(0, |(_, _, n)| n);
+        if have != want {
+            return Err(format!("chain {chain} has {have} rules, {want} expected"));
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,11 @@ use crate::nft::expr::{self, Base, CmpOp, Expr, REG32_00};
 use crate::nft::skeleton::{self, MASQ4, MASQ6, SPOOF};
 use crate::nft::{Op, Owned, Verdict, owner_id, owner_records};
 
+/// Name prefix of the per-pod ipMasq chains.
+pub const MASQ_PREFIX: &str = "cn-m-";
+/// Name prefix of the per-pod macspoofchk chains.
+pub const SPOOF_PREFIX: &str = "cn-s-";
+
 /// Deterministic names of everything one attachment creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -19,6 +24,8 @@ pub struct Names {
     pub masq_chain: String,
     /// Per-pod macspoofchk chain (bridge table).
     pub spoof_chain: String,
+    /// The attachment, recorded in the owner chains for GC.
+    pub owner: Owned,
 }
 
 impl Names {
@@ -27,8 +34,13 @@ impl Names {
         let id = owner_id(&[net, cid, ifname]);
         Self {
             host_veth: format!("veth{}", &id[..8]),
-            masq_chain: format!("cn-m-{id}"),
-            spoof_chain: format!("cn-s-{id}"),
+            masq_chain: format!("{MASQ_PREFIX}{id}"),
+            spoof_chain: format!("{SPOOF_PREFIX}{id}"),
+            owner: Owned::Attachment {
+                network: net.to_string(),
+                container_id: cid.to_string(),
+                ifname: ifname.to_string(),
+            },
         }
     }
 }
@@ -215,6 +227,7 @@ pub fn masq_ops(names: &Names, ips: &[IpNet]) -> Vec<Op> {
         let el = (key, Some(Verdict::Jump(chain.clone())));
         if v6 { elems6.push(el) } else { elems4.push(el) }
     }
+    owned.push(names.owner.clone());
     ops.extend(owner_records(&t, &chain, &owned));
     for (set, elems) in [(MASQ4, elems4), (MASQ6, elems6)] {
         if !elems.is_empty() {
@@ -262,11 +275,14 @@ pub fn spoof_ops(names: &Names, host_ifindex: u32, mac: [u8; 6]) -> Vec<Op> {
     ops.extend(owner_records(
         &t,
         &chain,
-        &[Owned::Elem {
-            table: t.clone(),
-            set: SPOOF.into(),
-            key: key.clone(),
-        }],
+        &[
+            Owned::Elem {
+                table: t.clone(),
+                set: SPOOF.into(),
+                key: key.clone(),
+            },
+            names.owner.clone(),
+        ],
     ));
     ops.push(Op::AddElems {
         table: t.clone(),
@@ -375,7 +391,8 @@ mod tests {
                 )
             })
             .count();
-        assert_eq!(records, 2);
+        // one per element, one naming the attachment
+        assert_eq!(records, 3);
         let rules = ops
             .iter()
             .filter(|o| matches!(o, Op::AddRule { userdata: None, .. }))
