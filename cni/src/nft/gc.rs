@@ -42,8 +42,23 @@ pub fn stale_ops(
 pub fn apply_release(sock: &mut NfSocket, ops: &[Op]) -> Result<(), NftError> {
     match sock.apply(ops) {
         Err(e) if e.errno() == Some(libc::ENOENT) => {
-            // Retry one op at a time: only what is still there goes.
-            for op in ops {
+            // Retry one op (and one element) at a time: only what is
+            // still there goes.
+            let single: Vec<Op> = ops
+                .iter()
+                .flat_map(|op| match op {
+                    Op::DelElems { table, set, keys } => keys
+                        .iter()
+                        .map(|k| Op::DelElems {
+                            table: table.clone(),
+                            set: set.clone(),
+                            keys: vec![k.clone()],
+                        })
+                        .collect(),
+                    other => vec![other.clone()],
+                })
+                .collect();
+            for op in &single {
                 match sock.apply(std::slice::from_ref(op)) {
                     Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
                     _ => {}

@@ -65,11 +65,10 @@ fn release(sock: &mut NfSocket, names: &PmNames) -> Result<Vec<u16>, NftError> {
         return Ok(Vec::new());
     }
     let udp = plan::owned_udp_ports(&owned);
-    match sock.apply(&nft::release_ops(&t, &names.dnat_chain, &owned)) {
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(udp),
-        Err(e) => Err(e),
-        Ok(()) => Ok(udp),
-    }
+    // Op by op when something is already gone (a concurrent DEL, or state
+    // removed by hand): what is left still goes.
+    nft::gc::apply_release(sock, &nft::release_ops(&t, &names.dnat_chain, &owned))?;
+    Ok(udp)
 }
 
 fn flush_udp(sock: &mut NfSocket, ports: &[u16]) -> Result<(), CniError> {
@@ -131,7 +130,12 @@ impl Plugin for PortMap {
         let old_udp = release(&mut sock, &names).map_err(nft_err)?;
         if !p.ops.is_empty() {
             skeleton::ensure(&mut sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
-            sock.apply(&p.ops).map_err(nft_err)?;
+            match sock.apply(&p.ops) {
+                Err(e) if e.errno() == Some(libc::EEXIST) && reclaim(&mut sock, &names, &p.ops) => {
+                    sock.apply(&p.ops).map_err(nft_err)?;
+                }
+                r => r.map_err(nft_err)?,
+            }
         }
         if p.localnet {
             // The host-side interfaces of the previous result (bridge, host
@@ -220,6 +224,38 @@ impl Plugin for PortMap {
         nft::gc::apply_release(&mut sock, &ops).map_err(nft_err)?;
         flush_udp(&mut sock, &plan::owned_udp_ports(&released))
     }
+}
+
+/// Deletes map elements of the plan that already lead to this container's
+/// chains (left behind when its owner records were removed by hand).
+/// Returns whether anything was deleted.
+fn reclaim(sock: &mut NfSocket, names: &PmNames, ops: &[nft::Op]) -> bool {
+    let mut del = Vec::new();
+    for op in ops {
+        if let nft::Op::AddElems { table, set, elems } = op {
+            for (key, _) in elems {
+                let ours = |b: &[u8], c: &str| b.windows(c.len()).any(|w| w == c.as_bytes());
+                if let Ok(Some(got)) = sock.elem(table, set, key) {
+                    if ours(&got, &names.dnat_chain) || ours(&got, &names.post_chain) {
+                        del.push(nft::Op::DelElems {
+                            table: table.clone(),
+                            set: set.clone(),
+                            keys: vec![key.clone()],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if del.is_empty() {
+        return false;
+    }
+    // The masquerade chain is refilled by the retried ADD.
+    del.push(nft::Op::FlushChain {
+        table: skeleton::inet_table(),
+        chain: names.post_chain.clone(),
+    });
+    nft::gc::apply_release(sock, &del).is_ok()
 }
 
 /// Compares the kernel with what ADD installs: every map element present

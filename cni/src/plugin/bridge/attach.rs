@@ -387,11 +387,9 @@ pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError>
             ops.extend(nft::release_ops(&table, chain, &owned));
         }
     }
-    match sock.apply(&ops) {
-        // A concurrent DEL of the same attachment won the race.
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
-        r => r,
-    }
+    // A concurrent DEL of the same attachment (or a hand) removed some of
+    // it: release the rest op by op.
+    nft::gc::apply_release(sock, &ops)
 }
 
 /// Installs ipMasq / macspoofchk for the attachment in one batch.
