@@ -69,9 +69,9 @@ impl Plugin for Loopback {
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let path = netns_path(inv)?;
-        let ns = open(path)?;
+        open(path)?.enter().map_err(internal)?;
         let addrs = rt()?.block_on(async {
-            let nl = Netlink::connect_in(&ns).map_err(internal)?;
+            let nl = Netlink::connect().map_err(internal)?;
             let lo = nl
                 .link_by_name(&inv.ifname)
                 .await
@@ -111,13 +111,13 @@ impl Plugin for Loopback {
         let Some(path) = inv.netns.as_deref().filter(|p| !p.as_os_str().is_empty()) else {
             return Ok(());
         };
-        let ns = match NetNs::open(path) {
-            Ok(ns) => ns,
+        match NetNs::open(path) {
+            Ok(ns) => ns.enter().map_err(internal)?,
             Err(e) if e.is_missing() => return Ok(()),
             Err(e) => return Err(internal(e)),
-        };
+        }
         rt()?.block_on(async {
-            let nl = Netlink::connect_in(&ns).map_err(internal)?;
+            let nl = Netlink::connect().map_err(internal)?;
             match nl.link_by_name(&inv.ifname).await.map_err(internal)? {
                 Some(lo) if lo.up => nl
                     .set_link_down(lo.index)
@@ -129,9 +129,9 @@ impl Plugin for Loopback {
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
-        let ns = open(netns_path(inv)?)?;
+        open(netns_path(inv)?)?.enter().map_err(internal)?;
         rt()?.block_on(async {
-            let nl = Netlink::connect_in(&ns).map_err(internal)?;
+            let nl = Netlink::connect().map_err(internal)?;
             // Like the reference: whatever CNI_IFNAME says, this checks `lo`.
             let lo = nl
                 .link_by_name("lo")

@@ -57,42 +57,38 @@ fn load(inv: &Invocation) -> Result<TuningConf, CniError> {
     Ok(conf)
 }
 
-fn open_netns(inv: &Invocation) -> Result<NetNs, CniError> {
+/// Moves this (single-threaded) process into the pod's namespace: all of
+/// tuning's work happens there.
+fn enter_netns(inv: &Invocation) -> Result<(), CniError> {
     let path = inv
         .netns
         .as_deref()
         .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing", ""))?;
-    NetNs::open(path).map_err(|e| internal(format!("failed to open netns {path:?}: {e}")))
+    NetNs::open(path)
+        .and_then(|n| n.enter())
+        .map_err(|e| internal(format!("failed to enter netns {path:?}: {e}")))
 }
 
-/// Writes sysctls in the namespace; returns the original values of those
-/// written. On a failure, puts back what it wrote.
-fn write_sysctls(
-    netns: &NetNs,
-    wanted: &[(String, String)],
-) -> Result<BTreeMap<String, String>, CniError> {
-    let wanted = wanted.to_vec();
-    netns
-        .run(move || {
-            let mut old = BTreeMap::new();
-            for (k, v) in &wanted {
-                let r = ns::read_sysctl(k).and_then(|prev| {
-                    ns::write_sysctl(k, v)?;
-                    Ok(prev)
-                });
-                match r {
-                    Ok(prev) => {
-                        old.insert(k.clone(), prev);
-                    }
-                    Err(e) => {
-                        restore_sysctls(&old);
-                        return Err(CniError::io(format!("failed to set sysctl {k}"), e));
-                    }
-                }
+/// Writes sysctls (in the calling thread's namespace); returns the
+/// original values of those written. On a failure, puts back what it wrote.
+fn write_sysctls(wanted: &[(String, String)]) -> Result<BTreeMap<String, String>, CniError> {
+    let mut old = BTreeMap::new();
+    for (k, v) in wanted {
+        let r = ns::read_sysctl(k).and_then(|prev| {
+            ns::write_sysctl(k, v)?;
+            Ok(prev)
+        });
+        match r {
+            Ok(prev) => {
+                old.insert(k.clone(), prev);
             }
-            Ok(old)
-        })
-        .map_err(internal)?
+            Err(e) => {
+                restore_sysctls(&old);
+                return Err(CniError::io(format!("failed to set sysctl {k}"), e));
+            }
+        }
+    }
+    Ok(old)
 }
 
 /// Puts sysctl values back (best effort: a key that vanished, e.g. with its
@@ -216,18 +212,18 @@ impl Plugin for Tuning {
             .prev()?
             .ok_or_else(|| CniError::config("Required prevResult missing", ""))?;
         let sysctls = conf.sysctl_paths(&inv.ifname)?;
-        let netns = open_netns(inv)?;
+        enter_netns(inv)?;
         let file = saved_file(&conf.data_dir, &inv.container_id, &inv.ifname);
         let had_file = file.exists();
-        let old = write_sysctls(&netns, &sysctls)?;
+        let old = write_sysctls(&sysctls)?;
         let r = rt().and_then(|rt| {
             rt.block_on(async {
-                let nl = Netlink::connect_in(&netns).map_err(internal)?;
+                let nl = Netlink::connect().map_err(internal)?;
                 Self::tune(&nl, inv, &conf, &file, &old).await
             })
         });
         if let Err(e) = r {
-            let _ = netns.run(|| restore_sysctls(&old));
+            restore_sysctls(&old);
             if !had_file {
                 let _ = remove(&file);
             }
@@ -247,16 +243,16 @@ impl Plugin for Tuning {
         let Some(saved) = read_saved(&file)? else {
             return Ok(());
         };
-        let ns = match inv.netns.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+        match inv.netns.as_deref().filter(|p| !p.as_os_str().is_empty()) {
             None => return remove(&file),
             Some(p) => match NetNs::open(p) {
-                Ok(n) => n,
+                Ok(n) => n.enter().map_err(internal)?,
                 Err(e) if e.is_missing() => return remove(&file),
                 Err(e) => return Err(internal(e)),
             },
-        };
+        }
         let mut errs = rt()?.block_on(async {
-            let nl = Netlink::connect_in(&ns).map_err(internal)?;
+            let nl = Netlink::connect().map_err(internal)?;
             let Some(l) = nl.link_by_name(&inv.ifname).await.map_err(internal)? else {
                 return Ok::<_, CniError>(Vec::new());
             };
@@ -268,8 +264,7 @@ impl Plugin for Tuning {
             }
             Ok(Vec::new())
         })?;
-        let sysctl = saved.sysctl.clone();
-        errs.extend(ns.run(move || restore_sysctls(&sysctl)).map_err(internal)?);
+        errs.extend(restore_sysctls(&saved.sysctl));
         if !errs.is_empty() {
             // As the reference: DEL does not fail the teardown; the file
             // stays for a later DEL to retry.
@@ -285,18 +280,11 @@ impl Plugin for Tuning {
             return Err(CniError::config("Required prevResult missing", ""));
         }
         let sysctls = conf.sysctl_paths(&inv.ifname)?;
-        let netns = open_netns(inv)?;
-        let values = netns
-            .run(move || {
-                sysctls
-                    .into_iter()
-                    .map(|(k, want)| {
-                        let have = ns::read_sysctl(&k);
-                        (k, want, have)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .map_err(internal)?;
+        enter_netns(inv)?;
+        let values = sysctls.into_iter().map(|(k, want)| {
+            let have = ns::read_sysctl(&k);
+            (k, want, have)
+        });
         let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         for (k, want, have) in values {
             let have = have.map_err(|e| CniError::io(format!("failed to read sysctl {k}"), e))?;
@@ -307,7 +295,7 @@ impl Plugin for Tuning {
             }
         }
         let l = rt()?.block_on(async {
-            let nl = Netlink::connect_in(&netns).map_err(internal)?;
+            let nl = Netlink::connect().map_err(internal)?;
             nl.link_by_name(&inv.ifname).await.map_err(internal)
         })?;
         let l = l.ok_or_else(|| internal(format!("Cannot find container link {}", inv.ifname)))?;
