@@ -4,6 +4,10 @@
 //! execs it, medians and ratios printed, plus the max RSS of each plugin
 //! process (wait4's rusage of a forked child).
 //!
+//! The exec floor (fork + exec + wait of `/bin/true` through the same
+//! harness) is measured in the same run and printed with the ratio of the
+//! time above it: on a small VM the floor is most of a short plugin's time.
+//!
 //! Ours and the reference alternate on the same pod namespaces, so drift in
 //! the machine's load hits both. Bounded: `WEFT_BENCH_ITERS` rounds (default
 //! 30). Needs root and the release binaries (`cargo build --release -p
@@ -62,7 +66,14 @@ fn wait4(pid: u32) -> (i32, i64) {
 
 /// Runs one plugin like a runtime does: (wall time, max RSS in KiB).
 #[allow(clippy::zombie_processes)] // reaped by `wait4` below
-fn exec(dir: &Path, plugin: &str, cmd: &str, ifname: &str, netns: &str, conf: &Value) -> (Duration, i64) {
+fn exec(
+    dir: &Path,
+    plugin: &str,
+    cmd: &str,
+    ifname: &str,
+    netns: &str,
+    conf: &Value,
+) -> (Duration, i64) {
     let mut c = Command::new(dir.join(plugin));
     c.env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", "bench")
@@ -82,8 +93,18 @@ fn exec(dir: &Path, plugin: &str, cmd: &str, ifname: &str, netns: &str, conf: &V
         .write_all(conf.to_string().as_bytes())
         .unwrap();
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
     let (status, maxrss) = wait4(child.id());
     let took = start.elapsed();
     assert!(
@@ -96,6 +117,20 @@ fn exec(dir: &Path, plugin: &str, cmd: &str, ifname: &str, netns: &str, conf: &V
     (took, maxrss)
 }
 
+/// fork + exec + wait of `/bin/true`, the way [`exec`] runs a plugin.
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below
+fn exec_floor() -> Duration {
+    let mut c = Command::new("/bin/true");
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    force_fork(&mut c);
+    let start = Instant::now();
+    let child = c.spawn().unwrap();
+    let _ = wait4(child.id());
+    start.elapsed()
+}
+
 /// (plugin, ifname, config) for one pod.
 fn confs(ns: &str, data: &Path) -> Vec<(&'static str, &'static str, Value)> {
     let prev = json!({"cniVersion": "1.0.0",
@@ -103,7 +138,11 @@ fn confs(ns: &str, data: &Path) -> Vec<(&'static str, &'static str, Value)> {
         "ips": [{"address": "10.210.0.5/16", "gateway": "10.210.0.1", "interface": 0}],
         "dns": {}});
     vec![
-        ("loopback", "lo", json!({"cniVersion": "1.0.0", "name": "bench", "type": "loopback"})),
+        (
+            "loopback",
+            "lo",
+            json!({"cniVersion": "1.0.0", "name": "bench", "type": "loopback"}),
+        ),
         (
             "tuning",
             "eth0",
@@ -165,19 +204,25 @@ fn main() {
             ours.join(p).display()
         );
     }
-    let have_ref = PLUGINS.iter().all(|p| Path::new(REFERENCE).join(p).is_file());
+    let have_ref = PLUGINS
+        .iter()
+        .all(|p| Path::new(REFERENCE).join(p).is_file());
     let iters = std::env::var("WEFT_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30usize);
     let pod = Netns::create(&format!("{}-m", unique_prefix("cm"))).unwrap();
-    pod.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"])
-        .unwrap();
+    pod.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ])
+    .unwrap();
     pod.ip(&["link", "set", "lo", "down"]).unwrap();
     let ns = format!("/run/netns/{}", pod.name());
     let data = tempfile::tempdir().unwrap();
     let (mut o, mut r) = (Samples::default(), Samples::default());
+    let mut floor = Vec::new();
     for i in 0..iters {
+        floor.push(exec_floor().as_secs_f64() * 1e3);
         // Alternate who goes first.
         if i % 2 == 0 {
             round(&ours, &ns, &data.path().join("ours"), &mut o);
@@ -189,17 +234,22 @@ fn main() {
             round(&ours, &ns, &data.path().join("ours"), &mut o);
         }
     }
-    println!("cni_meta: loopback, tuning (after a 1.0.0 prevResult), static; {iters} rounds each, same namespace");
     println!(
-        "  {:<14} {:>10} {:>10} {:>8} {:>10} {:>10}",
-        "plugin cmd", "ours ms", "ref ms", "ratio", "ours KiB", "ref KiB"
+        "cni_meta: loopback, tuning (after a 1.0.0 prevResult), static; {iters} rounds each, same namespace"
+    );
+    let floor = median(&mut floor);
+    println!("  exec floor (/bin/true through the same harness): {floor:.2} ms");
+    println!(
+        "  {:<14} {:>9} {:>9} {:>7} {:>13} {:>9} {:>9}",
+        "plugin cmd", "ours ms", "ref ms", "ratio", "above floor", "ours KiB", "ref KiB"
     );
     for (k, v) in &mut o.ms {
         let om = median(v);
         let rm = r.ms.get_mut(k).map_or(f64::NAN, |v| median(v));
         let rk = r.rss.get(k).map_or("n/a".into(), ToString::to_string);
+        let above = (rm - floor) / (om - floor).max(0.01);
         println!(
-            "  {k:<14} {om:>10.2} {rm:>10.2} {:>7.1}x {:>10} {rk:>10}",
+            "  {k:<14} {om:>9.2} {rm:>9.2} {:>6.1}x {above:>12.1}x {:>9} {rk:>9}",
             rm / om,
             o.rss[k]
         );

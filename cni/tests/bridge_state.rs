@@ -69,7 +69,11 @@ fn hairpin_with_promisc_is_refused_before_ipam() {
             "{who}: lease taken: {:?}",
             lab.leases("hpnet")
         );
-        assert!(lab.veths().is_empty(), "{who}: veth left: {:?}", lab.veths());
+        assert!(
+            lab.veths().is_empty(),
+            "{who}: veth left: {:?}",
+            lab.veths()
+        );
     }
 }
 
@@ -139,7 +143,14 @@ fn gc_removes_masquerade_of_stale_attachments() {
     let lab = Lab::new("wca");
     let rt = Runtime::ours().in_netns(&lab.host_name());
     let conf = |net: &str, bridge: &str, v4: &str| {
-        let c = single(&lab, "1.1.0", net, bridge, v4, json!({"isGateway": true, "ipMasq": true}));
+        let c = single(
+            &lab,
+            "1.1.0",
+            net,
+            bridge,
+            v4,
+            json!({"isGateway": true, "ipMasq": true}),
+        );
         json!({"cniVersion": "1.1.0", "name": net, "plugins": [c]})
     };
     let (list, other) = (
@@ -168,9 +179,18 @@ fn gc_removes_masquerade_of_stale_attachments() {
     let left = masq_chains(&lab);
     assert_eq!(left.len(), 2, "{}", lab.nft());
     let ruleset = lab.nft();
-    assert!(!ruleset.contains("10.84.0.2 "), "gc0's masquerade left: {ruleset}");
-    assert!(ruleset.contains("10.84.0.3"), "gc1's masquerade gone: {ruleset}");
-    assert!(ruleset.contains("10.85.0.2"), "other network's masquerade gone: {ruleset}");
+    assert!(
+        !ruleset.contains("10.84.0.2 "),
+        "gc0's masquerade left: {ruleset}"
+    );
+    assert!(
+        ruleset.contains("10.84.0.3"),
+        "gc1's masquerade gone: {ruleset}"
+    );
+    assert!(
+        ruleset.contains("10.85.0.2"),
+        "other network's masquerade gone: {ruleset}"
+    );
     // The lease of gc0 went with it (IPAM GC), gc1's stays.
     assert_eq!(lab.leases("gcnet"), vec!["10.84.0.3".to_string()]);
     // DEL of the collected attachment is still fine; a second GC is a no-op.

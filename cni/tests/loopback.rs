@@ -90,7 +90,10 @@ fn add_check_del_match_the_reference() {
                 .expect_ok("CHECK");
             ours_ns.ip(&["link", "set", "lo", "down"]).unwrap();
             let r = Runtime::ours().check(&c, &att(&ours_ns), None);
-            assert!(!r.ok() && r.msg().contains("loopback interface is down"), "{r:?}");
+            assert!(
+                !r.ok() && r.msg().contains("loopback interface is down"),
+                "{r:?}"
+            );
             if with_ref && *v != "1.1.0" {
                 ref_ns.ip(&["link", "set", "lo", "down"]).unwrap();
                 let r = Runtime::reference().check(&c, &att(&ref_ns), None);
@@ -101,9 +104,13 @@ fn add_check_del_match_the_reference() {
         }
 
         // DEL brings lo down, like the reference; again is fine.
-        Runtime::ours().del(&c, &att(&ours_ns), None).expect_ok("DEL");
+        Runtime::ours()
+            .del(&c, &att(&ours_ns), None)
+            .expect_ok("DEL");
         assert!(!lo_up(&ours_ns), "{v}: lo still up after DEL");
-        Runtime::ours().del(&c, &att(&ours_ns), None).expect_ok("DEL again");
+        Runtime::ours()
+            .del(&c, &att(&ours_ns), None)
+            .expect_ok("DEL again");
         if with_ref && *v != "1.1.0" {
             Runtime::reference()
                 .del(&c, &att(&ref_ns), None)
@@ -112,9 +119,13 @@ fn add_check_del_match_the_reference() {
         }
         // Without a namespace, or with one that is gone: success.
         let gone = Attachment::new("lo1", "lo").with_netns(Some("/run/netns/wca-no-such-ns"));
-        Runtime::ours().del(&c, &gone, None).expect_ok("DEL gone netns");
+        Runtime::ours()
+            .del(&c, &gone, None)
+            .expect_ok("DEL gone netns");
         let none = Attachment::new("lo1", "lo").with_netns(None);
-        Runtime::ours().del(&c, &none, None).expect_ok("DEL no netns");
+        Runtime::ours()
+            .del(&c, &none, None)
+            .expect_ok("DEL no netns");
     }
 }
 
@@ -131,7 +142,9 @@ fn prev_result_passes_through_and_errors_have_codes() {
         "dns": {"nameservers": ["10.9.0.1"]}});
     let mut c = conf("1.0.0");
     c["prevResult"] = prev.clone();
-    let r = Runtime::ours().add(&c, &att(&ns)).expect_ok("ADD with prevResult");
+    let r = Runtime::ours()
+        .add(&c, &att(&ns))
+        .expect_ok("ADD with prevResult");
     assert_eq!(r, prev);
     assert!(lo_up(&ns));
     if common::reference_available("loopback") {

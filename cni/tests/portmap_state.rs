@@ -65,7 +65,8 @@ fn check_fails_when_dnat_state_is_removed() {
         let c = conf(v, "cnet", m.clone());
         let att = Attachment::new("chk", "eth0");
         rt.exec("ADD", Some(&att), &c).expect_ok("ADD");
-        rt.exec("CHECK", Some(&att), &c).expect_ok("CHECK after ADD");
+        rt.exec("CHECK", Some(&att), &c)
+            .expect_ok("CHECK after ADD");
         let chain = dnat_chains(&lab).pop().unwrap();
 
         // a map element of a host port
@@ -76,12 +77,16 @@ fn check_fails_when_dnat_state_is_removed() {
         assert!(r.stdout.contains("pm-any4"), "{r:?}");
         // ADD again repairs it
         rt.exec("ADD", Some(&att), &c).expect_ok("ADD again");
-        rt.exec("CHECK", Some(&att), &c).expect_ok("CHECK after repair");
+        rt.exec("CHECK", Some(&att), &c)
+            .expect_ok("CHECK after repair");
 
         // one DNAT rule
         let chain = dnat_chains(&lab).pop().unwrap_or(chain);
         let h = rule_handle(&lab, &chain, "dnat ip6 to");
-        nft(&lab, &format!("delete rule inet weft-cni {chain} handle {h}"));
+        nft(
+            &lab,
+            &format!("delete rule inet weft-cni {chain} handle {h}"),
+        );
         let r = rt.exec("CHECK", Some(&att), &c);
         assert!(!r.ok(), "{v}: CHECK passed without a DNAT rule");
         assert!(r.stdout.contains("rules"), "{r:?}");
@@ -94,7 +99,8 @@ fn check_fails_when_dnat_state_is_removed() {
         assert!(!r.ok(), "{v}: CHECK passed with a flushed chain");
 
         rt.exec("ADD", Some(&att), &c).expect_ok("ADD after flush");
-        rt.exec("CHECK", Some(&att), &c).expect_ok("CHECK after ADD");
+        rt.exec("CHECK", Some(&att), &c)
+            .expect_ok("CHECK after ADD");
         rt.exec("DEL", Some(&att), &c).expect_ok("DEL");
         rt.exec("DEL", Some(&att), &c).expect_ok("DEL again");
         assert!(dnat_chains(&lab).is_empty(), "{}", lab.nft());
@@ -120,7 +126,12 @@ fn gc_removes_dnat_of_stale_containers() {
         prev["ips"][0]["address"] = json!(format!("10.63.0.{}/24", port - 9000));
         prev["ips"][1]["address"] = json!(format!("fd63::{}/64", port - 9000));
         let att = Attachment::new(cid, "eth0").with_cap("portMappings", map(port));
-        let c = common::inject(&list(net)["plugins"][0], Some(&list(net)), Some(&prev), &att);
+        let c = common::inject(
+            &list(net)["plugins"][0],
+            Some(&list(net)),
+            Some(&prev),
+            &att,
+        );
         rt.exec("ADD", Some(&att), &c).expect_ok("ADD");
         att
     };
@@ -129,11 +140,15 @@ fn gc_removes_dnat_of_stale_containers() {
     let _o1 = add("gother", "o1", 9103);
     assert_eq!(dnat_chains(&lab).len(), 3);
 
-    rt.gc_list(&list("gnet"), &[g2.clone()]).unwrap();
+    rt.gc_list(&list("gnet"), std::slice::from_ref(&g2))
+        .unwrap();
     let ruleset = lab.nft();
     assert_eq!(dnat_chains(&lab).len(), 2, "{ruleset}");
     assert!(!ruleset.contains("9101"), "g1's host port left: {ruleset}");
-    assert!(ruleset.contains("9102") && ruleset.contains("9103"), "{ruleset}");
+    assert!(
+        ruleset.contains("9102") && ruleset.contains("9103"),
+        "{ruleset}"
+    );
     // the collected container's DEL is still fine; GC again is a no-op
     let c1 = common::inject(&list("gnet")["plugins"][0], Some(&list("gnet")), None, &g1);
     rt.exec("DEL", Some(&g1), &c1).expect_ok("DEL g1");

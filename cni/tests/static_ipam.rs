@@ -30,11 +30,21 @@ fn full_ipam() -> Value {
         "dns": {"nameservers": ["8.8.8.8"], "domain": "example.com", "search": ["example.com"]}})
 }
 
+/// `CNI_ARGS` pairs.
+type Args = Vec<(&'static str, &'static str)>;
 /// (name, ipam, extra top-level keys, CNI_ARGS, capability args)
-fn cases() -> Vec<(&'static str, Value, Value, Vec<(&'static str, &'static str)>, Value)> {
+type Case = (&'static str, Value, Value, Args, Value);
+
+fn cases() -> Vec<Case> {
     vec![
         ("full", full_ipam(), json!({}), vec![], json!({})),
-        ("empty", json!({"type": "static"}), json!({}), vec![], json!({})),
+        (
+            "empty",
+            json!({"type": "static"}),
+            json!({}),
+            vec![],
+            json!({}),
+        ),
         (
             "cni_args",
             json!({"type": "static", "addresses": [{"address": "10.10.0.1/24"}]}),
@@ -84,7 +94,9 @@ fn results_match_the_reference_per_version() {
         for (name, ipam, extra, args, caps) in cases() {
             let att = attachment(&args, &caps);
             let c = conf(v, ipam.clone(), extra.clone());
-            let ours = Runtime::ours().add(&c, &att).expect_ok(&format!("{name} {v}"));
+            let ours = Runtime::ours()
+                .add(&c, &att)
+                .expect_ok(&format!("{name} {v}"));
             assert_eq!(ours["cniVersion"], *v);
             if name == "full" {
                 assert_eq!(ours["ips"].as_array().unwrap().len(), 2);
@@ -111,27 +123,57 @@ fn results_match_the_reference_per_version() {
 fn bad_inputs_fail_like_the_reference_with_codes() {
     let with_ref = common::reference_available("static");
     let addr = |a: Value| json!({"type": "static", "addresses": [a]});
-    let cases: Vec<(Value, Value, Vec<(&str, &str)>, u64)> = vec![
+    let cases: Vec<(Value, Value, Args, u64)> = vec![
         (Value::Null, json!({}), vec![], 7),
         (addr(json!({"address": "10.10.0.1"})), json!({}), vec![], 7),
-        (addr(json!({"address": "10.10.0.300/24"})), json!({}), vec![], 7),
-        (addr(json!({"address": "10.1.0.1/24", "gateway": "bad"})), json!({}), vec![], 7),
+        (
+            addr(json!({"address": "10.10.0.300/24"})),
+            json!({}),
+            vec![],
+            7,
+        ),
+        (
+            addr(json!({"address": "10.1.0.1/24", "gateway": "bad"})),
+            json!({}),
+            vec![],
+            7,
+        ),
         (
             json!({"type": "static", "routes": [{"dst": "bad"}]}),
             json!({}),
             vec![],
             7,
         ),
-        (json!({"type": "static", "addresses": {}}), json!({}), vec![], 7),
+        (
+            json!({"type": "static", "addresses": {}}),
+            json!({}),
+            vec![],
+            7,
+        ),
         (
             addr(json!({"address": "10.1.0.1/24"})),
             json!({"runtimeConfig": {"ips": ["10.3.0.5"]}}),
             vec![],
             7,
         ),
-        (addr(json!({"address": "10.1.0.1/24"})), json!({}), vec![("IP", "10.2.0.5")], 4),
-        (addr(json!({"address": "10.1.0.1/24"})), json!({}), vec![("GATEWAY", "foo")], 4),
-        (addr(json!({"address": "10.1.0.1/24"})), json!({}), vec![("FOO", "1")], 4),
+        (
+            addr(json!({"address": "10.1.0.1/24"})),
+            json!({}),
+            vec![("IP", "10.2.0.5")],
+            4,
+        ),
+        (
+            addr(json!({"address": "10.1.0.1/24"})),
+            json!({}),
+            vec![("GATEWAY", "foo")],
+            4,
+        ),
+        (
+            addr(json!({"address": "10.1.0.1/24"})),
+            json!({}),
+            vec![("FOO", "1")],
+            4,
+        ),
     ];
     for (ipam, extra, args, code) in cases {
         let mut c = conf("1.0.0", ipam, extra);
@@ -148,7 +190,10 @@ fn bad_inputs_fail_like_the_reference_with_codes() {
     }
     // 0.2.0 results hold one address per family.
     let two = json!({"type": "static", "addresses": [{"address": "10.10.0.1/24"}, {"address": "10.11.0.1/24"}]});
-    let r = Runtime::ours().add(&conf("0.2.0", two, json!({})), &Attachment::new("s", "eth0"));
+    let r = Runtime::ours().add(
+        &conf("0.2.0", two, json!({})),
+        &Attachment::new("s", "eth0"),
+    );
     assert_eq!(r.code(), Some(7), "{r:?}");
     assert!(r.msg().contains("more than 1 address per family"));
 }
@@ -199,8 +244,8 @@ fn static_as_the_bridge_ipam() {
     let att = Attachment::new("st1", "eth0").with_netns(Some(&bridge_common::netns_path(&pod)));
     let r = rt.add(&c, &att).expect_ok("bridge ADD with static");
     assert_eq!(r["ips"][0]["address"], "10.86.0.7/24");
-    let addrs = String::from_utf8_lossy(&pod.ip(&["addr", "show", "eth0"]).unwrap().stdout)
-        .into_owned();
+    let addrs =
+        String::from_utf8_lossy(&pod.ip(&["addr", "show", "eth0"]).unwrap().stdout).into_owned();
     assert!(addrs.contains("10.86.0.7/24"), "{addrs}");
     assert!(bridge_common::ping(&pod, "10.86.0.1"));
     rt.check(&c, &att, Some(&r)).expect_ok("CHECK");

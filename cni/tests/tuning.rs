@@ -50,7 +50,11 @@ fn state(pod: &Netns) -> State {
     let sysctl = SYSCTLS
         .iter()
         .map(|k| {
-            let o = pod.command("cat").arg(format!("/proc/sys/{k}")).output().unwrap();
+            let o = pod
+                .command("cat")
+                .arg(format!("/proc/sys/{k}"))
+                .output()
+                .unwrap();
             String::from_utf8_lossy(&o.stdout).trim().to_string()
         })
         .collect();
@@ -140,7 +144,8 @@ fn add_check_del_match_the_reference() {
             let r = rt.exec("CHECK", Some(&att), &c);
             assert!(!r.ok() && r.msg().contains("arp_notify"), "{r:?}");
             rt.exec("ADD", Some(&att), &c).expect_ok("ADD again");
-            rt.exec("CHECK", Some(&att), &c).expect_ok("CHECK after ADD again");
+            rt.exec("CHECK", Some(&att), &c)
+                .expect_ok("CHECK after ADD again");
         }
 
         rt.exec("DEL", Some(&att), &c).expect_ok("tuning DEL");
@@ -189,9 +194,11 @@ fn add_check_del_match_the_reference() {
         }
         rt.del(&br, &att, Some(&prev)).expect_ok("bridge DEL");
         // DEL after the interface (and the pod) are gone.
-        rt.exec("DEL", Some(&att), &c).expect_ok("tuning DEL after bridge DEL");
+        rt.exec("DEL", Some(&att), &c)
+            .expect_ok("tuning DEL after bridge DEL");
         drop(pod);
-        rt.exec("DEL", Some(&att), &c).expect_ok("tuning DEL after netns gone");
+        rt.exec("DEL", Some(&att), &c)
+            .expect_ok("tuning DEL after netns gone");
     }
 }
 
@@ -204,7 +211,9 @@ fn failures_undo_and_errors_have_codes() {
     let rt = Runtime::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("tf", "eth0").with_netns(Some(&netns_path(&pod)));
-    let prev = rt.add(&bridge_conf(&lab, "1.0.0"), &att).expect_ok("bridge ADD");
+    let prev = rt
+        .add(&bridge_conf(&lab, "1.0.0"), &att)
+        .expect_ok("bridge ADD");
     let original = state(&pod);
     let dir = lab.data_dir().join("tuning");
     let base = tuning_conf("1.0.0", &dir, &prev);
@@ -261,7 +270,9 @@ fn failures_undo_and_errors_have_codes() {
     assert_eq!(r["interfaces"][2]["mac"], "02:aa:bb:cc:dd:09");
     // runtimeConfig.mac (the mac capability) wins over MAC=.
     c["runtimeConfig"] = json!({"mac": "02:aa:bb:cc:dd:0a"});
-    let r = rt.exec("ADD", Some(&a3), &c).expect_ok("ADD with runtimeConfig");
+    let r = rt
+        .exec("ADD", Some(&a3), &c)
+        .expect_ok("ADD with runtimeConfig");
     assert_eq!(r["interfaces"][2]["mac"], "02:aa:bb:cc:dd:0a");
     rt.exec("DEL", Some(&a3), &c).expect_ok("DEL");
     // The first saved values win: the original MAC is back.

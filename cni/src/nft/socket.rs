@@ -3,8 +3,8 @@
 
 use super::nla::{self, MsgBuf, NLM_F_DUMP, NLM_F_REQUEST};
 use super::{
-    NFT_MSG_GETRULE, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NftError, Op, Owned, SUBSYS_NFTABLES, Table, conntrack,
-    encode_batch,
+    NFT_MSG_GETRULE, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NftError, Op, Owned, SUBSYS_NFTABLES,
+    Table, conntrack, encode_batch,
 };
 
 /// A netfilter netlink socket in the network namespace it was opened in.

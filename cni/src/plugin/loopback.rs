@@ -119,10 +119,7 @@ impl Plugin for Loopback {
         rt()?.block_on(async {
             let nl = Netlink::connect().map_err(internal)?;
             match nl.link_by_name(&inv.ifname).await.map_err(internal)? {
-                Some(lo) if lo.up => nl
-                    .set_link_down(lo.index)
-                    .await
-                    .map_err(internal),
+                Some(lo) if lo.up => nl.set_link_down(lo.index).await.map_err(internal),
                 _ => Ok(()),
             }
         })

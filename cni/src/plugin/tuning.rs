@@ -150,7 +150,10 @@ fn read_saved(file: &Path) -> Result<Option<Saved>, CniError> {
     match std::fs::read(file) {
         Ok(b) => Ok(Some(serde_json::from_slice(&b).unwrap_or_default())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CniError::io(format!("failed to read {}", file.display()), e)),
+        Err(e) => Err(CniError::io(
+            format!("failed to read {}", file.display()),
+            e,
+        )),
     }
 }
 
@@ -192,7 +195,9 @@ impl Tuning {
         if conf.changes_link() {
             if let Err(e) = nl.tune_link(l.index, &conf.link).await {
                 // The kernel may have applied part of the request.
-                let _ = nl.tune_link(l.index, &snapshot(&l, &conf.link).restore()).await;
+                let _ = nl
+                    .tune_link(l.index, &snapshot(&l, &conf.link).restore())
+                    .await;
                 return Err(internal(format!("failed to tune {}: {e}", inv.ifname)));
             }
         }
@@ -308,11 +313,7 @@ impl Plugin for Tuning {
         };
         if let Some(m) = t.mac {
             if l.mac != m {
-                return mismatch(
-                    "Ethernet",
-                    link::format_mac(&m),
-                    link::format_mac(&l.mac),
-                );
+                return mismatch("Ethernet", link::format_mac(&m), link::format_mac(&l.mac));
             }
         }
         // As the reference: promisc off in the config means it must be off.

@@ -113,7 +113,11 @@ fn route(v: &Value) -> Result<Route, CniError> {
     let dst: IpNet = dst
         .parse()
         .map_err(|_| bad(format!("routes: invalid CIDR address: {dst}")))?;
-    let gw = match v.get("gw").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    let gw = match v
+        .get("gw")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(g) => Some(
             g.parse::<IpAddr>()
@@ -146,12 +150,10 @@ impl StaticConf {
     pub fn load(stdin: &[u8], cni_args: &str) -> Result<Self, CniError> {
         let net: RawNet = serde_json::from_slice(stdin)
             .map_err(|e| CniError::decode(format!("failed to load netconf: {e}"), ""))?;
-        let ipam = match net.ipam {
-            Some(v @ Value::Object(_)) => v,
-            _ => return Err(bad("IPAM config missing 'ipam' key")),
+        let Some(ipam @ Value::Object(_)) = net.ipam else {
+            return Err(bad("IPAM config missing 'ipam' key"));
         };
-        let ipam: RawIpam =
-            serde_json::from_value(ipam).map_err(|e| bad(format!("ipam: {e}")))?;
+        let ipam: RawIpam = serde_json::from_value(ipam).map_err(|e| bad(format!("ipam: {e}")))?;
         let mut conf = Self {
             dns: ipam.dns.unwrap_or_default(),
             ..Self::default()
@@ -235,9 +237,10 @@ impl StaticConf {
         }
         if let Some(gws) = get("GATEWAY") {
             for item in gws.split(',') {
-                let gw: IpAddr = item.trim().parse().map_err(|_| {
-                    CniError::env(format!("invalid gateway address: {item}"), "")
-                })?;
+                let gw: IpAddr = item
+                    .trim()
+                    .parse()
+                    .map_err(|_| CniError::env(format!("invalid gateway address: {item}"), ""))?;
                 for a in &mut self.addresses {
                     if a.address.trunc().contains(&gw) {
                         a.gateway = Some(gw);
@@ -285,7 +288,11 @@ mod tests {
 
     #[test]
     fn cni_args_append_then_gateway() {
-        let c = load(BASE, "IP=10.2.0.5/16, fd00::3/64;GATEWAY=10.2.0.1,10.10.0.9").unwrap();
+        let c = load(
+            BASE,
+            "IP=10.2.0.5/16, fd00::3/64;GATEWAY=10.2.0.1,10.10.0.9",
+        )
+        .unwrap();
         let got: Vec<String> = c
             .addresses
             .iter()
@@ -309,7 +316,11 @@ mod tests {
                 r#"{{"cniVersion":"1.0.0","ipam":{{"type":"static","addresses":[{{"address":"10.10.0.1/24"}}]}}{extra}}}"#
             )
         };
-        let c = load(&with(r#","args":{"cni":{"ips":["10.4.0.5/16"]}}"#), "IP=10.2.0.5/16").unwrap();
+        let c = load(
+            &with(r#","args":{"cni":{"ips":["10.4.0.5/16"]}}"#),
+            "IP=10.2.0.5/16",
+        )
+        .unwrap();
         assert_eq!(c.addresses.len(), 1);
         assert_eq!(c.addresses[0].address.to_string(), "10.4.0.5/16");
         let c = load(
@@ -335,14 +346,20 @@ mod tests {
         assert_eq!(code(&addr(r#"{"address":"10.10.0.1"}"#), ""), 7);
         assert_eq!(code(&addr(r#"{"address":"10.10.0.300/24"}"#), ""), 7);
         assert_eq!(code(&addr(r#"{"address":"10.10.0.1/33"}"#), ""), 7);
-        assert_eq!(code(&addr(r#"{"address":"10.1.0.1/24","gateway":"x"}"#), ""), 7);
+        assert_eq!(
+            code(&addr(r#"{"address":"10.1.0.1/24","gateway":"x"}"#), ""),
+            7
+        );
         assert_eq!(code(&addr(r#"{"address":5}"#), ""), 7);
         assert_eq!(
             code(r#"{"cniVersion":"1.0.0","ipam":{"addresses":{}}}"#, ""),
             7
         );
         assert_eq!(
-            code(r#"{"cniVersion":"1.0.0","ipam":{"routes":[{"dst":"bad"}]}}"#, ""),
+            code(
+                r#"{"cniVersion":"1.0.0","ipam":{"routes":[{"dst":"bad"}]}}"#,
+                ""
+            ),
             7
         );
         assert_eq!(
@@ -359,10 +376,22 @@ mod tests {
             ),
             7
         );
-        assert_eq!(code(&addr(r#"{"address":"10.1.0.1/24"}"#), "IP=10.2.0.5"), 4);
-        assert_eq!(code(&addr(r#"{"address":"10.1.0.1/24"}"#), "GATEWAY=foo"), 4);
+        assert_eq!(
+            code(&addr(r#"{"address":"10.1.0.1/24"}"#), "IP=10.2.0.5"),
+            4
+        );
+        assert_eq!(
+            code(&addr(r#"{"address":"10.1.0.1/24"}"#), "GATEWAY=foo"),
+            4
+        );
         assert_eq!(code(&addr(r#"{"address":"10.1.0.1/24"}"#), "FOO=1"), 4);
-        assert!(load(&addr(r#"{"address":"10.1.0.1/24"}"#), "IgnoreUnknown=1;FOO=1").is_ok());
+        assert!(
+            load(
+                &addr(r#"{"address":"10.1.0.1/24"}"#),
+                "IgnoreUnknown=1;FOO=1"
+            )
+            .is_ok()
+        );
         assert_eq!(code("not json", ""), 6);
     }
 
@@ -371,7 +400,10 @@ mod tests {
         let two = r#"{"cniVersion":"0.2.0","ipam":{"addresses":[{"address":"10.10.0.1/24"},{"address":"10.11.0.1/24"}]}}"#;
         let e = load(two, "").unwrap_err();
         assert_eq!(e.code(), 7);
-        assert!(e.to_string().contains("does not support more than 1 address per family"));
+        assert!(
+            e.to_string()
+                .contains("does not support more than 1 address per family")
+        );
         let mixed = r#"{"cniVersion":"0.2.0","ipam":{"addresses":[{"address":"10.10.0.1/24"},{"address":"fd00::1/64"}]}}"#;
         assert!(load(mixed, "").is_ok());
         assert!(load(&two.replace("0.2.0", "0.3.0"), "").is_ok());

@@ -136,8 +136,8 @@ impl TuningConf {
             k.mac = Some(m.to_owned());
         }
         if let Some(cni) = raw.args.as_ref().and_then(|a| a.get("cni")) {
-            let a: Knobs = serde_json::from_value(cni.clone())
-                .map_err(|e| bad(format!("args.cni: {e}")))?;
+            let a: Knobs =
+                serde_json::from_value(cni.clone()).map_err(|e| bad(format!("args.cni: {e}")))?;
             for (key, v) in a.sysctl.unwrap_or_default().0 {
                 match sysctl.iter_mut().find(|(x, _)| *x == key) {
                     Some(e) => e.1 = v,
@@ -157,12 +157,17 @@ impl TuningConf {
         };
         let txqlen = match k.txqlen {
             None => None,
-            Some(q) => Some(
-                u32::try_from(q).map_err(|_| bad(format!("txQLen: {q} out of range")))?,
-            ),
+            Some(q) => {
+                Some(u32::try_from(q).map_err(|_| bad(format!("txQLen: {q} out of range")))?)
+            }
         };
         let link = LinkTuning {
-            mac: k.mac.as_deref().filter(|m| !m.is_empty()).map(mac).transpose()?,
+            mac: k
+                .mac
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(mac)
+                .transpose()?,
             mtu,
             // As the reference: `promisc: false` leaves the mode alone.
             promisc: k.promisc.filter(|p| *p),
@@ -302,7 +307,8 @@ mod tests {
             "mtu":1400,"promisc":true,"allmulti":false,"txQLen":5,"dataDir":"/tmp/x",
             "runtimeConfig":{"mac":"02:00:00:00:00:03"},
             "args":{"cni":{"sysctl":{"net.core.somaxconn":"600","net.ipv4.ip_forward":"1"},"mtu":1300}}}"#;
-        let c = TuningConf::load(conf, "IgnoreUnknown=1;MAC=02:00:00:00:00:02;K8S_POD_NAME=p").unwrap();
+        let c =
+            TuningConf::load(conf, "IgnoreUnknown=1;MAC=02:00:00:00:00:02;K8S_POD_NAME=p").unwrap();
         assert_eq!(c.link.mac, Some([2, 0, 0, 0, 0, 3]));
         assert_eq!(c.link.mtu, Some(1300));
         assert_eq!(c.link.promisc, Some(true));
@@ -319,7 +325,8 @@ mod tests {
         );
         let c = TuningConf::load(conf, "MAC=02:00:00:00:00:02").map(|c| c.link.mac);
         assert_eq!(c.unwrap(), Some([2, 0, 0, 0, 0, 3]));
-        let bare = br#"{"cniVersion":"1.0.0","name":"n","type":"tuning","mac":"02:00:00:00:00:01"}"#;
+        let bare =
+            br#"{"cniVersion":"1.0.0","name":"n","type":"tuning","mac":"02:00:00:00:00:01"}"#;
         let c = TuningConf::load(bare, "MAC=02:00:00:00:00:02").unwrap();
         assert_eq!(c.link.mac, Some([2, 0, 0, 0, 0, 2]));
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
