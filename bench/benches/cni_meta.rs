@@ -52,19 +52,24 @@ fn force_fork(c: &mut Command) {
     }
 }
 
-/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB).
+/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB, user+system
+/// CPU time of the process and its threads).
 #[allow(unsafe_code)]
-fn wait4(pid: u32) -> (i32, i64) {
+fn wait4(pid: u32) -> (i32, i64, Duration) {
     let pid = libc::pid_t::try_from(pid).unwrap();
     let mut status = 0;
     // SAFETY: rusage is plain old data; wait4 fills it for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    (status, ru.ru_maxrss)
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    (status, ru.ru_maxrss, tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
-/// Runs one plugin like a runtime does: (wall time, max RSS in KiB).
+/// Runs one plugin like a runtime does: (wall time, max RSS in KiB, CPU time).
 #[allow(clippy::zombie_processes)] // reaped by `wait4` below
 fn exec(
     dir: &Path,
@@ -73,7 +78,7 @@ fn exec(
     ifname: &str,
     netns: &str,
     conf: &Value,
-) -> (Duration, i64) {
+) -> (Duration, i64, Duration) {
     let mut c = Command::new(dir.join(plugin));
     c.env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", "bench")
@@ -105,7 +110,7 @@ fn exec(
         .unwrap()
         .read_to_end(&mut stderr)
         .unwrap();
-    let (status, maxrss) = wait4(child.id());
+    let (status, maxrss, cpu) = wait4(child.id());
     let took = start.elapsed();
     assert!(
         status == 0,
@@ -114,7 +119,7 @@ fn exec(
         String::from_utf8_lossy(&stdout),
         String::from_utf8_lossy(&stderr)
     );
-    (took, maxrss)
+    (took, maxrss, cpu)
 }
 
 /// fork + exec + wait of `/bin/true`, the way [`exec`] runs a plugin.
@@ -168,13 +173,18 @@ fn confs(ns: &str, data: &Path) -> Vec<(&'static str, &'static str, Value)> {
 #[derive(Default)]
 struct Samples {
     ms: std::collections::BTreeMap<String, Vec<f64>>,
+    cpu: std::collections::BTreeMap<String, Vec<f64>>,
     rss: std::collections::BTreeMap<String, i64>,
 }
 
 impl Samples {
-    fn note(&mut self, key: String, t: Duration, kb: i64) {
+    fn note(&mut self, key: String, t: Duration, kb: i64, cpu: Duration) {
         let e = self.rss.entry(key.clone()).or_insert(0);
         *e = (*e).max(kb);
+        self.cpu
+            .entry(key.clone())
+            .or_default()
+            .push(cpu.as_secs_f64() * 1e3);
         self.ms.entry(key).or_default().push(t.as_secs_f64() * 1e3);
     }
 }
@@ -182,8 +192,8 @@ impl Samples {
 fn round(dir: &Path, ns: &str, data: &Path, s: &mut Samples) {
     for (plugin, ifname, conf) in confs(ns, data) {
         for cmd in ["ADD", "DEL"] {
-            let (t, kb) = exec(dir, plugin, cmd, ifname, ns, &conf);
-            s.note(format!("{plugin} {cmd}"), t, kb);
+            let (t, kb, cpu) = exec(dir, plugin, cmd, ifname, ns, &conf);
+            s.note(format!("{plugin} {cmd}"), t, kb, cpu);
         }
     }
 }
@@ -238,19 +248,24 @@ fn main() {
         "cni_meta: loopback, tuning (after a 1.0.0 prevResult), static; {iters} rounds each, same namespace"
     );
     let floor = median(&mut floor);
-    println!("  exec floor (/bin/true through the same harness): {floor:.2} ms");
     println!(
-        "  {:<14} {:>9} {:>9} {:>7} {:>13} {:>9} {:>9}",
-        "plugin cmd", "ours ms", "ref ms", "ratio", "above floor", "ours KiB", "ref KiB"
+        "  exec floor (/bin/true through the same harness): {floor:.2} ms wall; \
+         wall = exec time as a runtime sees it, cpu = user+system time of the plugin process"
+    );
+    println!(
+        "  {:<13} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8}",
+        "plugin cmd", "wall us", "ref", "ratio", "cpu us", "ref", "ratio", "RSS KiB", "ref"
     );
     for (k, v) in &mut o.ms {
-        let om = median(v);
-        let rm = r.ms.get_mut(k).map_or(f64::NAN, |v| median(v));
+        let om = median(v) * 1e3;
+        let rm = r.ms.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
+        let oc = o.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
+        let rc = r.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
         let rk = r.rss.get(k).map_or("n/a".into(), ToString::to_string);
-        let above = (rm - floor) / (om - floor).max(0.01);
         println!(
-            "  {k:<14} {om:>9.2} {rm:>9.2} {:>6.1}x {above:>12.1}x {:>9} {rk:>9}",
+            "  {k:<13} {om:>8.0} {rm:>8.0} {:>5.1}x {oc:>8.0} {rc:>8.0} {:>5.1}x {:>8} {rk:>8}",
             rm / om,
+            rc / oc,
             o.rss[k]
         );
     }
