@@ -12,7 +12,10 @@ use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, Link
 use crate::ns::{NetNs, NsError};
 
 mod addr;
+pub mod sync;
 mod vlan;
+
+pub use sync::SyncNetlink;
 
 /// Link errors.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::error::CniError;
-use crate::link::{self, Netlink};
+use crate::link::SyncNetlink;
 use crate::ns::NetNs;
 use crate::skel::{Invocation, Plugin};
 use crate::spec::{CniResult, Interface, IpConfig};
@@ -30,10 +30,6 @@ pub struct Loopback;
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
-}
-
-fn rt() -> Result<tokio::runtime::Runtime, CniError> {
-    link::runtime().map_err(|e| CniError::io("tokio runtime", e))
 }
 
 fn netns_path(inv: &Invocation) -> Result<&std::path::Path, CniError> {
@@ -70,20 +66,15 @@ impl Plugin for Loopback {
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let path = netns_path(inv)?;
         open(path)?.enter().map_err(internal)?;
-        let addrs = rt()?.block_on(async {
-            let nl = Netlink::connect().map_err(internal)?;
-            let lo = nl
-                .link_by_name(&inv.ifname)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| internal(format!("failed to find link {:?}", inv.ifname)))?;
-            if !lo.up {
-                nl.set_link(lo.index, true, None, None)
-                    .await
-                    .map_err(internal)?;
-            }
-            nl.addrs(lo.index).await.map_err(internal)
-        })?;
+        let mut nl = SyncNetlink::open().map_err(internal)?;
+        let lo = nl
+            .link_by_name(&inv.ifname)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("failed to find link {:?}", inv.ifname)))?;
+        if !lo.up {
+            nl.set_up(lo.index, true).map_err(internal)?;
+        }
+        let addrs = nl.addrs(lo.index).map_err(internal)?;
         let addrs = loopback_addrs(&addrs)?;
         if let Some(prev) = inv.net.prev()? {
             return Ok(prev);
@@ -116,31 +107,26 @@ impl Plugin for Loopback {
             Err(e) if e.is_missing() => return Ok(()),
             Err(e) => return Err(internal(e)),
         }
-        rt()?.block_on(async {
-            let nl = Netlink::connect().map_err(internal)?;
-            match nl.link_by_name(&inv.ifname).await.map_err(internal)? {
-                Some(lo) if lo.up => nl.set_link_down(lo.index).await.map_err(internal),
-                _ => Ok(()),
-            }
-        })
+        let mut nl = SyncNetlink::open().map_err(internal)?;
+        match nl.link_by_name(&inv.ifname).map_err(internal)? {
+            Some(lo) if lo.up => nl.set_up(lo.index, false).map_err(internal),
+            _ => Ok(()),
+        }
     }
 
     fn check(&self, inv: &Invocation) -> Result<(), CniError> {
         open(netns_path(inv)?)?.enter().map_err(internal)?;
-        rt()?.block_on(async {
-            let nl = Netlink::connect().map_err(internal)?;
-            // Like the reference: whatever CNI_IFNAME says, this checks `lo`.
-            let lo = nl
-                .link_by_name("lo")
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| internal("loopback interface lo not found"))?;
-            if lo.up {
-                Ok(())
-            } else {
-                Err(internal("loopback interface is down"))
-            }
-        })
+        let mut nl = SyncNetlink::open().map_err(internal)?;
+        // Like the reference: whatever CNI_IFNAME says, this checks `lo`.
+        let lo = nl
+            .link_by_name("lo")
+            .map_err(internal)?
+            .ok_or_else(|| internal("loopback interface lo not found"))?;
+        if lo.up {
+            Ok(())
+        } else {
+            Err(internal("loopback interface is down"))
+        }
     }
 }
 

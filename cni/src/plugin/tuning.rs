@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::CniError;
-use crate::link::{self, Link, LinkTuning, Netlink};
+use crate::link::{self, Link, LinkTuning, SyncNetlink};
 use crate::ns::{self, NetNs};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::CniResult;
@@ -40,10 +40,6 @@ pub struct Tuning;
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
-}
-
-fn rt() -> Result<tokio::runtime::Runtime, CniError> {
-    link::runtime().map_err(|e| CniError::io("tokio runtime", e))
 }
 
 fn load(inv: &Invocation) -> Result<TuningConf, CniError> {
@@ -167,42 +163,37 @@ fn remove(file: &Path) -> Result<(), CniError> {
     }
 }
 
-impl Tuning {
-    /// The link part of ADD: save, then change in one request.
-    async fn tune(
-        nl: &Netlink,
-        inv: &Invocation,
-        conf: &TuningConf,
-        file: &Path,
-        sysctl_old: &BTreeMap<String, String>,
-    ) -> Result<(), CniError> {
-        let l = nl
-            .link_by_name(&inv.ifname)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| internal(format!("failed to get {:?}: link not found", inv.ifname)))?;
-        let mut saved = match read_saved(file)? {
-            // A repeated ADD keeps the values saved first.
-            Some(s) => s,
-            None => snapshot(&l, &conf.link),
-        };
-        for (k, v) in sysctl_old {
-            saved.sysctl.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        if saved != Saved::default() {
-            write_saved(file, &saved)?;
-        }
-        if conf.changes_link() {
-            if let Err(e) = nl.tune_link(l.index, &conf.link).await {
-                // The kernel may have applied part of the request.
-                let _ = nl
-                    .tune_link(l.index, &snapshot(&l, &conf.link).restore())
-                    .await;
-                return Err(internal(format!("failed to tune {}: {e}", inv.ifname)));
-            }
-        }
-        Ok(())
+/// The link part of ADD: save, then change in one request.
+fn tune(
+    nl: &mut SyncNetlink,
+    inv: &Invocation,
+    conf: &TuningConf,
+    file: &Path,
+    sysctl_old: &BTreeMap<String, String>,
+) -> Result<(), CniError> {
+    let l = nl
+        .link_by_name(&inv.ifname)
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("failed to get {:?}: link not found", inv.ifname)))?;
+    let mut saved = match read_saved(file)? {
+        // A repeated ADD keeps the values saved first.
+        Some(s) => s,
+        None => snapshot(&l, &conf.link),
+    };
+    for (k, v) in sysctl_old {
+        saved.sysctl.entry(k.clone()).or_insert_with(|| v.clone());
     }
+    if saved != Saved::default() {
+        write_saved(file, &saved)?;
+    }
+    if conf.changes_link() {
+        if let Err(e) = nl.tune_link(l.index, &conf.link) {
+            // The kernel may have applied part of the request.
+            let _ = nl.tune_link(l.index, &snapshot(&l, &conf.link).restore());
+            return Err(internal(format!("failed to tune {}: {e}", inv.ifname)));
+        }
+    }
+    Ok(())
 }
 
 impl Plugin for Tuning {
@@ -221,12 +212,9 @@ impl Plugin for Tuning {
         let file = saved_file(&conf.data_dir, &inv.container_id, &inv.ifname);
         let had_file = file.exists();
         let old = write_sysctls(&sysctls)?;
-        let r = rt().and_then(|rt| {
-            rt.block_on(async {
-                let nl = Netlink::connect().map_err(internal)?;
-                Self::tune(&nl, inv, &conf, &file, &old).await
-            })
-        });
+        let r = SyncNetlink::open()
+            .map_err(internal)
+            .and_then(|mut nl| tune(&mut nl, inv, &conf, &file, &old));
         if let Err(e) = r {
             restore_sysctls(&old);
             if !had_file {
@@ -256,19 +244,16 @@ impl Plugin for Tuning {
                 Err(e) => return Err(internal(e)),
             },
         }
-        let mut errs = rt()?.block_on(async {
-            let nl = Netlink::connect().map_err(internal)?;
-            let Some(l) = nl.link_by_name(&inv.ifname).await.map_err(internal)? else {
-                return Ok::<_, CniError>(Vec::new());
-            };
+        let mut nl = SyncNetlink::open().map_err(internal)?;
+        let mut errs = Vec::new();
+        if let Some(l) = nl.link_by_name(&inv.ifname).map_err(internal)? {
             let t = saved.restore();
             if t != LinkTuning::default() {
-                if let Err(e) = nl.tune_link(l.index, &t).await {
-                    return Ok(vec![format!("link {}: {e}", inv.ifname)]);
+                if let Err(e) = nl.tune_link(l.index, &t) {
+                    errs.push(format!("link {}: {e}", inv.ifname));
                 }
             }
-            Ok(Vec::new())
-        })?;
+        }
         errs.extend(restore_sysctls(&saved.sysctl));
         if !errs.is_empty() {
             // As the reference: DEL does not fail the teardown; the file
@@ -299,10 +284,9 @@ impl Plugin for Tuning {
                 )));
             }
         }
-        let l = rt()?.block_on(async {
-            let nl = Netlink::connect().map_err(internal)?;
-            nl.link_by_name(&inv.ifname).await.map_err(internal)
-        })?;
+        let l = SyncNetlink::open()
+            .and_then(|mut nl| nl.link_by_name(&inv.ifname))
+            .map_err(internal)?;
         let l = l.ok_or_else(|| internal(format!("Cannot find container link {}", inv.ifname)))?;
         let t = &conf.link;
         let mismatch = |what: &str, want: String, have: String| {
