@@ -124,7 +124,7 @@ fn exec(
 
 /// fork + exec + wait of `/bin/true`, the way [`exec`] runs a plugin.
 #[allow(clippy::zombie_processes)] // reaped by `wait4` below
-fn exec_floor() -> Duration {
+fn exec_floor() -> (Duration, Duration) {
     let mut c = Command::new("/bin/true");
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -132,8 +132,8 @@ fn exec_floor() -> Duration {
     force_fork(&mut c);
     let start = Instant::now();
     let child = c.spawn().unwrap();
-    let _ = wait4(child.id());
-    start.elapsed()
+    let (_, _, cpu) = wait4(child.id());
+    (start.elapsed(), cpu)
 }
 
 /// (plugin, ifname, config) for one pod.
@@ -230,9 +230,11 @@ fn main() {
     let ns = format!("/run/netns/{}", pod.name());
     let data = tempfile::tempdir().unwrap();
     let (mut o, mut r) = (Samples::default(), Samples::default());
-    let mut floor = Vec::new();
+    let (mut floor, mut floor_cpu) = (Vec::new(), Vec::new());
     for i in 0..iters {
-        floor.push(exec_floor().as_secs_f64() * 1e3);
+        let (w, c) = exec_floor();
+        floor.push(w.as_secs_f64() * 1e3);
+        floor_cpu.push(c.as_secs_f64() * 1e3);
         // Alternate who goes first.
         if i % 2 == 0 {
             round(&ours, &ns, &data.path().join("ours"), &mut o);
@@ -248,13 +250,24 @@ fn main() {
         "cni_meta: loopback, tuning (after a 1.0.0 prevResult), static; {iters} rounds each, same namespace"
     );
     let floor = median(&mut floor);
+    let floor_cpu = median(&mut floor_cpu) * 1e3;
     println!(
-        "  exec floor (/bin/true through the same harness): {floor:.2} ms wall; \
-         wall = exec time as a runtime sees it, cpu = user+system time of the plugin process"
+        "  exec floor (/bin/true through the same harness): {floor:.2} ms wall, {floor_cpu:.0} us cpu; \
+         wall = exec time as a runtime sees it, cpu = user+system time of the plugin process, \
+         >floor = ratio of the cpu time above the floor"
     );
     println!(
-        "  {:<13} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8}",
-        "plugin cmd", "wall us", "ref", "ratio", "cpu us", "ref", "ratio", "RSS KiB", "ref"
+        "  {:<13} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
+        "plugin cmd",
+        "wall us",
+        "ref",
+        "ratio",
+        "cpu us",
+        "ref",
+        "ratio",
+        ">floor",
+        "RSS KiB",
+        "ref"
     );
     for (k, v) in &mut o.ms {
         let om = median(v) * 1e3;
@@ -262,8 +275,9 @@ fn main() {
         let oc = o.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
         let rc = r.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
         let rk = r.rss.get(k).map_or("n/a".into(), ToString::to_string);
+        let above = (rc - floor_cpu) / (oc - floor_cpu).max(1.0);
         println!(
-            "  {k:<13} {om:>8.0} {rm:>8.0} {:>5.1}x {oc:>8.0} {rc:>8.0} {:>5.1}x {:>8} {rk:>8}",
+            "  {k:<13} {om:>8.0} {rm:>8.0} {:>5.1}x {oc:>8.0} {rc:>8.0} {:>5.1}x {above:>6.1}x {:>8} {rk:>8}",
             rm / om,
             rc / oc,
             o.rss[k]
