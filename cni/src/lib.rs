@@ -1,5 +1,6 @@
-//! weft's CNI plugins (bridge, host-local, portmap): spec types, IPAM store,
-//! and the netlink and nftables helpers they share.
+//! weft's CNI plugins (bridge, host-local, portmap, loopback, tuning,
+//! static): spec types, IPAM store, and the netlink and nftables helpers
+//! they share.
 //!
 //! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].
 //! - [`spec`]: config keys, results and their version conversion.
