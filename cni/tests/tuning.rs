@@ -278,3 +278,45 @@ fn failures_undo_and_errors_have_codes() {
     // The first saved values win: the original MAC is back.
     assert_eq!(state(&pod), original);
 }
+
+#[test]
+fn sysctl_allowlist_is_honoured() {
+    if !privileged_or_skip("sysctl_allowlist_is_honoured", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("wca");
+    let list = lab.data_dir().join("allowlist.conf");
+    std::fs::write(
+        &list,
+        "^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$\n\n^net[./]core[./]somaxconn$\n",
+    )
+    .unwrap();
+    let rt = Runtime::ours()
+        .in_netns(&lab.host_name())
+        .with_env("WEFT_CNI_TUNING_ALLOWLIST", list.to_str().unwrap());
+    let pod = lab.pod(1);
+    let att = Attachment::new("ta", "eth0").with_netns(Some(&netns_path(&pod)));
+    let prev = rt
+        .add(&bridge_conf(&lab, "1.0.0"), &att)
+        .expect_ok("bridge ADD");
+    let original = state(&pod);
+    let dir = lab.data_dir().join("tuning");
+    let c = tuning_conf("1.0.0", &dir, &prev);
+    // Both keys allowed.
+    rt.exec("ADD", Some(&att), &c).expect_ok("ADD allowed");
+    rt.exec("DEL", Some(&att), &c).expect_ok("DEL");
+    // One key not allowed: code 7, nothing changed.
+    let mut bad = c.clone();
+    bad["sysctl"]["net.ipv4.ip_forward"] = json!("1");
+    let r = rt.exec("ADD", Some(&att), &bad);
+    assert_eq!(r.code(), Some(7), "{r:?}");
+    assert!(r.msg().contains("is not allowed"), "{r:?}");
+    assert_eq!(state(&pod), original);
+    // DEL does not look at the allowlist.
+    rt.exec("DEL", Some(&att), &bad).expect_ok("DEL");
+    // An invalid expression is a config error too.
+    std::fs::write(&list, "(\n").unwrap();
+    assert_eq!(rt.exec("ADD", Some(&att), &c).code(), Some(7));
+    rt.del(&bridge_conf(&lab, "1.0.0"), &att, Some(&prev))
+        .expect_ok("bridge DEL");
+}

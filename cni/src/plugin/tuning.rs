@@ -14,10 +14,7 @@
 //! bad `CNI_ARGS` code 4, undecodable config 6 (reference: 999); DEL also restores the
 //! original sysctl values; a repeated ADD keeps the first saved values instead
 //! of overwriting them with the tuned ones; CHECK resolves `IFNAME` in sysctl
-//! keys as ADD does and compares values with whitespace normalised; the
-//! sysctl allowlist file (`/etc/cni/tuning/allowlist.conf`) is not read: when
-//! it exists, a config with sysctls is refused (code 7) rather than applied
-//! unchecked.
+//! keys as ADD does and compares values with whitespace normalised.
 
 pub mod config;
 
@@ -31,7 +28,8 @@ use crate::skel::{Invocation, Plugin};
 use crate::spec::CniResult;
 use config::{Saved, TuningConf, saved_file};
 
-/// The reference's sysctl allowlist.
+/// The reference's sysctl allowlist: when present, every sysctl key must
+/// match one of its lines (see [`config::check_allowlist`]).
 pub const ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
 
 /// The tuning plugin.
@@ -42,15 +40,27 @@ fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
 }
 
+/// The sysctl allowlist in force: `WEFT_CNI_TUNING_ALLOWLIST` if set (for
+/// tests), else the reference's path.
+fn allowlist_path() -> std::path::PathBuf {
+    std::env::var_os("WEFT_CNI_TUNING_ALLOWLIST").map_or_else(|| ALLOWLIST.into(), Into::into)
+}
+
 fn load(inv: &Invocation) -> Result<TuningConf, CniError> {
-    let conf = TuningConf::load(&inv.stdin, &inv.args_raw)?;
-    if !conf.sysctl.is_empty() && Path::new(ALLOWLIST).exists() {
-        return Err(CniError::config(
-            format!("sysctl allowlist {ALLOWLIST} is not supported by this plugin"),
-            "remove the allowlist or the sysctl keys",
-        ));
+    TuningConf::load(&inv.stdin, &inv.args_raw)
+}
+
+/// Refuses sysctl keys the allowlist (if there is one) does not allow.
+fn check_allowed(conf: &TuningConf) -> Result<(), CniError> {
+    if conf.sysctl.is_empty() {
+        return Ok(());
     }
-    Ok(conf)
+    let path = allowlist_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => config::check_allowlist(conf.sysctl.iter().map(|(k, _)| k.as_str()), &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CniError::io(format!("reading {}", path.display()), e)),
+    }
 }
 
 /// Moves this (single-threaded) process into the pod's namespace: all of
@@ -203,6 +213,7 @@ impl Plugin for Tuning {
 
     fn add(&self, inv: &Invocation) -> Result<CniResult, CniError> {
         let conf = load(inv)?;
+        check_allowed(&conf)?;
         let mut prev = inv
             .net
             .prev()?

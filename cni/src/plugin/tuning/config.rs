@@ -195,6 +195,37 @@ impl TuningConf {
     }
 }
 
+/// Checks sysctl keys against the text of a sysctl allowlist (the
+/// reference's `/etc/cni/tuning/allowlist.conf`): one regular expression a
+/// line, blank lines ignored, a key is allowed when any expression matches
+/// somewhere in it (as Go's `regexp.MatchString`). Code 7 for a key no line
+/// allows or a line that is not a valid expression.
+pub fn check_allowlist<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+    allowlist: &str,
+) -> Result<(), CniError> {
+    let lines: Vec<&str> = allowlist
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let res = lines
+        .iter()
+        .map(|l| {
+            regex::Regex::new(l)
+                .map_err(|e| bad(format!("sysctl allowlist: invalid expression {l:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for k in keys {
+        if !res.iter().any(|r| r.is_match(k)) {
+            return Err(bad(format!(
+                "Sysctl {k} is not allowed. Only the following sysctls are allowed: {lines:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a sysctl key (`net.ipv4.conf.IFNAME.arp_notify`, or with `/`)
 /// to its path under `/proc/sys` (`net/ipv4/conf/eth0/arp_notify`): dots
 /// become slashes, the first `IFNAME` becomes `ifname`. Only keys of the
@@ -350,6 +381,26 @@ mod tests {
         assert_eq!(code(r#"{}"#, "FOO=1"), 4);
         assert_eq!(code(r#"{}"#, "MAC=zz"), 7);
         assert_eq!(code("[", ""), 6);
+    }
+
+    #[test]
+    fn allowlist() {
+        let list = "^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$\n\n  ^net\\.core\\.somaxconn$ \n";
+        assert!(
+            check_allowlist(
+                ["net.ipv4.conf.IFNAME.arp_notify", "net.core.somaxconn"],
+                list
+            )
+            .is_ok()
+        );
+        let e = check_allowlist(["net.ipv4.ip_forward"], list).unwrap_err();
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("is not allowed"));
+        // Unanchored expressions match anywhere, as in the reference.
+        assert!(check_allowlist(["net.core.somaxconn"], "somax").is_ok());
+        assert!(check_allowlist(["net.x"], "").is_err());
+        assert!(check_allowlist(std::iter::empty(), "").is_ok());
+        assert_eq!(check_allowlist(["net.x"], "(").unwrap_err().code(), 7);
     }
 
     #[test]
