@@ -252,3 +252,21 @@ fn static_as_the_bridge_ipam() {
     rt.del(&c, &att, Some(&r)).expect_ok("DEL");
     rt.del(&c, &att, Some(&r)).expect_ok("DEL again");
 }
+
+#[test]
+fn status_and_gc_exist_from_1_1_0() {
+    let ipam = json!({"type": "static", "addresses": [{"address": "10.10.0.1/24"}]});
+    for plugin in ["static", "loopback", "tuning"] {
+        let mut c = conf("1.1.0", ipam.clone(), json!({}));
+        c["type"] = json!(plugin);
+        for cmd in ["STATUS", "GC"] {
+            Runtime::ours()
+                .exec(cmd, None, &c)
+                .expect_ok(&format!("{plugin} {cmd}"));
+            c["cniVersion"] = json!("1.0.0");
+            let r = Runtime::ours().exec(cmd, None, &c);
+            assert_eq!(r.code(), Some(1), "{plugin} {cmd} at 1.0.0: {r:?}");
+            c["cniVersion"] = json!("1.1.0");
+        }
+    }
+}
