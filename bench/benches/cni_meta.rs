@@ -275,9 +275,14 @@ fn main() {
         let oc = o.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
         let rc = r.cpu.get_mut(k).map_or(f64::NAN, |v| median(v)) * 1e3;
         let rk = r.rss.get(k).map_or("n/a".into(), ToString::to_string);
-        let above = (rc - floor_cpu) / (oc - floor_cpu).max(1.0);
+        // Within 50 us of the floor the ratio above it means nothing.
+        let above = if oc - floor_cpu < 50.0 {
+            "floor".to_string()
+        } else {
+            format!("{:.1}x", (rc - floor_cpu) / (oc - floor_cpu))
+        };
         println!(
-            "  {k:<13} {om:>8.0} {rm:>8.0} {:>5.1}x {oc:>8.0} {rc:>8.0} {:>5.1}x {above:>6.1}x {:>8} {rk:>8}",
+            "  {k:<13} {om:>8.0} {rm:>8.0} {:>5.1}x {oc:>8.0} {rc:>8.0} {:>5.1}x {above:>7} {:>8} {rk:>8}",
             rm / om,
             rc / oc,
             o.rss[k]

@@ -212,7 +212,7 @@ pub fn check_allowlist<'a>(
     let res = lines
         .iter()
         .map(|l| {
-            regex::Regex::new(l)
+            regex_lite::Regex::new(l)
                 .map_err(|e| bad(format!("sysctl allowlist: invalid expression {l:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
