@@ -310,6 +310,29 @@ impl NfSocket {
         }
     }
 
+    /// The number of rules of `chain` that are not owner records (0 when
+    /// the chain does not exist): a dump of that chain only.
+    pub fn plain_rules(&mut self, table: &Table, chain: &str) -> Result<usize, NftError> {
+        let msgs = self.dump(|m, seq| {
+            m.begin(
+                (SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                table.family as u8,
+                0,
+            );
+            m.put_str(1, &table.name);
+            m.put_str(2, chain);
+            m.end();
+        })?;
+        Ok(msgs
+            .iter()
+            .map(|p| p.get(4..).unwrap_or_default())
+            .filter(|a| nla::find(a, 2).map(nla::as_str).as_deref() == Some(chain))
+            .filter(|a| nla::find(a, 7).and_then(Owned::decode).is_none())
+            .count())
+    }
+
     /// Whether `chain` has any rule (owner chains always have one).
     pub fn chain_has_rules(&mut self, table: &Table, chain: &str) -> Result<bool, NftError> {
         let msgs = self.dump(|m, seq| {
