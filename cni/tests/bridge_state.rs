@@ -1,7 +1,7 @@
 //! Black-box tests of bridge state over pod churn: a rejected option pair
 //! takes no lease, the bridge's MAC address stays put as ports come and go
 //! (also on a bridge someone else made), and GC removes the masquerade state
-//! of attachments that are no longer valid, leaving valid ones and other
+//! and macspoofchk state of attachments that are no longer valid, leaving valid ones and other
 //! networks' alone.
 #![allow(clippy::unwrap_used)]
 
@@ -124,6 +124,10 @@ fn bridge_mac_is_stable_as_pods_come_and_go() {
     }
 }
 
+fn spoof_chains(lab: &Lab) -> usize {
+    lab.nft().matches("chain cn-s-").count()
+}
+
 fn masq_chains(lab: &Lab) -> Vec<String> {
     let mut v: Vec<String> = lab
         .nft()
@@ -149,7 +153,7 @@ fn gc_removes_masquerade_of_stale_attachments() {
             net,
             bridge,
             v4,
-            json!({"isGateway": true, "ipMasq": true}),
+            json!({"isGateway": true, "ipMasq": true, "macspoofchk": true}),
         );
         json!({"cniVersion": "1.1.0", "name": net, "plugins": [c]})
     };
@@ -166,6 +170,7 @@ fn gc_removes_masquerade_of_stale_attachments() {
     rt.add_list(&other, &att(2, "gcother")).unwrap();
     let all = masq_chains(&lab);
     assert_eq!(all.len(), 3, "{}", lab.nft());
+    assert_eq!(spoof_chains(&lab), 3, "{}", lab.nft());
     let masq_elems = |lab: &Lab| {
         lab.nft()
             .lines()
@@ -178,6 +183,7 @@ fn gc_removes_masquerade_of_stale_attachments() {
     rt.gc_list(&list, &[att(1, "gcnet")]).unwrap();
     let left = masq_chains(&lab);
     assert_eq!(left.len(), 2, "{}", lab.nft());
+    assert_eq!(spoof_chains(&lab), 2, "macspoofchk state of gc0 left");
     let ruleset = lab.nft();
     assert!(
         !ruleset.contains("10.84.0.2 "),
@@ -200,7 +206,9 @@ fn gc_removes_masquerade_of_stale_attachments() {
     // GC with nothing valid clears the network.
     rt.gc_list(&list, &[]).unwrap();
     assert_eq!(masq_chains(&lab).len(), 1, "{}", lab.nft());
+    assert_eq!(spoof_chains(&lab), 1);
     rt.del_list(&list, &att(1, "gcnet"), None).unwrap();
     rt.del_list(&other, &att(2, "gcother"), None).unwrap();
     assert!(masq_chains(&lab).is_empty(), "{}", lab.nft());
+    assert_eq!(spoof_chains(&lab), 0);
 }
