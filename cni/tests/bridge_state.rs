@@ -1,8 +1,8 @@
 //! Black-box tests of bridge state over pod churn: a rejected option pair
 //! takes no lease, the bridge's MAC address stays put as ports come and go
-//! (also on a bridge someone else made), and GC removes the masquerade state
-//! and macspoofchk state of attachments that are no longer valid, leaving valid ones and other
-//! networks' alone.
+//! (also on a bridge someone else made), and GC removes the masquerade and
+//! macspoofchk state of attachments that are no longer valid, leaving valid
+//! ones and other networks' alone.
 #![allow(clippy::unwrap_used)]
 
 mod bridge_common;
