@@ -2,12 +2,7 @@
 //! ifname) creates, so DEL and a failed ADD find everything without
 //! prevResult or on-disk state.
 
-use crate::nft::{Owned, owner_id};
-
-/// Name prefix of the per-pod ipMasq chains.
-pub const MASQ_PREFIX: &str = "cn-m-";
-/// Name prefix of the per-pod macspoofchk chains.
-pub const SPOOF_PREFIX: &str = "cn-s-";
+use crate::nft::owner_id;
 
 /// Deterministic names of everything one attachment creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +13,6 @@ pub struct Names {
     pub masq_chain: String,
     /// Per-pod macspoofchk chain (bridge table).
     pub spoof_chain: String,
-    /// The attachment, recorded in the owner chains for GC.
-    pub owner: Owned,
 }
 
 impl Names {
@@ -28,13 +21,8 @@ impl Names {
         let id = owner_id(&[net, cid, ifname]);
         Self {
             host_veth: format!("veth{}", &id[..8]),
-            masq_chain: format!("{MASQ_PREFIX}{id}"),
-            spoof_chain: format!("{SPOOF_PREFIX}{id}"),
-            owner: Owned::Attachment {
-                network: net.to_string(),
-                container_id: cid.to_string(),
-                ifname: ifname.to_string(),
-            },
+            masq_chain: format!("cn-m-{id}"),
+            spoof_chain: format!("cn-s-{id}"),
         }
     }
 }

@@ -10,9 +10,6 @@ use crate::nft::{Op, Owned, Table, Verdict, owner_id, owner_records};
 
 use super::config::{Condition, HostIp, Mapping, Settings};
 
-/// Name prefix of the per-pod DNAT (owner) chains.
-pub const DNAT_PREFIX: &str = "cn-p-";
-
 /// Deterministic names for one (network, container).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmNames {
@@ -20,8 +17,6 @@ pub struct PmNames {
     pub dnat_chain: String,
     /// Per-pod masquerade chain.
     pub post_chain: String,
-    /// The attachment, recorded in the owner chain for GC.
-    pub owner: Owned,
 }
 
 impl PmNames {
@@ -29,13 +24,8 @@ impl PmNames {
     pub fn new(net: &str, cid: &str) -> Self {
         let id = owner_id(&[net, cid]);
         Self {
-            dnat_chain: format!("{DNAT_PREFIX}{id}"),
+            dnat_chain: format!("cn-p-{id}"),
             post_chain: format!("cn-q-{id}"),
-            owner: Owned::Attachment {
-                network: net.to_string(),
-                container_id: cid.to_string(),
-                ifname: String::new(),
-            },
         }
     }
 }
@@ -200,7 +190,6 @@ pub fn plan(names: &PmNames, pod_ips: &[IpAddr], s: &Settings) -> PmPlan {
             chain: names.post_chain.clone(),
         });
     }
-    owned.push(names.owner.clone());
     ops.extend(owner_records(&t, &names.dnat_chain, &owned));
     push_elems(
         &mut ops,
@@ -410,8 +399,7 @@ mod tests {
                 _ => None,
             })
             .collect::<Vec<_>>();
-        assert_eq!(owned.len(), 3 + 2 + 1 + 1);
-        assert!(owned.contains(&n.owner));
+        assert_eq!(owned.len(), 3 + 2 + 1);
         assert_eq!(owned_udp_ports(&owned), vec![5353]);
     }
 
