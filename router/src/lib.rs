@@ -13,3 +13,6 @@ pub mod reconcile;
 pub mod route_table;
 pub mod shutdown;
 pub mod vtep;
+
+/// A fast keyed hash for the route and peer maps (randomly seeded per process).
+pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;

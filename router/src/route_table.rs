@@ -4,8 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// A fast keyed hash for the per-route maps (randomly seeded per process).
-type FastMap<K, V> = foldhash::HashMap<K, V>;
+use crate::FastMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;

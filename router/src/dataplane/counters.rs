@@ -22,8 +22,7 @@ use weft_encap::DecapError;
 
 use super::peer_table::{PeerTable, Refusal};
 
-/// A fast keyed hash (randomly seeded per process).
-type FastMap<K, V> = foldhash::HashMap<K, V>;
+use crate::FastMap;
 
 /// Inner packets sent per peer.
 pub const TX_PACKETS: &str = "weft_dataplane_tx_packets_total";

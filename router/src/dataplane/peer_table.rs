@@ -18,8 +18,7 @@ use weft_encap::MacAddr;
 use crate::cidr::Cidr;
 use crate::route_table::NextHop;
 
-/// A fast keyed hash (randomly seeded per process).
-type FastMap<K, V> = foldhash::HashMap<K, V>;
+use crate::FastMap;
 
 /// One overlay peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
