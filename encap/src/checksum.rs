@@ -19,6 +19,30 @@ pub fn sum(mut acc: u64, data: &[u8]) -> u64 {
     acc
 }
 
+/// [`sum`], faster on long data (whole TCP segments): native-endian
+/// 32-bit words summed into 64 bits (a loop the compiler vectorises),
+/// folded to 16 bits and byte-swapped, which equals the big-endian word
+/// sum (RFC 1071 §2 B: byte order independence).
+#[must_use]
+pub fn sum_wide(acc: u64, data: &[u8]) -> u64 {
+    let words = data.chunks_exact(4);
+    let tail = words.remainder();
+    let mut s: u64 = words
+        .map(|c| u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+        .sum();
+    s = (s >> 32) + (s & 0xffff_ffff);
+    s = (s >> 32) + (s & 0xffff_ffff);
+    s = (s >> 16) + (s & 0xffff);
+    s = (s >> 16) + (s & 0xffff);
+    // Four folds leave s <= 0xffff.
+    let folded = if cfg!(target_endian = "little") {
+        (s as u16).swap_bytes()
+    } else {
+        s as u16
+    };
+    sum(acc + u64::from(folded), tail)
+}
+
 /// Folds an accumulated sum to 16 bits and complements it.
 #[must_use]
 #[inline(always)]
@@ -127,6 +151,23 @@ mod tests {
             acc = (acc & 0xffff) + (acc >> 16);
         }
         acc as u16
+    }
+
+    #[test]
+    fn wide_sum_equals_the_reference() {
+        let data: Vec<u8> = (0..3001u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for len in [0, 1, 2, 3, 4, 5, 63, 64, 65, 1448, 3001] {
+            for acc in [0u64, 0xffff, 0x1234_5678] {
+                let d = &data[..len];
+                assert_eq!(
+                    finish(sum_wide(acc, d)),
+                    finish(sum(acc, d)),
+                    "len {len} acc {acc:#x}"
+                );
+            }
+        }
+        let ones = vec![0xffu8; 4096];
+        assert_eq!(finish(sum_wide(0, &ones)), finish(sum(0, &ones)));
     }
 
     #[test]

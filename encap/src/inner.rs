@@ -180,6 +180,24 @@ impl<'a> InnerPacket<'a> {
     }
 }
 
+/// The destination address of an unvalidated packet read from a TUN: the
+/// version nibble and the destination field only, so an egress lookup
+/// costs two loads. None when the bytes are too short or not IPv4/IPv6.
+#[must_use]
+#[inline]
+pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match IpVersion::of(packet)? {
+        IpVersion::V4 => {
+            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        IpVersion::V6 => {
+            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+    }
+}
+
 /// Reads an IPv6 address at `at` (caller guarantees 16 bytes are there).
 fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
     let mut a = [0u8; 16];
@@ -261,6 +279,22 @@ mod tests {
             Err(DecapError::InnerVersion(5))
         );
         assert_eq!(InnerPacket::parse(&p[..10]), Err(DecapError::InnerHeader));
+    }
+
+    #[test]
+    fn destination_reads_both_families_and_rejects_runts() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[16..20].copy_from_slice(&[10, 244, 2, 5]);
+        assert_eq!(destination(&v4), Some(IpAddr::from([10, 244, 2, 5])));
+        assert_eq!(destination(&v4[..19]), None);
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[24] = 0xfd;
+        assert_eq!(destination(&v6), "fd00::".parse().ok());
+        assert_eq!(destination(&v6[..39]), None);
+        assert_eq!(destination(&[0x10; 40]), None);
+        assert_eq!(destination(&[]), None);
     }
 
     #[test]

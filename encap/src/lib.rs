@@ -57,6 +57,18 @@
 //! `recvfrom` returned; [`ipip::IpipPacket`] also reports the outer
 //! header's addresses because raw sockets hand the outer header up.
 //!
+//! # The packet pipeline
+//! Beside the codecs, every byte decision of the router's dataplane:
+//!
+//! | step | module |
+//! |---|---|
+//! | inner destination of a TUN packet | [`inner::destination`] |
+//! | `virtio_net_hdr` and its transport header length | [`offload`] |
+//! | egress: peer, MTU, TAP / socket / split, source port | [`egress::plan`] |
+//! | encapsulation / decapsulation per format, inner range | [`format::Format`] |
+//! | outer Ethernet/IPv4/UDP frame for the TX TAP | [`tunnel_frame::build`] |
+//! | which received TCP segments coalesce, rebuilt header | [`coalesce::Coalescer`] |
+//!
 //! Helpers: [`ttl::decrement`] (RFC 1624 incremental checksum),
 //! [`icmp::frag_needed_v4`] and [`icmp::packet_too_big_v6`] replies for
 //! packets over the tunnel MTU (and time-exceeded replies), [`flow::hash`]
@@ -68,12 +80,17 @@ use std::fmt;
 use std::ops::Range;
 
 pub mod checksum;
+pub mod coalesce;
+pub mod egress;
 pub mod error;
 pub mod flow;
+pub mod format;
 pub mod icmp;
 pub mod inner;
 pub mod ipip;
+pub mod offload;
 pub mod ttl;
+pub mod tunnel_frame;
 pub mod udp;
 pub mod vxlan;
 

@@ -1,0 +1,8 @@
+//! `coalesce_plan` on arbitrary input; the body (and what it asserts) lives in
+//! `bodies/coalesce_plan.rs`, which `encap/tests/fuzz_bodies.rs` also runs on stable.
+#![no_main]
+
+#[path = "../bodies/coalesce_plan.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

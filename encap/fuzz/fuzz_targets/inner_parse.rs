@@ -1,0 +1,8 @@
+//! `inner_parse` on arbitrary input; the body (and what it asserts) lives in
+//! `bodies/inner_parse.rs`, which `encap/tests/fuzz_bodies.rs` also runs on stable.
+#![no_main]
+
+#[path = "../bodies/inner_parse.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));
