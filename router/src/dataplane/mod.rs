@@ -2,21 +2,22 @@
 //! threads that move packets between them in batches.
 //!
 //! ```text
-//!   pods ─► kernel route ─► TUN queue q ─► egress thread q ─► encap ─► UDP/raw socket ─► peer
-//!   peer ─► UDP/raw socket ─► ingress thread q ─► decap + anti-spoof ─► TUN queue q ─► pods
+//!   pods ─► kernel route ─► TUN queue q ─► egress thread q ─► plan ─► TAP frame | encap ─► TAP | UDP/raw socket ─► peer
+//!   peer ─► UDP/raw socket ─► ingress thread q ─► decap + anti-spoof ─► coalescing plan ─► TUN queue q ─► pods
 //!   control loop ─► Shared{generation, Arc<PeerTable>} ─► every thread, checked once per batch
 //! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | `worker` | the egress and ingress loops: read, ask `weft_encap`'s pipeline (egress plan, formats, TAP frames, coalescing plan), count, write |
+//! | [`peer_table`] | longest-prefix match to peers, anti-spoofing |
+//! | [`counters`] | per-worker counts flushed to metrics once per batch |
+//! | [`io`] | TUN, TX TAP, UDP/raw sockets, batched sends, TUN writes: the only `unsafe` |
 
 pub mod counters;
 pub(crate) mod encap_params;
-pub(crate) mod gro;
+pub mod io;
 pub mod peer_table;
-pub(crate) mod send;
-#[allow(unsafe_code)]
-pub mod socket;
-pub mod tun;
-#[allow(unsafe_code)]
-pub mod tx_tap;
 pub(crate) mod worker;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
@@ -26,17 +27,18 @@ use std::thread::JoinHandle;
 
 use tracing::info;
 
+use weft_encap::format::Format;
+
 use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::mode::Mode;
 use crate::netlink::UnderlayLink;
 use crate::route_table::NextHop;
-use encap_params::EncapParams;
+use encap_params::{EncapParams, format_of};
+use io::socket::{RawIpip, UdpSock, Underlay};
+use io::tap::{self as tx_tap, TxTap};
+use io::tun::Tun;
 use peer_table::PeerTable;
-use socket::Underlay;
-use socket::{RawIpip, UdpSock};
-use tun::Tun;
-use tx_tap::TxTap;
 use worker::{Shared, TapQueue};
 
 /// Errors starting the dataplane.
@@ -64,6 +66,9 @@ pub enum DataplaneError {
     /// The underlay address is not IPv4.
     #[error("underlay_ip: overlay modes need an IPv4 underlay")]
     NotIpv4,
+    /// The mode has no dataplane (host-gw).
+    #[error("dataplane.mode: {0} has no overlay dataplane")]
+    NotOverlay(Mode),
 }
 
 /// What the dataplane found out about the kernel at start.
@@ -107,6 +112,8 @@ impl Dataplane {
         let IpAddr::V4(local_ip) = cfg.underlay_ip else {
             return Err(DataplaneError::NotIpv4);
         };
+        let format = format_of(dp.mode, dp.vxlan_vni, cfg.vtep_mac())
+            .ok_or(DataplaneError::NotOverlay(dp.mode))?;
         let mtu = dp
             .mtu
             .unwrap_or_else(|| underlay.mtu.saturating_sub(dp.mode.overhead()));
@@ -132,8 +139,8 @@ impl Dataplane {
         // Per queue: (receiving socket or None, sending socket).
         let mut unders: Vec<(Option<Underlay>, Underlay)> = Vec::new();
         for q in 0..queues {
-            match dp.mode {
-                Mode::Ipip => {
+            match format {
+                Format::Ipip => {
                     // Every raw socket gets a copy of every packet: open one,
                     // received by queue 0's worker, sent on by all.
                     let s = match unders.first() {
@@ -143,7 +150,7 @@ impl Dataplane {
                     let rx = (q == 0).then(|| Underlay::Raw(Arc::clone(&s)));
                     unders.push((rx, Underlay::Raw(s)));
                 }
-                Mode::Vxlan | Mode::Udp | Mode::HostGw => {
+                Format::Vxlan { .. } | Format::Udp => {
                     let rx =
                         UdpSock::bind(SocketAddrV4::new(local_ip, port), queues > 1, dp.offload)
                             .map_err(sock("underlay udp"))?;
@@ -193,11 +200,9 @@ impl Dataplane {
             })
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
         let codec = EncapParams {
-            mode: dp.mode,
-            vni: dp.vxlan_vni,
+            format,
             port,
             local_ip,
-            local_mac: cfg.vtep_mac(),
             icmp6_src,
         };
         let shared = Arc::new(Shared::default());

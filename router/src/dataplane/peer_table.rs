@@ -230,5 +230,13 @@ impl PeerTable {
     }
 }
 
+/// The egress plan looks peers up through the same longest-prefix match.
+impl weft_encap::egress::PeerLookup for PeerTable {
+    #[inline]
+    fn lookup(&self, dst: IpAddr) -> Option<usize> {
+        PeerTable::lookup(self, dst)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,32 +1,30 @@
-//! Sending finished underlay datagrams: UDP GSO runs per peer, or
-//! `sendmmsg` batches.
+//! Sending finished underlay datagrams: runs to one peer of equal size as
+//! one UDP GSO send when the socket can, the rest through `sendmmsg`.
 
 use std::net::SocketAddrV4;
 use std::ops::Range;
 
-use super::counters::{LocalCounts, Reason};
-use super::encap_params::EncapParams;
-use super::peer_table::PeerTable;
 use super::socket::Underlay;
 use super::socket::{MAX_DATAGRAM, MAX_GSO_SEGMENTS};
 
-/// Sends the finished datagrams: runs to one peer of equal size go out as
-/// one UDP GSO send when available; the rest through `sendmmsg`.
+/// No datagram in this slot (dropped before sending).
+pub(crate) const EMPTY: usize = usize::MAX;
+
+/// Sends `bufs[i][range]` to `dst(peer)` for every `(peer, range)` of
+/// `out` whose peer is not [`EMPTY`]. Returns how many were not sent.
 pub(crate) fn send_all(
     tx: &Underlay,
-    codec: &EncapParams,
-    table: &PeerTable,
+    dst: impl Fn(usize) -> SocketAddrV4,
     bufs: &[Vec<u8>],
     out: &[(usize, Range<usize>)],
-    counts: &mut LocalCounts,
-) {
-    let dst_of = |peer: usize| SocketAddrV4::new(table.peers()[peer].underlay, codec.port);
+) -> usize {
+    let mut failed = 0;
     match tx {
         Underlay::Udp(sock) if sock.gso => {
             let mut i = 0;
             while i < out.len() {
                 let (peer, ref r) = out[i];
-                if peer == usize::MAX {
+                if peer == EMPTY {
                     i += 1;
                     continue;
                 }
@@ -36,7 +34,7 @@ pub(crate) fn send_all(
                 let mut total = 0;
                 while i < out.len() && n < MAX_GSO_SEGMENTS {
                     let (p, ref r) = out[i];
-                    if p == usize::MAX {
+                    if p == EMPTY {
                         i += 1;
                         continue;
                     }
@@ -52,18 +50,16 @@ pub(crate) fn send_all(
                     }
                 }
                 let res = if n == 1 {
-                    sock.send_batch(1, |_| (dst_of(peer), segs[0])).map(drop)
+                    sock.send_batch(1, |_| (dst(peer), segs[0])).map(drop)
                 } else {
                     sock.send_gso(
-                        dst_of(peer),
+                        dst(peer),
                         &segs[..n],
                         u16::try_from(seg).unwrap_or(u16::MAX),
                     )
                 };
                 if res.is_err() {
-                    for _ in 0..n {
-                        counts.drop_packet(Reason::SEND_ERROR, None);
-                    }
+                    failed += n;
                 }
             }
         }
@@ -74,19 +70,16 @@ pub(crate) fn send_all(
             let mut flush = |idx: &[usize]| {
                 let get = |k: usize| {
                     let (p, ref r) = out[idx[k]];
-                    (dst_of(p), &bufs[idx[k]][r.clone()])
+                    (dst(p), &bufs[idx[k]][r.clone()])
                 };
                 let res = match tx {
                     Underlay::Udp(s) => s.send_batch(idx.len(), get),
                     Underlay::Raw(s) => s.send_batch(idx.len(), get),
                 };
-                let sent = res.unwrap_or(0);
-                for _ in sent..idx.len() {
-                    counts.drop_packet(Reason::SEND_ERROR, None);
-                }
+                failed += idx.len() - res.unwrap_or(0).min(idx.len());
             };
             for (i, (p, _)) in out.iter().enumerate() {
-                if *p == usize::MAX {
+                if *p == EMPTY {
                     continue;
                 }
                 idx[n] = i;
@@ -101,4 +94,5 @@ pub(crate) fn send_all(
             }
         }
     }
+    failed
 }
