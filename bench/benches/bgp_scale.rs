@@ -239,6 +239,7 @@ fn main() {
         },
         static_routes: vec![],
         bgp: Some(bgp),
+        fake_routes: 0,
     };
     let weftd_bin = match std::env::var("BGP_SCALE_WRAP") {
         Ok(wrap) if !wrap.trim().is_empty() => {

@@ -44,6 +44,9 @@ impl std::fmt::Display for Ipv4Cidr {
     }
 }
 
+/// Most fake peers a topology may ask for (10.1.0.0/24 .. 10.64.255.0/24).
+pub const MAX_FAKE_PEERS: usize = 16_384;
+
 /// A declared topology: N nodes on one underlay segment, an optional ToR
 /// router on it, and M pods per node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +69,11 @@ pub struct Topology {
     pub underlay_mtu: u32,
     /// Run prefix tag: 1-2 lowercase letters (the prefix adds 4 hex digits).
     pub prefix_tag: String,
+    /// Static routes to peers that do not exist, added to every weftd
+    /// config (0..=16384): pod CIDRs `10.<1 + i / 256>.<i % 256>.0/24` via
+    /// underlay addresses in 100.64.0.0/10 nobody answers, with weftd's
+    /// cluster range widened to 10.0.0.0/8. For peer-table scale benchmarks.
+    pub fake_peers: usize,
 }
 
 impl Default for Topology {
@@ -79,6 +87,7 @@ impl Default for Topology {
             cluster_cidr: "10.244.0.0/16".into(),
             underlay_mtu: 1500,
             prefix_tag: "ns".into(),
+            fake_peers: 0,
         }
     }
 }
@@ -120,6 +129,12 @@ impl Topology {
         let mut problems = Vec::new();
         if !(1..=253).contains(&self.nodes) {
             problems.push(format!("nodes = {}: want 1..=253", self.nodes));
+        }
+        if self.fake_peers > MAX_FAKE_PEERS {
+            problems.push(format!(
+                "fake_peers = {}: want ≤ {MAX_FAKE_PEERS}",
+                self.fake_peers
+            ));
         }
         if self.pods_per_node > 250 {
             problems.push(format!(

@@ -35,6 +35,9 @@ pub struct WeftdConfig {
     /// weftd's `[bgp]` table, if any (see [`crate::bgp`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bgp: Option<toml::Table>,
+    /// How many of `static_routes` (at the end) go to fake peers.
+    #[serde(skip)]
+    pub fake_routes: usize,
 }
 
 /// `[dataplane]`.
@@ -68,18 +71,24 @@ impl WeftdConfig {
                 pod_cidr: p.pod_cidr.to_string(),
                 via: p.underlay_ip.to_string(),
             })
+            .chain((0..topo.fake_peers).map(fake_route))
             .collect();
         Ok(Self {
             node_name: format!("node-{}", me.number),
             underlay_ip: me.underlay_ip.to_string(),
             pod_cidr: me.pod_cidr.to_string(),
-            cluster_cidr: topo.cluster_cidr.clone(),
+            cluster_cidr: if topo.fake_peers > 0 {
+                "10.0.0.0/8".to_owned()
+            } else {
+                topo.cluster_cidr.clone()
+            },
             dataplane: DataplaneConfig {
                 mode: mode.config_name().to_owned(),
                 extra: toml::Table::new(),
             },
             static_routes,
             bgp: None,
+            fake_routes: topo.fake_peers,
         })
     }
 
@@ -91,12 +100,28 @@ impl WeftdConfig {
         })
     }
 
-    /// Peer pod CIDRs, whose routes mark weftd as ready.
+    /// Peer pod CIDRs, whose routes mark weftd as ready: every real peer's
+    /// and the last fake peer's (installed last).
     pub fn peer_cidrs(&self) -> Vec<String> {
-        self.static_routes
+        let real = self.static_routes.len().saturating_sub(self.fake_routes);
+        let last_fake = (self.fake_routes > 0).then(|| self.static_routes.last());
+        self.static_routes[..real]
             .iter()
+            .chain(last_fake.flatten())
             .map(|r| r.pod_cidr.clone())
             .collect()
+    }
+}
+
+/// Fake peer `i`: pod CIDR 10.<1 + i / 256>.<i % 256>.0/24 via
+/// 100.64.0.0 + i + 1.
+fn fake_route(i: usize) -> StaticRoute {
+    let (hi, lo) = (1 + i / 256, i % 256);
+    let via =
+        std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + i as u32 + 1);
+    StaticRoute {
+        pod_cidr: format!("10.{hi}.{lo}.0/24"),
+        via: via.to_string(),
     }
 }
 
@@ -247,6 +272,32 @@ mod tests {
         assert_eq!(routes[1]["via"].as_str(), Some("172.31.0.3"));
         assert!(text.contains("[[static_routes]]"), "{text}");
         assert_eq!(c.peer_cidrs(), vec!["10.244.1.0/24", "10.244.3.0/24"]);
+    }
+
+    #[test]
+    fn fake_peers_widen_the_cluster_and_wait_for_the_last_one() {
+        let t = Topology {
+            nodes: 2,
+            fake_peers: 300,
+            ..Topology::default()
+        };
+        let c = WeftdConfig::for_node(&t, 0, WeftMode::Vxlan).unwrap();
+        assert_eq!(c.static_routes.len(), 301);
+        assert_eq!(c.cluster_cidr, "10.0.0.0/8");
+        assert_eq!(c.static_routes[1].pod_cidr, "10.1.0.0/24");
+        assert_eq!(c.static_routes[1].via, "100.64.0.1");
+        assert_eq!(c.static_routes[300].pod_cidr, "10.2.43.0/24");
+        assert_eq!(c.peer_cidrs(), vec!["10.244.2.0/24", "10.2.43.0/24"]);
+        let text = c.to_toml().unwrap();
+        assert!(!text.contains("fake_routes"), "{text}");
+        assert!(
+            Topology {
+                fake_peers: 20_000,
+                ..Topology::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

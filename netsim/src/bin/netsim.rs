@@ -122,6 +122,10 @@ struct TopoArgs {
     /// weftd binary for weft modes (default: next to netsim).
     #[arg(long)]
     weftd: Option<PathBuf>,
+    /// Static routes to this many fake peers in every weftd config
+    /// (peer-table scale runs).
+    #[arg(long)]
+    fake_peers: Option<usize>,
 }
 
 impl TopoArgs {
@@ -151,6 +155,9 @@ impl TopoArgs {
         topo.tor |= self.tor;
         if let Some(o) = self.underlay_offload {
             topo.underlay_offload = matches!(o, OnOff::On);
+        }
+        if let Some(n) = self.fake_peers {
+            topo.fake_peers = n;
         }
         let mut b = TopologyBuilder::from_topology(topo);
         if let Some(w) = &self.weftd {
