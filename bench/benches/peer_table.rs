@@ -151,11 +151,21 @@ fn main() {
 
     let p2 = per_packet(&d2, 50, &small);
     let p10k = per_packet(&d10k, 50, &big);
+    // One stream: every packet to the same pod (the single-stream bench).
+    let one2 = per_packet(&vec![d2[0]; 1 << 16], 50, &small);
+    let one10k = per_packet(&vec![d10k[0]; 1 << 16], 50, &big);
     println!();
     println!("egress pipeline (plan + vxlan encap of 1400 B), ns per packet");
-    println!("| 2 peers | 10 000 peers | 2 / 10 000 (throughput ratio) |");
-    println!("|---:|---:|---:|");
-    println!("| {p2:.1} | {p10k:.1} | {:.3} |", p2 / p10k);
+    println!("| destinations | 2 peers | 10 000 peers | 2 / 10 000 |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| spread over every peer | {p2:.1} | {p10k:.1} | {:.3} |",
+        p2 / p10k
+    );
+    println!(
+        "| one stream | {one2:.1} | {one10k:.1} | {:.3} |",
+        one2 / one10k
+    );
 
     // One route change at 10 000 peers: apply + the copy workers get.
     let mut master = big.clone();
