@@ -36,7 +36,7 @@ use crate::netlink::UnderlayLink;
 use crate::route_table::NextHop;
 use encap_params::{EncapParams, format_of};
 use io::socket::{RawIpip, UdpSock, Underlay};
-use io::tap::{self as tx_tap, TxTap};
+use io::tap::{self, TxTap};
 use io::tun::Tun;
 use peer_table::PeerTable;
 use worker::{Shared, TapQueue};
@@ -179,7 +179,7 @@ impl Dataplane {
 
         let tap = if tun_offload && dp.tunnel_offload && matches!(dp.mode, Mode::Vxlan | Mode::Udp)
         {
-            let name = tx_tap::tap_name(&dp.tun_name);
+            let name = tap::tap_name(&dp.tun_name);
             match TxTap::open(&name, queues, &underlay.name) {
                 Ok(t) => Some(t),
                 Err(e) => {
