@@ -17,7 +17,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use weft_encap::{MacAddr, vxlan};
 use weft_router::config::Config;
 use weft_router::daemon;
-use weft_router::route_table::{self, RouteTable};
+use weft_router::feed::{self, FeedItem};
+use weft_router::route_table::RouteTable;
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 
@@ -139,8 +140,10 @@ fn spoofed_and_unknown_packets_are_dropped_and_counted() {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let (feed, updates) = route_table::route_channel();
-                    feed.send(RouteTable::static_updates(&cfg)).await.unwrap();
+                    let (feed, updates) = feed::route_channel();
+                    feed.send(FeedItem::Routes(RouteTable::static_updates(&cfg)))
+                        .await
+                        .unwrap();
                     daemon::run(cfg, updates, async {
                         let _ = stop_rx.await;
                     })
