@@ -312,6 +312,32 @@ mode = "host-gw"
     }
 
     #[test]
+    fn stale_hold_awaits_every_configured_peer_for_the_restart_time() {
+        let c = cfg("[bgp]\nasn = 64512\nrestart_time = 90\n[[bgp.peers]]\naddress = \"172.31.0.2\"\nasn = 64512\n[[bgp.peers]]\naddress = \"172.31.0.3\"\nasn = 64512\n")
+            .unwrap();
+        let h = stale_hold(&c).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(h.peers, [ip("172.31.0.2"), ip("172.31.0.3")].into());
+        assert_eq!(h.restart_time_ms, 90_000);
+        assert!(stale_hold(&cfg("").unwrap()).is_none());
+        // Only complete End-of-RIBs count.
+        let family = weft_bgp::wire::Family::Ipv4Unicast;
+        let batch = [
+            RouteEvent::EndOfRib {
+                peer: ip("172.31.0.2"),
+                family,
+                complete: false,
+            },
+            RouteEvent::EndOfRib {
+                peer: ip("172.31.0.3"),
+                family,
+                complete: true,
+            },
+        ];
+        assert_eq!(completed(&batch), vec![ip("172.31.0.3")]);
+    }
+
+    #[test]
     fn end_of_rib_is_no_route_update() {
         let c = cfg("[bgp]\nasn = 64512\n").unwrap();
         let ups = to_updates(
