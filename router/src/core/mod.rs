@@ -80,7 +80,8 @@ struct StopPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hold {
     peers: BTreeSet<IpAddr>,
-    until: Duration,
+    /// Set at [`Event::Start`]; End-of-RIB counts before it too.
+    until: Option<Duration>,
 }
 
 /// weftd's control-side state machine (see the module header).
@@ -117,7 +118,14 @@ impl RouterCore {
             changed: BTreeMap::new(),
             underlay_mtu: cfg.underlay_mtu,
             tun_mtu_stale: false,
-            hold: None,
+            hold: cfg
+                .stale_hold
+                .as_ref()
+                .filter(|h| !h.peers.is_empty())
+                .map(|h| Hold {
+                    peers: h.peers.clone(),
+                    until: None,
+                }),
             next_resync: None,
             readiness: Readiness::Starting,
             stop: None,
@@ -147,7 +155,7 @@ impl RouterCore {
         if self.done || self.stop.is_some() || !self.started {
             return None;
         }
-        let hold = self.hold.as_ref().map(|h| h.until);
+        let hold = self.hold.as_ref().and_then(|h| h.until);
         match (self.next_resync, hold) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -233,15 +241,9 @@ impl RouterCore {
         }
         self.started = true;
         self.dirty.get_or_insert(SyncReason::Start);
-        self.hold = self
-            .cfg
-            .stale_hold
-            .as_ref()
-            .filter(|h| !h.peers.is_empty())
-            .map(|h| Hold {
-                peers: h.peers.clone(),
-                until: now + Duration::from_millis(h.restart_time_ms),
-            });
+        if let (Some(h), Some(cfg)) = (&mut self.hold, &self.cfg.stale_hold) {
+            h.until = Some(now + Duration::from_millis(cfg.restart_time_ms));
+        }
     }
 
     /// The kernel route weftd wants for `cidr` now.
@@ -314,7 +316,12 @@ impl RouterCore {
     }
 
     fn timeout(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.hold.as_ref().is_some_and(|h| now >= h.until) {
+        if self
+            .hold
+            .as_ref()
+            .and_then(|h| h.until)
+            .is_some_and(|t| now >= t)
+        {
             self.release(Released::RestartTimeOver, out);
         }
         if self.next_resync.is_some_and(|t| now >= t) {

@@ -116,6 +116,43 @@ fn stale_hold_deadline_and_resync_share_the_timer() {
 }
 
 #[test]
+fn end_of_rib_before_start_counts() {
+    let mut cfg = CoreConfig::new(Mode::HostGw, 1500);
+    cfg.stale_hold = Some(StaleHold {
+        peers: [ip("172.31.0.2")].into(),
+        restart_time_ms: 120_000,
+    });
+    let mut core = RouterCore::new(cfg);
+    let a = core.handle(
+        T0,
+        Event::EndOfRib {
+            peer: ip("172.31.0.2"),
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::Log(Note::StaleReleased {
+            by: Released::EndOfRib
+        })]
+    );
+    let _ = core.handle(T0, Event::Start);
+    assert_eq!(core.poll_timeout(), None);
+    // The first sync deletes: a stale route goes at once.
+    let a = core.handle(
+        T0,
+        Event::Dumped {
+            routes: vec![gw("10.244.9.0/24", "172.31.0.9")],
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::ApplyRoutes {
+            ops: vec![RouteOp::Delete(gw("10.244.9.0/24", "172.31.0.9"))]
+        }]
+    );
+}
+
+#[test]
 fn a_stop_waits_for_the_request_in_flight() {
     let mut core = RouterCore::new(CoreConfig::new(Mode::HostGw, 1500));
     let _ = core.handle(T0, Event::Start);
