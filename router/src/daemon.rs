@@ -14,7 +14,11 @@
 //!
 //! Answers to netlink requests go back to the core after whatever queued
 //! up meanwhile on the feed and the watcher, so the batches that arrived
-//! during one install are flushed together as the next one.
+//! during one install are flushed together as the next one. Peer-table
+//! updates reach the dataplane before any kernel route that needs them,
+//! and otherwise as soon as the driver waits for input: a run of
+//! withdrawal flushes (a peer going away with 100k routes) publishes the
+//! dataplane's table once, not once per flush.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -24,6 +28,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::core::{
     Action, CoreConfig, Event, Note, Readiness, Released, RouterCore, StaleHold, TunLink,
@@ -32,6 +37,7 @@ use crate::dataplane::{Dataplane, DataplaneError};
 use crate::feed::{FeedItem, RouteUpdates};
 use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
 use crate::reconcile::{KernelEvent, RouteOp};
+use crate::route_table::NextHop;
 
 /// Why weftd stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +169,7 @@ pub async fn run_with(
         underlay_ip: cfg.underlay_ip,
         readiness: opts.readiness,
         answers: VecDeque::new(),
+        peer_backlog: Vec::new(),
         exit: None,
     };
     let result = driver.run(updates, kernel, stop).await;
@@ -183,6 +190,8 @@ struct Driver<'a> {
     readiness: Option<watch::Sender<Readiness>>,
     /// Answers to executed requests, not yet handed to the core.
     answers: VecDeque<Event>,
+    /// Peer-table changes not yet handed to the dataplane, in order.
+    peer_backlog: Vec<(Cidr, Option<NextHop>)>,
     /// Set by [`Action::Exit`].
     exit: Option<Option<String>>,
 }
@@ -215,6 +224,7 @@ impl Driver<'_> {
                 }
                 answer
             } else {
+                self.publish_peers();
                 let deadline = self.core.poll_timeout().map(|d| self.t0 + d);
                 tokio::select! {
                     () = &mut stop, if !stopping => {
@@ -235,10 +245,21 @@ impl Driver<'_> {
             };
             self.handle(event).await;
         }
+        self.publish_peers();
         match self.exit.take().flatten() {
             Some(e) => Err(DaemonError::Sync(e)),
             None => Ok(()),
         }
+    }
+
+    /// Hands the dataplane the peer changes held back.
+    fn publish_peers(&mut self) {
+        if let Some(dp) = self.dataplane
+            && !self.peer_backlog.is_empty()
+        {
+            dp.update_routes(&self.peer_backlog);
+        }
+        self.peer_backlog.clear();
     }
 
     /// Hands one event to the core and executes what it returns.
@@ -271,6 +292,10 @@ impl Driver<'_> {
                 });
             }
             Action::ApplyRoutes { ops } => {
+                // A new kernel route finds its peer in the dataplane.
+                if ops.iter().any(|o| matches!(o, RouteOp::Replace(_))) {
+                    self.publish_peers();
+                }
                 self.answers
                     .push_back(match self.sync.apply_ops(&ops).await {
                         Ok(()) => {
@@ -282,9 +307,9 @@ impl Driver<'_> {
                         },
                     });
             }
-            Action::UpdatePeers { changes } => {
-                if let Some(dp) = self.dataplane {
-                    dp.update_routes(&changes);
+            Action::UpdatePeers { mut changes } => {
+                if self.dataplane.is_some() {
+                    self.peer_backlog.append(&mut changes);
                 }
             }
             Action::SetUnderlayMtu { mtu } => {
