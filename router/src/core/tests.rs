@@ -207,6 +207,9 @@ struct World {
     answers: VecDeque<Event>,
     now: Duration,
     fail_next_apply: bool,
+    /// Flushes failed on purpose, foreign deletions repaired by a resync.
+    failed: usize,
+    resyncs: usize,
 }
 
 impl World {
@@ -217,12 +220,18 @@ impl World {
         let actions = self.core.handle(self.now, ev);
         for a in actions {
             match a {
-                Action::DumpRoutes { .. } => self.answers.push_back(Event::Dumped {
-                    routes: self.kernel.iter().copied().collect(),
-                }),
+                Action::DumpRoutes { reason } => {
+                    if reason == SyncReason::RouteDeleted {
+                        self.resyncs += 1;
+                    }
+                    self.answers.push_back(Event::Dumped {
+                        routes: self.kernel.iter().copied().collect(),
+                    });
+                }
                 Action::ApplyRoutes { ops } => {
                     let fail = may_fail && std::mem::take(&mut self.fail_next_apply);
                     let n = if fail { ops.len() / 2 } else { ops.len() };
+                    self.failed += usize::from(fail);
                     for op in &ops[..n] {
                         match op {
                             RouteOp::Replace(r) => {
@@ -289,6 +298,8 @@ fn random_changes_converge_to_the_table() {
             answers: VecDeque::new(),
             now: T0,
             fail_next_apply: false,
+            failed: 0,
+            resyncs: 0,
         };
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         // A leftover of an earlier run, to be removed by the first sync.
@@ -364,6 +375,9 @@ fn random_changes_converge_to_the_table() {
                 }
             }
         }
+        // The run did exercise the repairs.
+        assert!(w.failed > 10, "seed {seed}: {} failed flushes", w.failed);
+        assert!(w.resyncs > 10, "seed {seed}: {} repair resyncs", w.resyncs);
         w.feed(Event::Stop { graceful: true });
         w.settle();
         assert!(w.core.is_done());
