@@ -20,7 +20,10 @@ fn router_modules_have_no_import_cycle() {
     for depth in ["1", "0"] {
         let Some(out) = modcycles(depth) else {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(!ci, "CI=true and python3 is missing: nothing may be skipped");
+            assert!(
+                !ci,
+                "CI=true and python3 is missing: nothing may be skipped"
+            );
             eprintln!("SKIPPED router_modules_have_no_import_cycle: needs python3");
             return;
         };
