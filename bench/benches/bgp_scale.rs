@@ -2,7 +2,15 @@
 //! sends the same 100 000 IPv4 /26 prefixes to weftd (host-gw) and to BIRD 2
 //! (kernel protocol exporting everything) at the same time. Measured: time
 //! until every prefix is a kernel route, time until all are gone after the
-//! withdrawal, and peak RSS (VmHWM) of weftd vs bird. Root only; not run
+//! withdrawal, and peak RSS (VmHWM) of weftd vs bird. Then, with BIRD
+//! stopped, weftd alone in each of `BGP_SCALE_MODES` (default
+//! `host-gw,vxlan`) for `BGP_SCALE_ROUNDS` rounds (default 3, the order of
+//! the modes alternating): the same install and withdraw times, so an
+//! overlay node (100k `dev weft0` routes plus 100k entries in the
+//! dataplane's peer table) is compared with host-gw in the same run. A mode
+//! written `MODE@PATH` runs the weftd binary at PATH (e.g. an older build
+//! as the baseline).
+//! `BGP_SCALE_BIRD=0` skips the BIRD comparison. Root only; not run
 //! in CI. Needs the release weftd next to the bench (`cargo build --release
 //! -p weft-router --bins`). `BGP_SCALE_N` overrides the prefix count;
 //! `BGP_SCALE_WRAP` is a command prefix weftd runs under (e.g.
@@ -14,6 +22,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netsim::bgp::Bird;
@@ -130,6 +139,9 @@ fn wait_both(
 enum Cmd {
     Announce,
     Withdraw,
+    /// Report on the sender once the session with this peer is up
+    /// (`true`) or no longer up (`false`).
+    WaitUp(IpAddr, bool, std::sync::mpsc::Sender<()>),
     Stop,
 }
 
@@ -147,9 +159,9 @@ fn peer(address: &str, local: &str) -> PeerConfig {
     }
 }
 
-/// The injector: a speaker peering with weftd and BIRD, driven by `cmds`;
-/// reports `()` on `ready` once both sessions are up.
-fn injector(n: u32, mut cmds: mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sender<()>) {
+/// The injector: a speaker peering with weftd (and BIRD), driven by
+/// `cmds`.
+fn injector(n: u32, with_bird: bool, mut cmds: mpsc::Receiver<Cmd>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -168,25 +180,33 @@ fn injector(n: u32, mut cmds: mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sende
             next_hop_v4: None,
             next_hop_v6: None,
             communities: vec![],
-            peers: vec![peer(WEFTD, INJ_W), peer(BIRD, INJ_B)],
+            peers: if with_bird {
+                vec![peer(WEFTD, INJ_W), peer(BIRD, INJ_B)]
+            } else {
+                vec![peer(WEFTD, INJ_W)]
+            },
         };
         let (h, _events) =
             Speaker::spawn(SpeakerConfig::new(bgp, INJ_W.parse().unwrap(), vec![])).unwrap();
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let peers = h.peers().await.unwrap();
-            if peers.iter().all(|p| p.state == State::Established) {
-                break;
-            }
-            assert!(Instant::now() < end, "sessions not up: {peers:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        ready.send(()).unwrap();
         let all = prefixes(n);
         while let Some(c) = cmds.recv().await {
             match c {
                 Cmd::Announce => h.announce(all.clone()).await.unwrap(),
                 Cmd::Withdraw => h.withdraw(all.clone()).await.unwrap(),
+                Cmd::WaitUp(addr, up, done) => {
+                    let end = Instant::now() + Duration::from_secs(30);
+                    while Instant::now() < end {
+                        let peers = h.peers().await.unwrap();
+                        let established = peers
+                            .iter()
+                            .any(|p| p.address == addr && p.state == State::Established);
+                        if established == up {
+                            let _ = done.send(());
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
                 Cmd::Stop => break,
             }
         }
@@ -194,54 +214,50 @@ fn injector(n: u32, mut cmds: mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sende
     });
 }
 
-fn main() {
-    if !privileged_or_skip("bgp_scale", &["ip", "bird", "birdc"]) {
-        return;
+/// Starts an injector in `inj` (peering with weftd, and BIRD if
+/// `with_bird`); `Cmd::Stop` ends it, then join the thread.
+fn spawn_injector(
+    inj: &Arc<Netns>,
+    n: u32,
+    with_bird: bool,
+) -> (mpsc::Sender<Cmd>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(4);
+    let inj = Arc::clone(inj);
+    let t = std::thread::spawn(move || inj.run_in(move || injector(n, with_bird, rx)).unwrap());
+    (tx, t)
+}
+
+/// The weftd config for `mode`, peering with the injector.
+fn weftd_config(mode: &str, graceful_restart: bool) -> WeftdConfig {
+    let bgp: toml::Table = toml::from_str(&format!(
+        "asn = {ASN}\nconnect_retry = 1\ngraceful_restart = {graceful_restart}\n\
+         [[peers]]\naddress = \"{INJ_W}\"\nasn = {ASN}\n"
+    ))
+    .unwrap();
+    WeftdConfig {
+        node_name: "scale".into(),
+        underlay_ip: WEFTD.into(),
+        pod_cidr: "10.128.0.0/24".into(),
+        cluster_cidr: "10.128.0.0/9".into(),
+        dataplane: DataplaneConfig {
+            mode: mode.into(),
+            extra: toml::Table::new(),
+        },
+        static_routes: vec![],
+        bgp: Some(bgp),
+        fake_routes: 0,
     }
-    let n: u32 = std::env::var("BGP_SCALE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+}
+
+/// The weftd binary, under `BGP_SCALE_WRAP` if set.
+fn weftd_binary(dir: &std::path::Path) -> std::path::PathBuf {
     let weftd_bin = default_weftd_path();
     assert!(
         weftd_bin.exists(),
         "{} missing: cargo build --release -p weft-router --bins",
         weftd_bin.display()
     );
-    let pfx = unique_prefix("wb");
-    let inj = Netns::create(&format!("{pfx}-i")).unwrap();
-    let wd = Netns::create(&format!("{pfx}-w")).unwrap();
-    let bd = Netns::create(&format!("{pfx}-b")).unwrap();
-    link(&inj, "wbi0", INJ_W, &wd, "wbw0", WEFTD);
-    link(&inj, "wbj0", INJ_B, &bd, "wbb0", BIRD);
-    let dir = std::env::temp_dir().join(format!("weft-{pfx}"));
-    std::fs::create_dir_all(&dir).unwrap();
-
-    let bird_conf = format!(
-        "router id {BIRD};\nprotocol device {{ }}\n\
-         protocol kernel {{ ipv4 {{ export all; }}; }}\n\
-         protocol bgp inj {{ local {BIRD} as {ASN}; neighbor {INJ_B} as {ASN}; direct; \
-         ipv4 {{ import all; export none; }}; }}\n"
-    );
-    let bird = Bird::start(&bd, &bird_conf, &dir, "scale").unwrap();
-    let bgp: toml::Table = toml::from_str(&format!(
-        "asn = {ASN}\nconnect_retry = 1\n[[peers]]\naddress = \"{INJ_W}\"\nasn = {ASN}\n"
-    ))
-    .unwrap();
-    let cfg = WeftdConfig {
-        node_name: "scale".into(),
-        underlay_ip: WEFTD.into(),
-        pod_cidr: "10.128.0.0/24".into(),
-        cluster_cidr: "10.128.0.0/9".into(),
-        dataplane: DataplaneConfig {
-            mode: "host-gw".into(),
-            extra: toml::Table::new(),
-        },
-        static_routes: vec![],
-        bgp: Some(bgp),
-        fake_routes: 0,
-    };
-    let weftd_bin = match std::env::var("BGP_SCALE_WRAP") {
+    match std::env::var("BGP_SCALE_WRAP") {
         Ok(wrap) if !wrap.trim().is_empty() => {
             // A script that execs weftd under the wrapper, so the pid
             // stays weftd's.
@@ -259,25 +275,60 @@ fn main() {
             script
         }
         _ => weftd_bin,
-    };
-    let weftd = WeftdProcess::start(&weftd_bin, &wd, &cfg, &dir).unwrap();
+    }
+}
+
+/// Waits until the injector's session with `addr` is up (or down).
+fn wait_session(tx: &mpsc::Sender<Cmd>, addr: &str, up: bool) {
+    let (done, reached) = std::sync::mpsc::channel();
+    tx.blocking_send(Cmd::WaitUp(addr.parse().unwrap(), up, done))
+        .unwrap();
+    reached
+        .recv_timeout(Duration::from_secs(40))
+        .unwrap_or_else(|_| panic!("session with {addr} never went up={up}"));
+}
+
+fn wait_up(tx: &mpsc::Sender<Cmd>, addr: &str) {
+    wait_session(tx, addr, true);
+}
+
+fn show(x: Option<f64>) -> String {
+    x.map_or("timeout".to_owned(), |s| format!("{s:.2} s"))
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> String {
+    match (num, den) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "n/a".to_owned(),
+    }
+}
+
+/// weftd (host-gw) against BIRD, both fed at the same time.
+fn bird_phase(
+    n: usize,
+    inj: &Arc<Netns>,
+    wd: &Netns,
+    bd: &Netns,
+    weftd_bin: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    let bird_conf = format!(
+        "router id {BIRD};\nprotocol device {{ }}\n\
+         protocol kernel {{ ipv4 {{ export all; }}; }}\n\
+         protocol bgp inj {{ local {BIRD} as {ASN}; neighbor {INJ_B} as {ASN}; direct; \
+         ipv4 {{ import all; export none; }}; }}\n"
+    );
+    let bird = Bird::start(bd, &bird_conf, dir, "scale").unwrap();
+    let weftd = WeftdProcess::start(weftd_bin, wd, &weftd_config("host-gw", true), dir).unwrap();
     let pids = (weftd.pid().unwrap(), bird.pid().unwrap());
-    let names = (wd.name().to_owned(), bd.name().to_owned());
-    let ns = (names.0.as_str(), names.1.as_str());
-    let mut stats = (triestat(&wd), triestat(&bd));
+    let ns = (wd.name(), bd.name());
+    let mut stats = (triestat(wd), triestat(bd));
     let base = (fib_prefixes(&mut stats.0), fib_prefixes(&mut stats.1));
     let base_routes = (routes(ns.0), routes(ns.1));
-
-    let (tx, rx) = mpsc::channel(4);
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    let inj_thread = std::thread::spawn(move || {
-        inj.run_in(move || injector(n, rx, ready_tx)).unwrap();
-        inj
-    });
-    ready
-        .recv_timeout(Duration::from_secs(40))
-        .expect("injector sessions never came up");
-    let n = n as usize;
+    let (inj_tx, inj_thread) = spawn_injector(inj, u32::try_from(n).unwrap(), true);
+    let tx = &inj_tx;
+    wait_up(tx, WEFTD);
+    wait_up(tx, BIRD);
     println!(
         "bgp_scale: {n} IPv4 /26 prefixes, injector -> weftd (host-gw) and BIRD 2 (kernel export)"
     );
@@ -296,13 +347,8 @@ fn main() {
     let withdraw = wait_both(t1, &mut stats, |c| c <= base.0, |c| c <= base.1);
     let rss = (peak_rss_mib(pids.0), peak_rss_mib(pids.1));
     tx.blocking_send(Cmd::Stop).unwrap();
-    let inj = inj_thread.join().unwrap();
+    inj_thread.join().unwrap();
 
-    let show = |x: Option<f64>| x.map_or("timeout".to_owned(), |s| format!("{s:.2} s"));
-    let ratio = |b: Option<f64>, w: Option<f64>| match (b, w) {
-        (Some(b), Some(w)) if w > 0.0 => format!("{:.2}x", b / w),
-        _ => "n/a".to_owned(),
-    };
     println!(
         "install : weftd {:>9}  bird {:>9}  bird/weftd {}",
         show(install.0),
@@ -323,6 +369,139 @@ fn main() {
     );
     weftd.stop().unwrap();
     drop(bird);
+}
+
+/// Polls weftd's FIB until `want` holds; seconds from `t0`.
+fn wait_one(t0: Instant, stat: &mut File, want: impl Fn(usize) -> bool) -> Option<f64> {
+    while t0.elapsed() < TIMEOUT {
+        if want(fib_prefixes(stat)) {
+            return Some(t0.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// weftd alone in each mode, rounds interleaved: install and withdraw
+/// times per mode, and each mode's median against the first mode's.
+fn mode_rounds(
+    n: usize,
+    inj: &Arc<Netns>,
+    wd: &Netns,
+    weftd_bin: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    let modes: Vec<String> = std::env::var("BGP_SCALE_MODES")
+        .unwrap_or_else(|_| "host-gw,vxlan".into())
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if modes.is_empty() {
+        return;
+    }
+    let rounds: usize = std::env::var("BGP_SCALE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!();
+    println!("bgp_scale modes: {n} IPv4 /26 prefixes, injector -> weftd alone, {rounds} rounds");
+    let mut times: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
+        vec![(vec![], vec![], vec![]); modes.len()];
+    let mut stat = triestat(wd);
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..modes.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &m in &order {
+            let (mode, bin) = match modes[m].split_once('@') {
+                Some((mode, path)) => (mode, std::path::PathBuf::from(path)),
+                None => (modes[m].as_str(), weftd_bin.to_path_buf()),
+            };
+            let cfg = weftd_config(mode, false);
+            let weftd = WeftdProcess::start(&bin, wd, &cfg, dir).unwrap();
+            // A fresh injector per run: no session state carries over.
+            let (inj_tx, inj_thread) = spawn_injector(inj, u32::try_from(n).unwrap(), false);
+            let tx = &inj_tx;
+            wait_up(tx, WEFTD);
+            let base = fib_prefixes(&mut stat);
+            let t0 = Instant::now();
+            tx.blocking_send(Cmd::Announce).unwrap();
+            let install = wait_one(t0, &mut stat, |c| c >= base + n);
+            let t1 = Instant::now();
+            tx.blocking_send(Cmd::Withdraw).unwrap();
+            let withdraw = wait_one(t1, &mut stat, |c| c <= base);
+            let rss = weftd.pid().map_or(0.0, peak_rss_mib);
+            println!(
+                "round {round} {:8} install {:>9}  withdraw {:>9}  peak RSS {rss:.1} MiB",
+                modes[m],
+                show(install),
+                show(withdraw)
+            );
+            tx.blocking_send(Cmd::Stop).unwrap();
+            inj_thread.join().unwrap();
+            weftd.stop().unwrap();
+            let (Some(i), Some(w)) = (install, withdraw) else {
+                panic!("{} timed out", modes[m]);
+            };
+            times[m].0.push(i);
+            times[m].1.push(w);
+            times[m].2.push(rss);
+        }
+    }
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| mode | install (median) | × {} | withdraw (median) | × {} | peak RSS (median) |",
+        modes[0], modes[0]
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let (i0, w0) = (med(&times[0].0), med(&times[0].1));
+    for (m, (i, w, r)) in modes.iter().zip(&times) {
+        println!(
+            "| {m} | {:.2} s | {:.2} | {:.2} s | {:.2} | {:.1} MiB |",
+            med(i),
+            med(i) / i0,
+            med(w),
+            med(w) / w0,
+            med(r)
+        );
+    }
+}
+
+fn main() {
+    let with_bird = std::env::var("BGP_SCALE_BIRD").map_or(true, |v| v != "0");
+    let tools: &[&str] = if with_bird {
+        &["ip", "bird", "birdc"]
+    } else {
+        &["ip"]
+    };
+    if !privileged_or_skip("bgp_scale", tools) {
+        return;
+    }
+    let n: u32 = std::env::var("BGP_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let pfx = unique_prefix("wb");
+    let inj = Arc::new(Netns::create(&format!("{pfx}-i")).unwrap());
+    let wd = Netns::create(&format!("{pfx}-w")).unwrap();
+    let bd = Netns::create(&format!("{pfx}-b")).unwrap();
+    link(&inj, "wbi0", INJ_W, &wd, "wbw0", WEFTD);
+    link(&inj, "wbj0", INJ_B, &bd, "wbb0", BIRD);
+    let dir = std::env::temp_dir().join(format!("weft-{pfx}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weftd_bin = weftd_binary(&dir);
+
+    let n = n as usize;
+    if with_bird {
+        bird_phase(n, &inj, &wd, &bd, &weftd_bin, &dir);
+    }
+    mode_rounds(n, &inj, &wd, &weftd_bin, &dir);
     drop((inj, wd, bd));
     let _ = std::fs::remove_dir_all(&dir);
 }

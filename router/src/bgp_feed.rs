@@ -4,27 +4,27 @@
 //! static routes (source `Bgp`, so a static route for a range wins).
 //!
 //! ```text
-//!  [bgp] ─► SpeakerConfig ─► Speaker ─► Vec<RouteEvent> ─► to_updates ─► RouteFeed
-//!  pod_cidr(s) ─► announce          ▲ peers      └─► End-of-RIB ─► watch_sync ─► synced
+//!  [bgp] ─► SpeakerConfig ─► Speaker ─► Vec<RouteEvent> ─► to_updates ─► RouteFeed (one batch)
+//!  pod_cidr(s) ─► announce          ▲ peers      └─► complete End-of-RIB ─► RouteFeed
 //! ```
 //!
 //! After a graceful restart weftd keeps the routes it finds in the kernel
 //! until BGP has relearned the table: until every configured peer has sent
 //! End-of-RIB for each family of its session (RFC 4724), or the restart
-//! time is over.
+//! time is over (`stale_hold`; the router core keeps the count).
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use weft_bgp::{Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle};
 
 use crate::cidr::Cidr;
 use crate::config::Config;
-use crate::route_table::{PeerRoute, RouteFeed, RouteSource, RouteUpdate};
+use crate::core::StaleHold;
+use crate::feed::{FeedItem, RouteFeed};
+use crate::route_table::{PeerRoute, RouteSource, RouteUpdate};
 
 fn prefix_of(c: Cidr) -> Option<Prefix> {
     Prefix::new(c.addr(), c.prefix_len())
@@ -112,19 +112,30 @@ pub fn to_updates(cfg: &Config, events: Vec<RouteEvent>) -> Vec<RouteUpdate> {
         .collect()
 }
 
+/// The stale-route hold after a graceful restart: every configured peer's
+/// End-of-RIB is awaited, for the restart time at most (None without
+/// `[bgp]`).
+pub fn stale_hold(cfg: &Config) -> Option<StaleHold> {
+    let b = cfg.bgp.as_ref()?;
+    Some(StaleHold {
+        peers: b.peers.iter().map(|p| p.address).collect(),
+        restart_time_ms: u64::from(b.restart_time) * 1000,
+    })
+}
+
 /// A running speaker feeding the route table.
 #[derive(Debug)]
 pub struct BgpFeed {
     handle: SpeakerHandle,
     forward: JoinHandle<()>,
     graceful_restart: bool,
-    synced: watch::Receiver<bool>,
 }
 
 impl BgpFeed {
     /// Starts the speaker for `cfg` (None without `[bgp]`), announces our
-    /// pod CIDRs and forwards learned routes into `feed`. Must run inside
-    /// a tokio runtime.
+    /// pod CIDRs and forwards learned routes into `feed`: each speaker
+    /// batch as one batch, then an End-of-RIB item for every peer whose
+    /// table it completed. Must run inside a tokio runtime.
     pub async fn start(
         cfg: &Config,
         feed: RouteFeed,
@@ -138,29 +149,14 @@ impl BgpFeed {
             asn = sc.bgp.asn, router_id = %sc.router_id, peers = sc.bgp.peers.len(),
             listen_port = sc.bgp.listen_port, restarting, "starting BGP speaker"
         );
-        let restart_time = Duration::from_secs(sc.bgp.restart_time.into());
         let (handle, events) = Speaker::spawn(sc)?;
         handle.announce(own_prefixes(cfg)).await?;
-        let (synced_tx, synced) = watch::channel(!restarting);
-        let (eor_tx, eor) = mpsc::unbounded_channel();
-        let forward = tokio::spawn(forward(cfg.clone(), events, feed, eor_tx));
-        if restarting {
-            let peers = sc_peers(cfg);
-            tokio::spawn(watch_sync(peers, eor, restart_time, synced_tx));
-        }
+        let forward = tokio::spawn(forward(cfg.clone(), events, feed));
         Ok(Some(Self {
             handle,
             forward,
             graceful_restart,
-            synced,
         }))
-    }
-
-    /// Turns `true` once BGP has relearned the table after a restart
-    /// (End-of-RIB from every configured peer, or the restart time
-    /// passed); `true` from the start otherwise.
-    pub fn synced(&self) -> watch::Receiver<bool> {
-        self.synced.clone()
     }
 
     /// The speaker (for status queries).
@@ -185,98 +181,34 @@ impl BgpFeed {
     }
 }
 
-/// The configured peer addresses (what End-of-RIB events name).
-fn sc_peers(cfg: &Config) -> HashSet<IpAddr> {
-    cfg.bgp
+/// The peers whose table a batch completes (End-of-RIB for every family).
+fn completed(batch: &[RouteEvent]) -> Vec<IpAddr> {
+    batch
         .iter()
-        .flat_map(|b| b.peers.iter().map(|p| p.address))
+        .filter_map(|e| match e {
+            RouteEvent::EndOfRib {
+                peer,
+                complete: true,
+                ..
+            } => Some(*peer),
+            _ => None,
+        })
         .collect()
 }
 
-/// Why the stale routes of a restart are released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Relearned {
-    /// Every configured peer sent End-of-RIB for all its families.
-    EndOfRib,
-    /// The restart time ran out first.
-    Timeout,
-}
-
-/// Waits until every peer in `peers` has reported a complete End-of-RIB
-/// on `eor`, or `restart_time` passed (also when the speaker stopped).
-async fn relearned(
-    mut peers: HashSet<IpAddr>,
-    eor: &mut mpsc::UnboundedReceiver<IpAddr>,
-    restart_time: Duration,
-) -> Relearned {
-    let deadline = tokio::time::sleep(restart_time);
-    tokio::pin!(deadline);
-    while !peers.is_empty() {
-        tokio::select! {
-            () = &mut deadline => return Relearned::Timeout,
-            p = eor.recv() => match p {
-                Some(p) => {
-                    peers.remove(&p);
-                }
-                None => {
-                    // The speaker is gone: nothing more will come.
-                    deadline.as_mut().await;
-                    return Relearned::Timeout;
-                }
-            },
-        }
-    }
-    Relearned::EndOfRib
-}
-
-/// Declares the table relearned (see [`relearned`]).
-async fn watch_sync(
-    peers: HashSet<IpAddr>,
-    mut eor: mpsc::UnboundedReceiver<IpAddr>,
-    restart_time: Duration,
-    synced: watch::Sender<bool>,
-) {
-    match relearned(peers, &mut eor, restart_time).await {
-        Relearned::EndOfRib => {
-            info!("BGP table relearned after restart: End-of-RIB from every peer");
-        }
-        Relearned::Timeout => {
-            warn!(
-                ?restart_time,
-                "BGP table relearned after restart: restart time over without End-of-RIB from every peer"
-            );
-        }
-    }
-    let _ = synced.send(true);
-}
-
-async fn forward(
-    cfg: Config,
-    mut events: mpsc::Receiver<Vec<RouteEvent>>,
-    feed: RouteFeed,
-    eor: mpsc::UnboundedSender<IpAddr>,
-) {
+async fn forward(cfg: Config, mut events: mpsc::Receiver<Vec<RouteEvent>>, feed: RouteFeed) {
     while let Some(batch) = events.recv().await {
         let n = batch.len();
-        let synced: Vec<IpAddr> = batch
-            .iter()
-            .filter_map(|e| match e {
-                RouteEvent::EndOfRib {
-                    peer,
-                    complete: true,
-                    ..
-                } => Some(*peer),
-                _ => None,
-            })
-            .collect();
+        let synced = completed(&batch);
         let updates = to_updates(&cfg, batch);
-        if !updates.is_empty() && feed.send(updates).await.is_err() {
+        if !updates.is_empty() && feed.send(FeedItem::Routes(updates)).await.is_err() {
             return;
         }
-        // After the routes before it are on the feed. Nobody listens
-        // unless restarting: that is fine.
-        for p in synced {
-            let _ = eor.send(p);
+        // After the routes before it are on the feed.
+        for peer in synced {
+            if feed.send(FeedItem::EndOfRib { peer }).await.is_err() {
+                return;
+            }
         }
         debug!(events = n, "BGP routes fed");
     }
@@ -379,32 +311,30 @@ mode = "host-gw"
         );
     }
 
-    #[tokio::test]
-    async fn stale_routes_wait_for_end_of_rib_from_every_peer_or_the_restart_time() {
+    #[test]
+    fn stale_hold_awaits_every_configured_peer_for_the_restart_time() {
+        let c = cfg("[bgp]\nasn = 64512\nrestart_time = 90\n[[bgp.peers]]\naddress = \"172.31.0.2\"\nasn = 64512\n[[bgp.peers]]\naddress = \"172.31.0.3\"\nasn = 64512\n")
+            .unwrap();
+        let h = stale_hold(&c).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let peers: HashSet<IpAddr> = [ip("172.31.0.2"), ip("172.31.0.3")].into();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        // Both peers complete: released on End-of-RIB, long before the
-        // restart time.
-        tx.send(ip("172.31.0.3")).unwrap();
-        tx.send(ip("172.31.0.9")).unwrap(); // not configured: no effect
-        tx.send(ip("172.31.0.2")).unwrap();
-        let t = std::time::Instant::now();
-        let r = relearned(peers.clone(), &mut rx, Duration::from_secs(30)).await;
-        assert_eq!(r, Relearned::EndOfRib);
-        assert!(t.elapsed() < Duration::from_secs(5));
-        // One peer never completes: the restart time decides.
-        tx.send(ip("172.31.0.2")).unwrap();
-        let t = std::time::Instant::now();
-        let r = relearned(peers.clone(), &mut rx, Duration::from_millis(300)).await;
-        assert_eq!(r, Relearned::Timeout);
-        assert!(t.elapsed() >= Duration::from_millis(300));
-        // The speaker gone: still the restart time, not at once.
-        drop(tx);
-        let t = std::time::Instant::now();
-        let r = relearned(peers, &mut rx, Duration::from_millis(200)).await;
-        assert_eq!(r, Relearned::Timeout);
-        assert!(t.elapsed() >= Duration::from_millis(200));
+        assert_eq!(h.peers, [ip("172.31.0.2"), ip("172.31.0.3")].into());
+        assert_eq!(h.restart_time_ms, 90_000);
+        assert!(stale_hold(&cfg("").unwrap()).is_none());
+        // Only complete End-of-RIBs count.
+        let family = weft_bgp::wire::Family::Ipv4Unicast;
+        let batch = [
+            RouteEvent::EndOfRib {
+                peer: ip("172.31.0.2"),
+                family,
+                complete: false,
+            },
+            RouteEvent::EndOfRib {
+                peer: ip("172.31.0.3"),
+                family,
+                complete: true,
+            },
+        ];
+        assert_eq!(completed(&batch), vec![ip("172.31.0.3")]);
     }
 
     #[test]

@@ -1,40 +1,43 @@
-//! weftd's control loop: checks the config against the kernel, starts the
-//! dataplane, keeps the kernel routes equal to the route table (fed by a
-//! channel of `RouteUpdate`s: static routes and BGP) and removes
-//! everything it installed on stop.
-//!
-//! A batch of updates is installed incrementally: for each changed pod
-//! range the kernel route wanted before the batch (what is installed: the
-//! table and the kernel agree after every sync) is compared with the one
-//! wanted after it (`change_ops`), and only those operations go to the
-//! kernel. No second per-route copy of the table is kept. The full dump + `diff` runs at start, on
-//! the periodic resync, on link changes, when someone else deletes one of
-//! weftd's routes, and after a failed incremental batch.
+//! weftd's driver: checks the config against the kernel, starts the
+//! dataplane, then runs the pure [`RouterCore`] — turning the route feed,
+//! the kernel watcher, its timer and the stop signal into [`Event`]s, and
+//! executing the [`Action`]s it returns (netlink, dataplane, readiness,
+//! logs). Every decision is the core's; this file only does I/O.
 //!
 //! ```text
-//!  static routes ──┐
-//!  BGP ────────────┴─► mpsc<Vec<RouteUpdate>> ─► control loop ─► RouteSync (rtnetlink)
-//!  kernel watcher ───► mpsc<()> ──────────►      │      └─► PeerTable swap ─► dataplane threads
-//!  SIGTERM/SIGINT ───► stop future ────────►     ▼
-//!                                         reconcile([]) + drop TUN
+//!  RouteFeed (static, BGP: batches, End-of-RIB) ─┐
+//!  kernel watcher (route gone, link) ────────────┼─► Event ─► RouterCore ─► Action ─► RouteSync (rtnetlink)
+//!  poll_timeout() timer ─────────────────────────┤                  ▲           ├─► Dataplane::update_routes
+//!  stop future (SIGTERM) ────────────────────────┘                  │           ├─► readiness watch
+//!                                answers (Dumped, Applied, ..) ─────┘           └─► tracing, metrics
 //! ```
+//!
+//! Answers to netlink requests go back to the core after whatever queued
+//! up meanwhile on the feed and the watcher, so the batches that arrived
+//! during one install are flushed together as the next one. Peer-table
+//! updates reach the dataplane before any kernel route that needs them,
+//! and otherwise as soon as the driver waits for input: a run of
+//! withdrawal flushes (a peer going away with 100k routes) publishes the
+//! dataplane's table once, not once per flush.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::future::Future;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cidr::Cidr;
 use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::core::{
+    Action, CoreConfig, Event, Note, Readiness, Released, RouterCore, StaleHold, TunLink,
+};
 use crate::dataplane::{Dataplane, DataplaneError};
-use crate::netlink::{KernelEvent, NetlinkError, RouteSync, UnderlayLink, watch_kernel};
-use crate::reconcile::{KernelRoute, RouteChange, RouteOp, change_ops, desired_routes};
-use crate::route_table::{RouteTable, RouteUpdate, RouteUpdates};
-
-/// How often the routes are re-checked even without kernel events.
-const RESYNC_EVERY: Duration = Duration::from_secs(30);
+use crate::feed::{FeedItem, RouteUpdates};
+use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
+use crate::reconcile::{KernelEvent, RouteOp};
+use crate::route_table::NextHop;
 
 /// Why weftd stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum DaemonError {
     /// The dataplane could not start.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    /// The routes could not be kept in sync with the kernel.
+    #[error("route sync: {0}")]
+    Sync(String),
 }
 
 /// Checks the parts of the config that depend on this machine; nothing is
@@ -97,72 +103,76 @@ pub async fn run(
     run_with(cfg, updates, stop, RunOptions::default()).await
 }
 
-/// Graceful-restart behaviour for [`run_with`] (BGP, see `bgp_feed`).
+/// Options for [`run_with`]: graceful restart and readiness.
 #[derive(Debug, Default)]
 pub struct RunOptions {
-    /// Leave the installed routes in the kernel on stop, so forwarding
-    /// goes on while weftd restarts (host-gw with graceful restart).
+    /// Leave the installed routes in the kernel when `stop` resolves, so
+    /// forwarding goes on while weftd restarts (host-gw with graceful
+    /// restart).
     pub keep_routes_on_stop: bool,
-    /// While this reads `false`, routes already in the kernel but not (yet)
-    /// in the table are kept: after a restart, until BGP has relearned.
-    pub stale_until: Option<watch::Receiver<bool>>,
+    /// After a graceful restart: keep the routes already in the kernel but
+    /// not (yet) in the table until these peers sent End-of-RIB on the
+    /// feed, or the restart time passed.
+    pub stale_hold: Option<StaleHold>,
+    /// Receives every readiness change: `Ready` once the routes known at
+    /// start are programmed, `Stopping` when the stop begins (for
+    /// sd_notify and status queries).
+    pub readiness: Option<watch::Sender<Readiness>>,
 }
 
-/// [`run`] with graceful-restart options.
+/// [`run`] with graceful-restart and readiness options.
 pub async fn run_with(
     cfg: Config,
-    mut updates: RouteUpdates,
+    updates: RouteUpdates,
     stop: impl Future<Output = ()>,
     opts: RunOptions,
 ) -> Result<(), DaemonError> {
     let sync = RouteSync::new()?;
     // Subscribe before the first dump so no change is missed.
-    let mut kernel = watch_kernel(&sync)?;
+    let kernel = watch_kernel(&sync)?;
     let underlay = check_host(&cfg, &sync).await?;
     info!(
         node = %cfg.node_name, mode = %cfg.dataplane.mode, underlay = %underlay.name,
         underlay_mtu = underlay.mtu, "weftd starting"
     );
-    let direct = cfg.dataplane.direct_routing.then_some(underlay.subnet);
-    let mut table = RouteTable::new(cfg.dataplane.mode, direct);
-
     let dataplane = if cfg.dataplane.mode.is_overlay() {
-        Some(Dataplane::start(&cfg, &underlay)?)
+        let dp = Dataplane::start(&cfg, &underlay)?;
+        // An empty peer table that knows this node's own pod ranges (the
+        // anti-spoofing check needs them); the core's peer updates fill it.
+        dp.set_routes(&[]);
+        Some(dp)
     } else {
         None
     };
-    let tun_ifindex = match &dataplane {
-        Some(_) => sync.link_index(&cfg.dataplane.tun_name).await?,
+    let tun = match &dataplane {
+        Some(_) => sync
+            .link_index(&cfg.dataplane.tun_name)
+            .await?
+            .map(|ifindex| TunLink {
+                ifindex,
+                fixed_mtu: cfg.dataplane.mtu.is_some(),
+            }),
         None => None,
     };
-
-    let mut state = LoopState {
-        underlay_mtu: underlay.mtu,
+    let core = RouterCore::new(CoreConfig {
+        direct_subnet: cfg.dataplane.direct_routing.then_some(underlay.subnet),
+        tun,
+        stale_hold: opts.stale_hold,
+        keep_routes_on_graceful_stop: opts.keep_routes_on_stop,
+        ..CoreConfig::new(cfg.dataplane.mode, underlay.mtu)
+    });
+    let mut driver = Driver {
+        core,
+        t0: Instant::now(),
+        sync,
+        dataplane: dataplane.as_ref(),
         underlay_ip: cfg.underlay_ip,
-        tun_ifindex,
-        stale_until: opts.stale_until,
+        readiness: opts.readiness,
+        answers: VecDeque::new(),
+        peer_backlog: Vec::new(),
+        exit: None,
     };
-    let result = control_loop(
-        &mut state,
-        &sync,
-        &mut table,
-        &mut updates,
-        &mut kernel,
-        dataplane.as_ref(),
-        stop,
-    )
-    .await;
-
-    // Remove everything installed, even after an error (unless a graceful
-    // restart keeps forwarding going).
-    if opts.keep_routes_on_stop && result.is_ok() {
-        info!("graceful restart: routes stay installed");
-    } else {
-        match sync.reconcile(&[]).await {
-            Ok(ops) => info!(removed = ops.len(), "weftd routes removed"),
-            Err(e) => warn!(error = %e, "removing weftd routes failed"),
-        }
-    }
+    let result = driver.run(updates, kernel, stop).await;
     if let Some(dp) = dataplane {
         dp.stop();
     }
@@ -170,190 +180,193 @@ pub async fn run_with(
     result
 }
 
-struct LoopState {
-    underlay_mtu: u32,
-    underlay_ip: std::net::IpAddr,
-    tun_ifindex: Option<u32>,
-    stale_until: Option<watch::Receiver<bool>>,
+/// The I/O side of one [`RouterCore`].
+struct Driver<'a> {
+    core: RouterCore,
+    t0: Instant,
+    sync: RouteSync,
+    dataplane: Option<&'a Dataplane>,
+    underlay_ip: IpAddr,
+    readiness: Option<watch::Sender<Readiness>>,
+    /// Answers to executed requests, not yet handed to the core.
+    answers: VecDeque<Event>,
+    /// Peer-table changes not yet handed to the dataplane, in order.
+    peer_backlog: Vec<(Cidr, Option<NextHop>)>,
+    /// Set by [`Action::Exit`].
+    exit: Option<Option<String>>,
 }
 
-impl LoopState {
-    /// The kernel route weftd wants for `cidr` now.
-    fn wanted(&self, table: &RouteTable, cidr: Cidr) -> Option<KernelRoute> {
-        let hop = table.next_hop(&cidr)?;
-        desired_routes(&[(cidr, hop)], self.tun_ifindex).pop()
-    }
-
-    /// Whether a kernel event needs a full resync: a link change, or a
-    /// route weftd still wants deleted by someone else (its own deletions
-    /// come back as events too and are ignored). Only called between
-    /// batches, when the table and the kernel agree.
-    fn needs_resync(&self, table: &RouteTable, ev: KernelEvent) -> bool {
-        match ev {
-            KernelEvent::Link | KernelEvent::Unknown => true,
-            KernelEvent::RouteGone(r) => self.wanted(table, r.dst) == Some(r),
+impl Driver<'_> {
+    async fn run(
+        &mut self,
+        mut updates: RouteUpdates,
+        mut kernel: mpsc::UnboundedReceiver<KernelEvent>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        tokio::pin!(stop);
+        let mut feed_open = true;
+        let mut stopping = false;
+        // What is already queued (the static routes) goes into the table
+        // before the first sync, so a restart does not flap them.
+        while let Ok(item) = updates.try_recv() {
+            self.handle(feed_event(item)).await;
+        }
+        self.handle(Event::Start).await;
+        while self.exit.is_none() {
+            let event = if let Some(answer) = self.answers.pop_front() {
+                // Whatever queued up while netlink worked reaches the core
+                // first: it is flushed together after this answer.
+                while let Ok(item) = updates.try_recv() {
+                    self.handle(feed_event(item)).await;
+                }
+                while let Ok(k) = kernel.try_recv() {
+                    self.handle(Event::Kernel(k)).await;
+                }
+                answer
+            } else {
+                self.publish_peers();
+                let deadline = self.core.poll_timeout().map(|d| self.t0 + d);
+                tokio::select! {
+                    () = &mut stop, if !stopping => {
+                        stopping = true;
+                        info!("stopping");
+                        Event::Stop { graceful: true }
+                    }
+                    item = updates.recv(), if feed_open => match item {
+                        Some(item) => feed_event(item),
+                        None => {
+                            feed_open = false;
+                            continue;
+                        }
+                    },
+                    Some(k) = kernel.recv() => Event::Kernel(k),
+                    () = sleep_until(deadline) => Event::Timeout,
+                }
+            };
+            self.handle(event).await;
+        }
+        self.publish_peers();
+        match self.exit.take().flatten() {
+            Some(e) => Err(DaemonError::Sync(e)),
+            None => Ok(()),
         }
     }
 
-    /// Applies a batch to the table; a pod range whose resolution changed
-    /// is recorded in `changed` with the kernel route it had before.
-    fn apply_batch(
-        &self,
-        table: &mut RouteTable,
-        changed: &mut BTreeMap<Cidr, Option<KernelRoute>>,
-        batch: Vec<RouteUpdate>,
-    ) {
-        for u in batch {
-            let cidr = u.cidr();
-            if let Some(before) = table.apply_change(u) {
-                changed
-                    .entry(cidr)
-                    .or_insert_with(|| desired_routes(&[(cidr, before?)], self.tun_ifindex).pop());
+    /// Hands the dataplane the peer changes held back.
+    fn publish_peers(&mut self) {
+        if let Some(dp) = self.dataplane
+            && !self.peer_backlog.is_empty()
+        {
+            dp.update_routes(&self.peer_backlog);
+        }
+        self.peer_backlog.clear();
+    }
+
+    /// Hands one event to the core and executes what it returns.
+    async fn handle(&mut self, event: Event) {
+        let now = self.t0.elapsed();
+        for action in self.core.handle(now, event) {
+            self.execute(action).await;
+        }
+    }
+
+    async fn execute(&mut self, action: Action) {
+        match action {
+            Action::ReadUnderlay => {
+                let mtu = match self.sync.underlay_link(self.underlay_ip).await {
+                    Ok(l) => l.map(|l| l.mtu),
+                    Err(e) => {
+                        warn!(error = %e, "reading the underlay link");
+                        return;
+                    }
+                };
+                self.answers.push_back(Event::UnderlayMtu { mtu });
             }
+            Action::DumpRoutes { reason } => {
+                debug!(?reason, "full route sync");
+                self.answers.push_back(match self.sync.dump_own().await {
+                    Ok(routes) => Event::Dumped { routes },
+                    Err(e) => Event::DumpFailed {
+                        error: e.to_string(),
+                    },
+                });
+            }
+            Action::ApplyRoutes { ops } => {
+                // A new kernel route finds its peer in the dataplane.
+                if ops.iter().any(|o| matches!(o, RouteOp::Replace(_))) {
+                    self.publish_peers();
+                }
+                self.answers
+                    .push_back(match self.sync.apply_ops(&ops).await {
+                        Ok(()) => {
+                            log_ops(&ops);
+                            Event::Applied
+                        }
+                        Err(e) => Event::ApplyFailed {
+                            error: e.to_string(),
+                        },
+                    });
+            }
+            Action::UpdatePeers { mut changes } => {
+                if self.dataplane.is_some() {
+                    self.peer_backlog.append(&mut changes);
+                }
+            }
+            Action::SetUnderlayMtu { mtu } => {
+                if let Some(dp) = self.dataplane {
+                    // The TUN MTU comes as its own action.
+                    let _ = dp.underlay_mtu_changed(mtu);
+                }
+            }
+            Action::SetTunMtu { ifindex, mtu } => match self.sync.set_mtu(ifindex, mtu).await {
+                Ok(()) => info!(tun_mtu = mtu, "TUN MTU follows the underlay"),
+                Err(e) => self.answers.push_back(Event::TunMtuFailed {
+                    error: e.to_string(),
+                }),
+            },
+            Action::Readiness(r) => {
+                info!(readiness = ?r, "readiness");
+                if let Some(tx) = &self.readiness {
+                    let _ = tx.send(r);
+                }
+            }
+            Action::Summary {
+                installed,
+                removed,
+                routes,
+            } => {
+                if installed + removed > LOG_EACH_UP_TO {
+                    info!(installed, removed, routes, "routes reconciled");
+                }
+                metrics::gauge!("weft_router_routes").set(routes as f64);
+            }
+            Action::Log(note) => log_note(&note),
+            Action::Exit { error } => self.exit = Some(error),
         }
     }
 }
 
-/// Resolves when the stale-route hold changes (never without one).
-async fn stale_changed(w: Option<&mut watch::Receiver<bool>>) -> bool {
-    match w {
-        Some(w) => w.changed().await.is_err() || *w.borrow(),
+fn feed_event(item: FeedItem) -> Event {
+    match item {
+        FeedItem::Routes(batch) => Event::Routes(batch),
+        FeedItem::EndOfRib { peer } => Event::EndOfRib { peer },
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
 }
 
-async fn control_loop(
-    state: &mut LoopState,
-    sync: &RouteSync,
-    table: &mut RouteTable,
-    updates: &mut RouteUpdates,
-    kernel: &mut mpsc::UnboundedReceiver<KernelEvent>,
-    dataplane: Option<&Dataplane>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), DaemonError> {
-    tokio::pin!(stop);
-    let mut resync = tokio::time::interval(RESYNC_EVERY);
-    // Full dump + diff wanted.
-    let mut dirty = true;
-    // Pod ranges changed since the last sync, with the kernel route each
-    // had then (incremental install).
-    let mut changed: BTreeMap<Cidr, Option<KernelRoute>> = BTreeMap::new();
-    let mut feed_open = true;
-    loop {
-        if dirty {
-            dirty = false;
-            changed.clear();
-            let hops = table.next_hops();
-            if let Some(dp) = dataplane {
-                follow_underlay_mtu(state, sync, dp).await?;
-                dp.set_routes(&hops);
-            }
-            let desired = desired_routes(&hops, state.tun_ifindex);
-            let ops = sync
-                .reconcile_with(&desired, state.stale_until.is_none())
-                .await?;
-            log_ops(&ops);
-            metrics::gauge!("weft_router_routes").set(desired.len() as f64);
-        } else if !changed.is_empty() {
-            if let Some(dp) = dataplane {
-                let hops: Vec<_> = changed.keys().map(|c| (*c, table.next_hop(c))).collect();
-                dp.update_routes(&hops);
-            }
-            let changes: Vec<RouteChange> = std::mem::take(&mut changed)
-                .into_iter()
-                .map(|(c, old)| RouteChange {
-                    old,
-                    new: state.wanted(table, c),
-                })
-                .collect();
-            let ops = change_ops(&changes, state.stale_until.is_none());
-            match sync.apply_ops(&ops).await {
-                Ok(()) => {
-                    log_ops(&ops);
-                    metrics::gauge!("weft_router_routes").set(table.len() as f64);
-                }
-                Err(e) => {
-                    // The kernel state is unknown now: a full resync finds
-                    // out (and fails the daemon if netlink stays broken).
-                    warn!(error = %e, "incremental route update failed, resyncing");
-                    dirty = true;
-                    continue;
-                }
-            }
-        }
-        tokio::select! {
-            () = &mut stop => return Ok(()),
-            u = updates.recv(), if feed_open => match u {
-                Some(batch) => {
-                    state.apply_batch(table, &mut changed, batch);
-                    // Take everything already queued before installing.
-                    while let Ok(batch) = updates.try_recv() {
-                        state.apply_batch(table, &mut changed, batch);
-                    }
-                }
-                None => feed_open = false,
-            },
-            Some(ev) = kernel.recv() => {
-                dirty |= state.needs_resync(table, ev);
-                while let Ok(ev) = kernel.try_recv() {
-                    dirty |= state.needs_resync(table, ev);
-                }
-            },
-            released = stale_changed(state.stale_until.as_mut()) => if released {
-                info!("stale routes released");
-                state.stale_until = None;
-                // The relearned routes are on the feed before the release:
-                // take them into the table before the full sync deletes
-                // whatever it lacks.
-                while let Ok(batch) = updates.try_recv() {
-                    state.apply_batch(table, &mut changed, batch);
-                }
-                dirty = true;
-            },
-            _ = resync.tick() => dirty = true,
-        }
-    }
-}
-
-/// Keeps the TUN MTU fitting the underlay when the underlay MTU changes
-/// at run time, so a reduced underlay never blackholes big packets.
-async fn follow_underlay_mtu(
-    state: &mut LoopState,
-    sync: &RouteSync,
-    dp: &Dataplane,
-) -> Result<(), DaemonError> {
-    let Some(link) = sync.underlay_link(state.underlay_ip).await? else {
-        warn!(ip = %state.underlay_ip, "underlay address disappeared");
-        return Ok(());
-    };
-    if link.mtu == state.underlay_mtu {
-        return Ok(());
-    }
-    info!(
-        old = state.underlay_mtu,
-        new = link.mtu,
-        "underlay MTU changed"
-    );
-    state.underlay_mtu = link.mtu;
-    if let (Some(tun_mtu), Some(idx)) = (dp.underlay_mtu_changed(link.mtu), state.tun_ifindex) {
-        sync.set_mtu(idx, tun_mtu).await?;
-        info!(tun_mtu, "TUN MTU follows the underlay");
-    }
-    Ok(())
-}
+/// Up to this many operations get a log line each; more get one summary.
+const LOG_EACH_UP_TO: usize = 16;
 
 fn log_ops(ops: &[RouteOp]) {
-    // Bulk changes (a BGP table arriving) get one line, not one per route.
-    if ops.len() > 16 {
-        let added = ops
-            .iter()
-            .filter(|o| matches!(o, RouteOp::Replace(_)))
-            .count();
-        info!(
-            installed = added,
-            removed = ops.len() - added,
-            "routes reconciled"
-        );
+    // Bulk changes (a BGP table arriving) get one line, from the summary.
+    if ops.len() > LOG_EACH_UP_TO {
         return;
     }
     for op in ops {
@@ -361,5 +374,27 @@ fn log_ops(ops: &[RouteOp]) {
             RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),
             RouteOp::Delete(r) => info!(dst = %r.dst, via = ?r.via, "route removed"),
         }
+    }
+}
+
+fn log_note(note: &Note) {
+    match note {
+        Note::StaleReleased {
+            by: Released::EndOfRib,
+        } => info!("BGP table relearned after restart: End-of-RIB from every peer"),
+        Note::StaleReleased {
+            by: Released::RestartTimeOver,
+        } => warn!(
+            "BGP table relearned after restart: restart time over without End-of-RIB from every peer"
+        ),
+        Note::UnderlayMtuChanged { old, new } => info!(old, new, "underlay MTU changed"),
+        Note::UnderlayGone => warn!("underlay address disappeared"),
+        Note::TunMtuFailed { error } => warn!(%error, "setting the TUN MTU failed"),
+        Note::ApplyFailed { error } => {
+            warn!(%error, "incremental route update failed, resyncing");
+        }
+        Note::SyncFailed { error } => warn!(%error, "route sync failed, stopping"),
+        Note::CleanupFailed { error } => warn!(%error, "removing weftd routes failed"),
+        Note::RoutesKept => info!("graceful restart: routes stay installed"),
     }
 }

@@ -1,12 +1,15 @@
-//! weftd: config, route table, dataplane (host-gw and TUN overlay),
-//! control socket and metrics.
+//! weftd: config, route sources, the pure router core (route table,
+//! reconciliation), its driver and the netlink edge, and the dataplane
+//! (host-gw and TUN overlay).
 #![warn(missing_docs)]
 
 pub mod bgp_feed;
 pub mod cidr;
 pub mod config;
+pub mod core;
 pub mod daemon;
 pub mod dataplane;
+pub mod feed;
 pub mod mode;
 pub mod netlink;
 pub mod reconcile;

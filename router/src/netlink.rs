@@ -23,7 +23,7 @@ use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::cidr::Cidr;
-use crate::reconcile::{KernelRoute, RouteOp, RouteVia, diff};
+use crate::reconcile::{KernelEvent, KernelRoute, RouteOp, RouteVia, diff};
 
 /// weftd's route protocol number: 0x57 ('W'), unused in
 /// /etc/iproute2/rt_protos. `ip route show proto 87` lists weftd's routes.
@@ -358,18 +358,6 @@ impl RouteSync {
             subnet,
         }))
     }
-}
-
-/// A kernel change weftd may have to repair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelEvent {
-    /// A link appeared, changed or went away.
-    Link,
-    /// A route of weftd's protocol was deleted (by weftd itself or by
-    /// someone else: the receiver compares it with what it installed).
-    RouteGone(KernelRoute),
-    /// A route of weftd's protocol that cannot be parsed was deleted.
-    Unknown,
 }
 
 /// The kernel-side filter of the watch socket: link messages, and route

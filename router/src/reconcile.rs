@@ -1,14 +1,18 @@
 //! Pure reconciliation: the kernel routes weftd wants, and the operations
-//! that turn a dump of weftd's own routes into exactly that set.
+//! that turn a dump of weftd's own routes into exactly that set; also the
+//! kernel changes the netlink watcher reports.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::cidr::Cidr;
 use crate::route_table::NextHop;
 
 /// Where a kernel route sends its packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteVia {
     /// `via GATEWAY` (host-gw).
     Gateway(IpAddr),
@@ -17,7 +21,8 @@ pub enum RouteVia {
 }
 
 /// One kernel route of weftd's protocol, in the main table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KernelRoute {
     /// Destination prefix.
     pub dst: Cidr,
@@ -26,12 +31,27 @@ pub struct KernelRoute {
 }
 
 /// A change to apply to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteOp {
     /// Add, replacing any route to the same destination.
     Replace(KernelRoute),
     /// Delete; "already gone" counts as success.
     Delete(KernelRoute),
+}
+
+/// A kernel change weftd may have to repair (from the netlink watcher).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelEvent {
+    /// A link appeared, changed or went away.
+    Link,
+    /// A route of weftd's protocol was deleted by someone else (the
+    /// watcher drops weftd's own deletions; the core compares the route
+    /// with what it installed).
+    RouteGone(KernelRoute),
+    /// A route of weftd's protocol that cannot be parsed was deleted.
+    Unknown,
 }
 
 /// The kernel routes for a resolved route table. `tun_ifindex` is the TUN

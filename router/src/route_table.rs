@@ -1,32 +1,40 @@
 //! The pure route table: which peer serves each remote pod range, and how
-//! packets get there (`NextHop`). Fed by `RouteUpdate`s from static config
-//! now and from BGP later, through the same channel.
+//! packets get there (`NextHop`). Fed by `RouteUpdate` batches from the
+//! static config and BGP (see `feed`), through the router core.
 
 use std::collections::{BTreeMap, HashMap};
-
-use crate::FastMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::cidr::Cidr;
+use serde::{Deserialize, Serialize};
 use weft_encap::MacAddr;
+
+use crate::FastMap;
+use crate::cidr::Cidr;
 
 use crate::config::Config;
 use crate::mode::Mode;
 use crate::vtep::derived_mac;
 
 /// A peer's pod range as learned from config or BGP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerRoute {
     /// The peer's pod range.
     pub pod_cidr: Cidr,
     /// The peer's underlay address.
     pub via: IpAddr,
     /// The peer's VTEP MAC, if it is not derived from `via`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::vtep::opt_mac_text"
+    )]
     pub vtep_mac: Option<MacAddr>,
 }
 
 /// Where a route came from; the lower one wins when both know a range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteSource {
     /// `[[static_routes]]` in the config file.
     Static,
@@ -35,7 +43,8 @@ pub enum RouteSource {
 }
 
 /// A change to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteUpdate {
     /// Add or replace the route `source` knows for `route.pod_cidr`.
     Upsert {
@@ -60,22 +69,9 @@ impl RouteUpdate {
     }
 }
 
-/// The sending side of the route feed: every route source (static config,
-/// BGP) sends its changes as batches, and a batch reaches the table whole.
-/// Clone it for every source.
-pub type RouteFeed = tokio::sync::mpsc::Sender<Vec<RouteUpdate>>;
-
-/// The receiving side of the route feed.
-pub type RouteUpdates = tokio::sync::mpsc::Receiver<Vec<RouteUpdate>>;
-
-/// A route feed and its receiving end for the daemon. Bounded in batches,
-/// not routes: a source with a whole table to send sends one message.
-pub fn route_channel() -> (RouteFeed, RouteUpdates) {
-    tokio::sync::mpsc::channel(64)
-}
-
 /// How packets for a remote pod range leave this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NextHop {
     /// A plain kernel route via the peer's underlay address.
     HostGw(IpAddr),
@@ -84,11 +80,13 @@ pub enum NextHop {
 }
 
 /// An overlay peer: where to send encapsulated packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OverlayPeer {
     /// The peer's underlay IPv4 address.
     pub underlay: Ipv4Addr,
     /// The peer's VTEP MAC (vxlan inner Ethernet destination).
+    #[serde(with = "crate::vtep::mac_text")]
     pub vtep_mac: MacAddr,
     /// The encapsulation.
     pub mode: Mode,

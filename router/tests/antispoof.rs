@@ -16,8 +16,10 @@ use common::{Cluster, Opts, own_routes, pod_ip};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use weft_encap::{MacAddr, vxlan};
 use weft_router::config::Config;
-use weft_router::daemon;
-use weft_router::route_table::{self, RouteTable};
+use weft_router::core::Readiness;
+use weft_router::daemon::{self, RunOptions};
+use weft_router::feed::{self, FeedItem};
+use weft_router::route_table::RouteTable;
 
 const TOOLS: &[&str] = &["ip", "ping", "sysctl", "kill", "ethtool"];
 
@@ -129,6 +131,8 @@ fn spoofed_and_unknown_packets_are_dropped_and_counted() {
     // weftd for node 1, in-process, inside node 1's namespace.
     let cfg = Config::parse(&c.config(1, "vxlan", "")).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The readiness hook sd_notify will use: Ready once the routes are in.
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(Readiness::Starting);
     let daemon_thread = c
         .node(1)
         .ns
@@ -139,24 +143,29 @@ fn spoofed_and_unknown_packets_are_dropped_and_counted() {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let (feed, updates) = route_table::route_channel();
-                    feed.send(RouteTable::static_updates(&cfg)).await.unwrap();
-                    daemon::run(cfg, updates, async {
+                    let (feed, updates) = feed::route_channel();
+                    feed.send(FeedItem::Routes(RouteTable::static_updates(&cfg)))
+                        .await
+                        .unwrap();
+                    let opts = RunOptions {
+                        readiness: Some(ready_tx),
+                        ..RunOptions::default()
+                    };
+                    let stop = async {
                         let _ = stop_rx.await;
-                    })
-                    .await
+                    };
+                    daemon::run_with(cfg, updates, stop, opts).await
                 })
             })
         })
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !own_routes(&c.node(1).ns).contains("10.244.2.0/24") {
-        assert!(
-            Instant::now() < deadline,
-            "in-process weftd did not install routes"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    while *ready_rx.borrow() != Readiness::Ready {
+        assert!(Instant::now() < deadline, "in-process weftd never ready");
+        std::thread::sleep(Duration::from_millis(20));
     }
+    // Ready means programmed: the route is there at once.
+    assert!(own_routes(&c.node(1).ns).contains("10.244.2.0/24"));
 
     // Valid traffic is counted per peer.
     assert!(c.ping(1, &pod_ip(2)), "{}", c.logs());
@@ -239,6 +248,7 @@ fn spoofed_and_unknown_packets_are_dropped_and_counted() {
 
     stop_tx.send(()).unwrap();
     daemon_thread.join().unwrap().unwrap();
+    assert_eq!(*ready_rx.borrow(), Readiness::Stopping);
     assert_eq!(own_routes(&c.node(1).ns), "");
     assert!(
         c.node(1).ns.ip(&["link", "show", "weft0"]).is_err(),

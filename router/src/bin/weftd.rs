@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
-use weft_router::bgp_feed::BgpFeed;
+use weft_router::bgp_feed::{self, BgpFeed};
 use weft_router::config::Config;
 use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
-use weft_router::route_table::{self, RouteTable};
+use weft_router::route_table::RouteTable;
 use weft_router::shutdown;
 
 fn usage() -> ExitCode {
@@ -48,10 +49,10 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(async move {
-        let (feed, updates) = route_table::route_channel();
+        let (feed, updates) = feed::route_channel();
         // One batch, however many static routes: nothing reads the feed
         // before the daemon runs.
-        feed.send(RouteTable::static_updates(&cfg))
+        feed.send(FeedItem::Routes(RouteTable::static_updates(&cfg)))
             .await
             .context("queueing static routes")?;
         let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
@@ -71,7 +72,8 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
             .context("starting BGP")?;
         let opts = RunOptions {
             keep_routes_on_stop: gr,
-            stale_until: bgp.as_ref().filter(|_| restarting).map(BgpFeed::synced),
+            stale_hold: restarting.then(|| bgp_feed::stale_hold(&cfg)).flatten(),
+            readiness: None,
         };
         let stop = async {
             let sig = signals.wait().await;
