@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::cidr::Cidr;
@@ -106,6 +106,9 @@ pub struct RunOptions {
     /// While this reads `false`, routes already in the kernel but not (yet)
     /// in the table are kept: after a restart, until BGP has relearned.
     pub stale_until: Option<watch::Receiver<bool>>,
+    /// Told the underlay MTU once the first route sync has succeeded (the
+    /// node service then writes the CNI config and tells systemd READY).
+    pub programmed: Option<oneshot::Sender<u32>>,
 }
 
 /// [`run`] with graceful-restart options.
@@ -141,6 +144,7 @@ pub async fn run_with(
         underlay_ip: cfg.underlay_ip,
         tun_ifindex,
         stale_until: opts.stale_until,
+        programmed: opts.programmed,
     };
     let result = control_loop(
         &mut state,
@@ -175,6 +179,7 @@ struct LoopState {
     underlay_ip: std::net::IpAddr,
     tun_ifindex: Option<u32>,
     stale_until: Option<watch::Receiver<bool>>,
+    programmed: Option<oneshot::Sender<u32>>,
 }
 
 impl LoopState {
@@ -254,6 +259,10 @@ async fn control_loop(
                 .await?;
             log_ops(&ops);
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
+            // Node service hook: routes are programmed.
+            if let Some(tx) = state.programmed.take() {
+                let _ = tx.send(state.underlay_mtu);
+            }
         } else if !changed.is_empty() {
             if let Some(dp) = dataplane {
                 let hops: Vec<_> = changed.keys().map(|c| (*c, table.next_hop(c))).collect();

@@ -1,16 +1,21 @@
 //! weftd: config, route table, dataplane (host-gw and TUN overlay),
-//! control socket and metrics.
+//! and the node service around them (CNI config, masquerade, systemd
+//! notify).
 #![warn(missing_docs)]
 
 pub mod bgp_feed;
 pub mod cidr;
+pub mod cni_conf;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod masquerade;
 pub mod mode;
 pub mod netlink;
+pub mod notify;
 pub mod reconcile;
 pub mod route_table;
+pub mod service;
 pub mod shutdown;
 pub mod vtep;
 

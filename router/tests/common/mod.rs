@@ -4,6 +4,8 @@
 //! with a payload hash, iperf3) live in [`traffic`].
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
+pub mod cni_exec;
+pub mod node_rig;
 pub mod traffic;
 
 use std::fs;
@@ -241,6 +243,13 @@ impl Cluster {
                 pod_cidr6(n)
             );
         }
+        // The CNI files stay in the test's directory, not the host's.
+        let files = self.dir.join(format!("n{n}-cni"));
+        s += &format!(
+            "\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\n",
+            files.join("net.d").display().to_string(),
+            files.join("subnet.env").display().to_string()
+        );
         s += &format!("\n[dataplane]\nmode = \"{mode}\"\n{dataplane_extra}\n");
         for other in &self.nodes {
             if other.n == n {

@@ -1,0 +1,134 @@
+//! What weftd does as a node service around the router, once the router
+//! has programmed its routes: pod masquerade ([`crate::masquerade`]), the
+//! CNI conflist and subnet.env ([`crate::cni_conf`]), and systemd's notify
+//! protocol ([`crate::notify`]): `READY=1` after those, `WATCHDOG=1` while
+//! the runtime turns, `STOPPING=1` when a stop begins. Nothing is installed
+//! or written before the router's host checks pass.
+//!
+//! ```text
+//!  daemon: first route sync ─ oneshot(underlay MTU) ─► node task: masquerade installed,
+//!                                                       conflist + subnet.env, READY=1,
+//!                                                       then keeps masquerade intact
+//!  watchdog task: WATCHDOG=1 every WatchdogSec/2
+//!  stop signal ─ stopping(): STOPPING=1;  after the daemon ─ stop(keep): masquerade removed
+//! ```
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::cni_conf::{NodeFiles, pod_mtu};
+use crate::config::Config;
+use crate::masquerade::{self, MasqPlan};
+use crate::notify::{Notifier, watchdog_interval};
+
+/// The running node-service tasks.
+#[derive(Debug)]
+pub struct NodeService {
+    notifier: Arc<Notifier>,
+    stop: Option<oneshot::Sender<bool>>,
+    task: Option<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+/// Waits for the routes, then sets up and keeps up the node's side.
+async fn node_task(
+    cfg: Config,
+    notifier: Arc<Notifier>,
+    programmed: oneshot::Receiver<u32>,
+    mut stop: oneshot::Receiver<bool>,
+) {
+    let underlay_mtu = tokio::select! {
+        m = programmed => match m {
+            Ok(m) => m,
+            // The router ended before programming anything.
+            Err(_) => return,
+        },
+        _ = &mut stop => return,
+    };
+    let table = masquerade::install(MasqPlan::from_config(&cfg));
+    let mtu = pod_mtu(&cfg.dataplane, underlay_mtu);
+    let files = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || NodeFiles::write(&cfg, mtu))
+            .await
+            .unwrap_or_default()
+    };
+    // READY even when a file failed: routing works, and systemd would
+    // otherwise kill weftd at its start timeout.
+    let status = if files.errors.is_empty() {
+        "routes programmed, CNI config written".to_owned()
+    } else {
+        format!(
+            "routes programmed; CNI config not written: {}",
+            files.errors.join("; ")
+        )
+    };
+    info!(%status, notify = notifier.enabled(), "ready");
+    notifier.ready(&status);
+    masquerade::maintain(table, stop).await;
+}
+
+impl NodeService {
+    /// Starts the tasks (inside a tokio runtime). The returned sender is
+    /// the daemon's "routes programmed" signal (`RunOptions::programmed`),
+    /// carrying the underlay MTU.
+    pub fn start(cfg: &Config) -> (Self, oneshot::Sender<u32>) {
+        let notifier = Arc::new(Notifier::from_env());
+        let (prog_tx, prog_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(node_task(
+            cfg.clone(),
+            Arc::clone(&notifier),
+            prog_rx,
+            stop_rx,
+        ));
+        let watchdog = watchdog_interval(
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+            std::process::id(),
+        )
+        .filter(|_| notifier.enabled())
+        .map(|every| {
+            let notifier = Arc::clone(&notifier);
+            info!(?every, "systemd watchdog enabled");
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    notifier.watchdog();
+                }
+            })
+        });
+        (
+            Self {
+                notifier,
+                stop: Some(stop_tx),
+                task: Some(task),
+                watchdog,
+            },
+            prog_tx,
+        )
+    }
+
+    /// A stop begins: tells the service manager.
+    pub fn stopping(&self) {
+        self.notifier.stopping();
+    }
+
+    /// Ends the tasks; masquerade is removed unless `keep` (graceful
+    /// restart).
+    pub async fn stop(mut self, keep: bool) {
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(keep);
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
