@@ -43,8 +43,11 @@ fn main() -> ExitCode {
     let Some(path) = args.config else {
         return ExitCode::from(2);
     };
+    // No colour codes into journald or log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -99,7 +99,7 @@ impl NodeRig {
     }
 
     /// Starts weftd on node `i` with `config` (extra environment `env`)
-    /// and waits until it has written its conflist (after its routes).
+    /// and waits until it is ready (routes programmed, files written).
     pub fn start_weftd(&mut self, i: usize, config: &str, env: &[(&str, &str)]) {
         let dir = self.cluster.run_dir();
         let cfg = dir.join(format!("n{i}.toml"));
@@ -112,13 +112,15 @@ impl NodeRig {
         }
         let mut child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.conflist_path(i).exists() {
+        // The node service logs its status once routes are programmed and
+        // the files are written.
+        while !self.log(i).contains("routes programmed") {
             if let Some(st) = child.try_wait() {
                 panic!("weftd {i} exited ({st}):\n{}", self.log(i));
             }
             assert!(
                 Instant::now() < deadline,
-                "no conflist from weftd {i}:\n{}",
+                "weftd {i} not ready:\n{}",
                 self.log(i)
             );
             std::thread::sleep(Duration::from_millis(20));
