@@ -84,6 +84,7 @@ fn check_config(path: &Path) -> ExitCode {
         }
     }
 }
+
 fn run(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;

@@ -25,6 +25,9 @@ pub struct Opts {
     /// Turn tx checksum offload off on the node underlay veths (needed when
     /// a userspace receiver reads kernel vxlan frames).
     pub underlay_csum_off: bool,
+    /// Write `ip_masq = false` (weftd's default is true): no nat table,
+    /// so no conntrack on the nodes (throughput probes against the kernel).
+    pub no_masq: bool,
 }
 
 /// One node: its namespace, its pod's namespace, weftd.
@@ -237,6 +240,9 @@ impl Cluster {
             underlay(n),
             pod_cidr(n)
         );
+        if self.opts.no_masq {
+            s += "ip_masq = false\n";
+        }
         if self.opts.ipv6_pods {
             s += &format!(
                 "pod_cidr_v6 = \"{}\"\ncluster_cidr_v6 = \"fd10:244::/32\"\n",
