@@ -1,8 +1,8 @@
 //! The conflist and subnet.env weftd writes, used as a runtime would: pods
 //! attached by exec'ing weft's own CNI plugins (bridge or ptp, host-local,
 //! portmap) with the file weftd wrote get an address in the node's pod
-//! range and reach their gateway and a pod on the other node, in host-gw
-//! and vxlan modes.
+//! range and reach their gateway and a pod on the other node, in every
+//! mode (host-gw, vxlan, udp, ipip) and both attachments (bridge, ptp).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -94,6 +94,16 @@ fn pods_reach_across_vxlan_ptp() {
     pods_reach_across("cp", WeftMode::Vxlan, "ptp", 1450);
 }
 
+#[test]
+fn pods_reach_across_udp_bridge() {
+    pods_reach_across("cu", WeftMode::Udp, "bridge", 1472);
+}
+
+#[test]
+fn pods_reach_across_ipip_ptp() {
+    pods_reach_across("ci", WeftMode::Ipip, "ptp", 1480);
+}
+
 /// A restart with the same config leaves the conflist untouched (same
 /// inode: written only when the content changes); a changed MTU rewrites it.
 #[test]
@@ -131,7 +141,7 @@ fn unwritable_conf_dir_does_not_stop_routing() {
     if !netsim::netns::privileged_or_skip("unwritable_conf_dir_does_not_stop_routing", TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("cu", 2, false) else {
+    let Some(mut rig) = NodeRig::new("cn", 2, false) else {
         return;
     };
     // A file where node 1's conf_dir should be.
