@@ -143,6 +143,25 @@ pub fn write_if_changed(path: &Path, content: &str, mode: u32) -> std::io::Resul
     res.map(|()| true)
 }
 
+/// The network config files in a directory listing that a runtime would
+/// pick before `ours`: libcni loads `*.conf`, `*.conflist` and `*.json`
+/// in name order and kubelet/containerd use the first.
+pub fn shadowing<'a>(names: impl IntoIterator<Item = &'a str>, ours: &str) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            !n.starts_with('.')
+                && *n < ours
+                && [".conf", ".conflist", ".json"]
+                    .iter()
+                    .any(|ext| n.ends_with(ext))
+        })
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
 /// The files weftd writes for the node's runtime and their state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeFiles {
@@ -152,6 +171,8 @@ pub struct NodeFiles {
     pub subnet_env: Option<PathBuf>,
     /// Why a file could not be written (empty when all went well).
     pub errors: Vec<String>,
+    /// Other network configs in `conf_dir` that runtimes load before ours.
+    pub shadowed_by: Vec<String>,
 }
 
 impl NodeFiles {
@@ -189,6 +210,22 @@ impl NodeFiles {
         });
         out.subnet_env = subnet.flatten();
         out.conflist = conflist.flatten();
+        if out.conflist.is_some()
+            && let Ok(dir) = std::fs::read_dir(&cfg.cni.conf_dir)
+        {
+            let names: Vec<String> = dir
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            let before = shadowing(names.iter().map(String::as_str), &cfg.cni.conf_file);
+            if !before.is_empty() {
+                warn!(
+                    dir = %cfg.cni.conf_dir.display(), files = ?before,
+                    "runtimes pick the first network config by name: {} comes before {}",
+                    before[0], cfg.cni.conf_file
+                );
+                out.shadowed_by = before;
+            }
+        }
         out
     }
 }

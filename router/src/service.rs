@@ -58,7 +58,7 @@ async fn node_task(
     };
     // READY even when a file failed: routing works, and systemd would
     // otherwise kill weftd at its start timeout.
-    let status = if files.errors.is_empty() {
+    let mut status = if files.errors.is_empty() {
         "routes programmed, CNI config written".to_owned()
     } else {
         format!(
@@ -66,6 +66,9 @@ async fn node_task(
             files.errors.join("; ")
         )
     };
+    if let Some(first) = files.shadowed_by.first() {
+        status += &format!("; runtimes use {first} before weft's conflist");
+    }
     info!(%status, notify = notifier.enabled(), "ready");
     notifier.ready(&status);
     masquerade::maintain(table, stop).await;

@@ -206,3 +206,41 @@ fn unwritable_dir_is_reported_not_fatal() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn configs_sorting_before_ours_are_found() {
+    let names = [
+        "05-cilium.conflist",
+        "10-weft.conflist",
+        "87-podman.conflist",
+        ".10-weft.conflist.9.tmp",
+        "00-notes.txt",
+        "01-old.conf",
+        "02-x.json",
+    ];
+    assert_eq!(
+        shadowing(names, "10-weft.conflist"),
+        vec!["01-old.conf", "02-x.json", "05-cilium.conflist"]
+    );
+    assert!(shadowing(["87-podman.conflist"], "10-weft.conflist").is_empty());
+}
+
+#[test]
+fn a_config_before_ours_is_reported() {
+    let d = temp_dir("sh");
+    let net = d.join("net.d");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(net.join("05-other.conflist"), "{}").unwrap();
+    let text = BASE.replace(
+        "[dataplane]",
+        &format!(
+            "[cni]\nconf_dir = \"{}\"\nsubnet_env = \"\"\n[dataplane]",
+            net.display()
+        ),
+    );
+    let files = NodeFiles::write(&cfg(&text), 1450);
+    assert_eq!(files.conflist, Some(net.join("10-weft.conflist")));
+    assert_eq!(files.shadowed_by, vec!["05-other.conflist"]);
+    assert!(files.errors.is_empty());
+    std::fs::remove_dir_all(&d).unwrap();
+}
