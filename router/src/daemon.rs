@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::cidr::Cidr;
@@ -106,9 +106,10 @@ pub struct RunOptions {
     /// While this reads `false`, routes already in the kernel but not (yet)
     /// in the table are kept: after a restart, until BGP has relearned.
     pub stale_until: Option<watch::Receiver<bool>>,
-    /// Told the underlay MTU once the first route sync has succeeded (the
-    /// node service then writes the CNI config and tells systemd READY).
-    pub programmed: Option<oneshot::Sender<u32>>,
+    /// Set to the underlay MTU after every full route sync (0 until the
+    /// first succeeds): the node service then writes the CNI config, tells
+    /// systemd READY, and rewrites the config when the MTU changes.
+    pub programmed: Option<watch::Sender<u32>>,
 }
 
 /// [`run`] with graceful-restart options.
@@ -179,7 +180,7 @@ struct LoopState {
     underlay_ip: std::net::IpAddr,
     tun_ifindex: Option<u32>,
     stale_until: Option<watch::Receiver<bool>>,
-    programmed: Option<oneshot::Sender<u32>>,
+    programmed: Option<watch::Sender<u32>>,
 }
 
 impl LoopState {
@@ -259,9 +260,10 @@ async fn control_loop(
                 .await?;
             log_ops(&ops);
             metrics::gauge!("weft_router_routes").set(desired.len() as f64);
-            // Node service hook: routes are programmed.
-            if let Some(tx) = state.programmed.take() {
-                let _ = tx.send(state.underlay_mtu);
+            // Node service hook: routes are programmed (at this MTU).
+            if let Some(tx) = &state.programmed {
+                let mtu = state.underlay_mtu;
+                tx.send_if_modified(|m| std::mem::replace(m, mtu) != mtu);
             }
         } else if !changed.is_empty() {
             if let Some(dp) = dataplane {

@@ -21,13 +21,12 @@
 //! netlink edge. Installing replaces the whole table in one transaction
 //! (add, delete, create: never a moment without rules, never a leftover);
 //! [`MasqTable::repair`] reinstalls it when it is missing or its chain was
-//! changed, and [`maintain`] calls it whenever nftables changes (a
+//! changed, and [`MasqKeeper`] calls it whenever nftables changes (a
 //! netfilter multicast subscription) and on a timer as a backstop.
 
 use std::time::Duration;
 
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 use weft_cni::nft::expr::{self, CmpOp, Expr, MetaKey, REG32_00};
 use weft_cni::nft::{Family, Hook, NfSocket, NftError, Op, Table, Verdict, owner_id};
@@ -267,27 +266,60 @@ pub fn install(plan: Option<MasqPlan>) -> Option<MasqTable> {
     Some(table)
 }
 
-/// Keeps the table intact until `stop` fires (repairing it after any
-/// nftables change that broke it, and on a timer), then removes it, or
-/// leaves it when `stop` carries `true` (a graceful restart keeps
-/// forwarding).
-pub async fn maintain(table: Option<MasqTable>, stop: oneshot::Receiver<bool>) {
-    let Some(mut table) = table.filter(|t| t.plan.is_some()) else {
-        let _ = stop.await;
-        return;
-    };
-    let mut events = nft_events()
-        .inspect_err(|e| warn!(error = %e, "masquerade: no nftables events, checking on a timer"))
-        .ok();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    tokio::pin!(stop);
-    let keep = loop {
-        tokio::select! {
-            keep = &mut stop => break keep.unwrap_or(false),
-            () = next_events(events.as_mut(), &mut buf) => {}
-            _ = tick.tick() => {}
+/// Keeps an installed table intact: [`MasqKeeper::changed`] resolves after
+/// nftables changes (a netfilter multicast subscription) or every
+/// [`CHECK_EVERY`]; [`MasqKeeper::check`] then repairs the table if needed.
+pub struct MasqKeeper {
+    table: Option<MasqTable>,
+    events: Option<TokioSocket>,
+    tick: tokio::time::Interval,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for MasqKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasqKeeper")
+            .field("table", &self.table)
+            .field("events", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasqKeeper {
+    /// Watches `table` (nothing to watch without a plan).
+    pub fn new(table: Option<MasqTable>) -> Self {
+        let table = table.filter(|t| t.plan.is_some());
+        let events = table.as_ref().and_then(|_| {
+            nft_events()
+                .inspect_err(
+                    |e| warn!(error = %e, "masquerade: no nftables events, checking on a timer"),
+                )
+                .ok()
+        });
+        Self {
+            table,
+            events,
+            tick: tokio::time::interval(CHECK_EVERY),
+            buf: Vec::with_capacity(64 * 1024),
         }
+    }
+
+    /// Resolves when the table should be checked (never without a table).
+    pub async fn changed(&mut self) {
+        if self.table.is_none() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            () = next_events(self.events.as_mut(), &mut self.buf) => {}
+            _ = self.tick.tick() => {}
+        }
+    }
+
+    /// Reinstalls the table if someone changed it.
+    pub fn check(&mut self) {
+        let Some(table) = &mut self.table else {
+            return;
+        };
         match table.repair() {
             Ok(true) => warn!(
                 table = TABLE,
@@ -296,13 +328,21 @@ pub async fn maintain(table: Option<MasqTable>, stop: oneshot::Receiver<bool>) {
             Ok(false) => {}
             Err(e) => warn!(error = %e, "masquerade check failed"),
         }
-    };
-    if keep {
-        info!(
-            table = TABLE,
-            "graceful restart: masquerade stays installed"
-        );
-    } else {
+    }
+
+    /// Removes the table, or leaves it when `keep` (a graceful restart
+    /// keeps forwarding).
+    pub fn finish(self, keep: bool) {
+        let Some(mut table) = self.table else {
+            return;
+        };
+        if keep {
+            info!(
+                table = TABLE,
+                "graceful restart: masquerade stays installed"
+            );
+            return;
+        }
         match table.remove() {
             Ok(()) => info!(table = TABLE, "masquerade removed"),
             Err(e) => warn!(error = %e, "removing masquerade failed"),

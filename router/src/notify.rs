@@ -86,6 +86,11 @@ impl Notifier {
         self.send_logged(&format!("READY=1\nSTATUS={status}\n"));
     }
 
+    /// A new `STATUS=` line.
+    pub fn status(&self, status: &str) {
+        self.send_logged(&format!("STATUS={status}\n"));
+    }
+
     /// `STOPPING=1`.
     pub fn stopping(&self) {
         self.send_logged("STOPPING=1\nSTATUS=stopping\n");

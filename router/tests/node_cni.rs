@@ -135,6 +135,40 @@ fn conflist_rewritten_only_on_change() {
     rig.stop_weftd(0);
 }
 
+/// The overlay's pod MTU follows an underlay MTU change at run time, and
+/// so do the conflist and subnet.env.
+#[test]
+fn conflist_follows_the_underlay_mtu() {
+    if !netsim::netns::privileged_or_skip("conflist_follows_the_underlay_mtu", TOOLS) {
+        return;
+    }
+    let Some(mut rig) = NodeRig::new("cm", 1, false) else {
+        return;
+    };
+    let cfg = rig.config(0, WeftMode::Vxlan, "", "");
+    rig.start_weftd(0, &cfg, &[]);
+    let read = |rig: &NodeRig| std::fs::read_to_string(rig.conflist_path(0)).unwrap();
+    assert!(read(&rig).contains("\"mtu\": 1450"), "{}", read(&rig));
+    rig.cluster
+        .node(0)
+        .ns()
+        .ip(&["link", "set", "eth0", "mtu", "1400"])
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !read(&rig).contains("\"mtu\": 1350") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "conflist kept its MTU:\n{}\n{}",
+            read(&rig),
+            rig.log(0)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let env = std::fs::read_to_string(rig.subnet_env_path(0)).unwrap();
+    assert!(env.contains("FLANNEL_MTU=1350"), "{env}");
+    assert!(rig.stop_weftd(0).success());
+}
+
 /// An unwritable conf_dir is logged and routing goes on.
 #[test]
 fn unwritable_conf_dir_does_not_stop_routing() {
