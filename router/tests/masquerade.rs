@@ -45,7 +45,7 @@ fn masquerade(tag: &str, mode: WeftMode) {
     if !netsim::netns::privileged_or_skip(&format!("masquerade_{tag}"), TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new(tag, 2, true) else {
+    let Some(mut rig) = NodeRig::new(&format!("masquerade_{tag}"), 2, true) else {
         return;
     };
     for i in 0..2 {
@@ -125,7 +125,7 @@ fn ip_masq_off_installs_nothing_and_clears_leftovers() {
     if !netsim::netns::privileged_or_skip("ip_masq_off_installs_nothing", TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("mo", 1, true) else {
+    let Some(mut rig) = NodeRig::new("ip_masq_off", 1, true) else {
         return;
     };
     let ns = rig.cluster.node(0).ns();

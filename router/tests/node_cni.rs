@@ -18,7 +18,7 @@ fn pods_reach_across(tag: &str, mode: WeftMode, attach: &str, mtu: u32) {
     if !netsim::netns::privileged_or_skip(&test, TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new(tag, 2, false) else {
+    let Some(mut rig) = NodeRig::new(&test, 2, false) else {
         return;
     };
     for i in 0..2 {
@@ -112,7 +112,7 @@ fn conflist_rewritten_only_on_change() {
     if !netsim::netns::privileged_or_skip("conflist_rewritten_only_on_change", TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("cw", 1, false) else {
+    let Some(mut rig) = NodeRig::new("conflist_rewritten_only_on_change", 1, false) else {
         return;
     };
     let cfg = rig.config(0, WeftMode::Vxlan, "", "");
@@ -142,7 +142,7 @@ fn conflist_follows_the_underlay_mtu() {
     if !netsim::netns::privileged_or_skip("conflist_follows_the_underlay_mtu", TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("cm", 1, false) else {
+    let Some(mut rig) = NodeRig::new("conflist_follows_the_underlay_mtu", 1, false) else {
         return;
     };
     let cfg = rig.config(0, WeftMode::Vxlan, "", "");
@@ -175,7 +175,7 @@ fn unwritable_conf_dir_does_not_stop_routing() {
     if !netsim::netns::privileged_or_skip("unwritable_conf_dir_does_not_stop_routing", TOOLS) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("cn", 2, false) else {
+    let Some(mut rig) = NodeRig::new("unwritable_conf_dir", 2, false) else {
         return;
     };
     // A file where node 1's conf_dir should be.

@@ -43,7 +43,7 @@ fn notify_ready_watchdog_stopping() {
     ) {
         return;
     }
-    let Some(mut rig) = NodeRig::new("sd", 2, false) else {
+    let Some(mut rig) = NodeRig::new("notify_ready_watchdog_stopping", 2, false) else {
         return;
     };
     let path = rig.cluster.run_dir().join("notify.sock");

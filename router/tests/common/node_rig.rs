@@ -48,16 +48,18 @@ pub struct NodeRig {
 
 impl NodeRig {
     /// `nodes` nodes without pods (and a ToR when `tor`); `None` when the
-    /// plugins are not built (see [`cni_exec::plugin_dir`]).
-    pub fn new(tag: &str, nodes: usize, tor: bool) -> Option<Self> {
+    /// plugins are not built (see [`cni_exec::plugin_dir`]). `test` names
+    /// the test in messages; every rig's namespaces start with the node
+    /// service tests' tag `wn` (netsim adds 4 hex digits, unique per run).
+    pub fn new(test: &str, nodes: usize, tor: bool) -> Option<Self> {
         let plugins = cni_exec::plugin_dir()?;
         let cluster = Topology::builder()
             .nodes(nodes)
             .pods_per_node(0)
             .tor(tor)
-            .prefix_tag(tag)
+            .prefix_tag("wn")
             .build()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{test}: building the cluster: {e}"));
         let net = format!("weft-{}", cluster.prefix());
         Some(Self {
             pods: Vec::new(),
