@@ -23,6 +23,7 @@ use nla::{MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 const SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -128,6 +129,9 @@ pub enum Op {
         /// `NFTA_TABLE_USERDATA`.
         userdata: Vec<u8>,
     },
+    /// Delete a table and everything in it (fails with ENOENT when absent:
+    /// put an [`Op::AddTable`] before it to make it unconditional).
+    DelTable(Table),
     /// Create (or keep) a chain; base chain when `hook` is set.
     AddChain {
         /// Table.
@@ -201,6 +205,7 @@ impl Op {
             Self::AddTable(t) | Self::CreateTable { table: t, .. } => {
                 format!("add table {}", t.name)
             }
+            Self::DelTable(t) => format!("delete table {}", t.name),
             Self::AddChain { table, name, .. } => format!("add chain {} {name}", table.name),
             Self::AddSet { table, name, .. } => format!("add set {} {name}", table.name),
             Self::AddRule { table, chain, .. } => format!("add rule {} {chain}", table.name),
@@ -232,6 +237,10 @@ impl Op {
                 m.put_str(1, &table.name);
                 m.put_be32(2, 0);
                 m.put(6, userdata);
+            }
+            Self::DelTable(t) => {
+                m.begin(ty(NFT_MSG_DELTABLE), flags, seq, t.family as u8, 0);
+                m.put_str(1, &t.name);
             }
             Self::AddChain { table, name, hook } => {
                 m.begin(

@@ -125,6 +125,29 @@ fn fake_route(i: usize) -> StaticRoute {
     }
 }
 
+/// `text` with weftd's node-service files kept inside the run: a `[cni]`
+/// table putting the conflist and subnet.env under `dir/<node>-cni/` (not
+/// the host's `/etc/cni/net.d` and `/run/weft`, which every namespace
+/// shares), and `ip_masq = false`: netsim's pods talk only to pods, and a
+/// nat table would put conntrack on every packet of a benchmark. Either is
+/// left alone when `text` sets it.
+pub fn node_local_files(text: &str, dir: &Path, node: &str) -> String {
+    let mut out = String::new();
+    if !text.lines().any(|l| l.trim_start().starts_with("ip_masq")) {
+        out.push_str("ip_masq = false\n");
+    }
+    out.push_str(text);
+    if !text.lines().any(|l| l.trim() == "[cni]") {
+        let files = dir.join(format!("{node}-cni"));
+        out.push_str(&format!(
+            "\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\n",
+            files.join("net.d").display().to_string(),
+            files.join("subnet.env").display().to_string(),
+        ));
+    }
+    out
+}
+
 /// The default weftd path: next to the running executable, or one level
 /// up when that is a test binary in `deps/`.
 pub fn default_weftd_path() -> PathBuf {
@@ -160,7 +183,8 @@ impl WeftdProcess {
             )));
         }
         let cfg_path = dir.join(format!("{}.toml", node.name()));
-        std::fs::write(&cfg_path, cfg.to_toml()?)
+        let text = node_local_files(&cfg.to_toml()?, dir, node.name());
+        std::fs::write(&cfg_path, text)
             .map_err(|e| Error::io(format!("write {}", cfg_path.display()), e))?;
         let log = dir.join(format!("{}-weftd.log", node.name()));
         let mut cmd = node.command(&weftd.to_string_lossy());
@@ -309,6 +333,26 @@ mod tests {
         assert_eq!(v["dataplane"]["mode"].as_str(), Some("vxlan"));
         assert_eq!(v["dataplane"]["vxlan_vni"].as_integer(), Some(4096));
         assert_eq!(v["dataplane"]["vxlan_port"].as_integer(), Some(4789));
+    }
+
+    #[test]
+    fn node_files_stay_in_the_run_dir() {
+        let c = WeftdConfig::for_node(&Topology::default(), 0, WeftMode::Vxlan).unwrap();
+        let text = node_local_files(&c.to_toml().unwrap(), Path::new("/run/x"), "n1");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["ip_masq"].as_bool(), Some(false));
+        assert_eq!(v["cni"]["conf_dir"].as_str(), Some("/run/x/n1-cni/net.d"));
+        assert_eq!(
+            v["cni"]["subnet_env"].as_str(),
+            Some("/run/x/n1-cni/subnet.env")
+        );
+        assert_eq!(v["dataplane"]["mode"].as_str(), Some("vxlan"));
+        // Set by the caller: left alone.
+        let own = format!(
+            "ip_masq = true\n{}\n[cni]\nconf_dir = \"/d\"\n",
+            c.to_toml().unwrap()
+        );
+        assert_eq!(node_local_files(&own, Path::new("/run/x"), "n1"), own);
     }
 
     #[test]

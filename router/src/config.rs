@@ -11,6 +11,9 @@ use crate::cidr::Cidr;
 use crate::mode::Mode;
 use crate::vtep;
 
+mod cni;
+pub use cni::{Attach, CniConfig};
+
 /// The whole `weftd --config FILE` document.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +40,12 @@ pub struct Config {
     /// Optional BGP speaker (`[bgp]` and `[[bgp.peers]]`, see `weft_bgp`).
     #[serde(default)]
     pub bgp: Option<weft_bgp::BgpConfig>,
+    /// Masquerade pod traffic leaving the cluster range (never pod to pod).
+    #[serde(default = "default_true")]
+    pub ip_masq: bool,
+    /// The CNI configuration and subnet file weftd writes.
+    #[serde(default)]
+    pub cni: CniConfig,
 }
 
 /// The `[dataplane]` table.
@@ -393,6 +402,7 @@ impl Config {
         if let Some(b) = &self.bgp {
             errs.extend(validate_bgp(self, b));
         }
+        errs.extend(self.cni.validate());
         errs
     }
 }

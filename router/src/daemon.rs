@@ -118,6 +118,11 @@ pub struct RunOptions {
     /// start are programmed, `Stopping` when the stop begins (for
     /// sd_notify and status queries).
     pub readiness: Option<watch::Sender<Readiness>>,
+    /// Set to the underlay MTU once the routes known at start are
+    /// programmed, and again on every underlay MTU change (0 before): the
+    /// node service then writes the CNI config, tells systemd READY, and
+    /// rewrites the config when the MTU changes.
+    pub programmed: Option<watch::Sender<u32>>,
 }
 
 /// [`run`] with graceful-restart and readiness options.
@@ -168,6 +173,9 @@ pub async fn run_with(
         dataplane: dataplane.as_ref(),
         underlay_ip: cfg.underlay_ip,
         readiness: opts.readiness,
+        programmed: opts.programmed,
+        underlay_mtu: underlay.mtu,
+        ready: false,
         answers: VecDeque::new(),
         peer_backlog: Vec::new(),
         exit: None,
@@ -188,6 +196,11 @@ struct Driver<'a> {
     dataplane: Option<&'a Dataplane>,
     underlay_ip: IpAddr,
     readiness: Option<watch::Sender<Readiness>>,
+    programmed: Option<watch::Sender<u32>>,
+    /// The underlay MTU as last reported to the node service.
+    underlay_mtu: u32,
+    /// The routes known at start are programmed.
+    ready: bool,
     /// Answers to executed requests, not yet handed to the core.
     answers: VecDeque<Event>,
     /// Peer-table changes not yet handed to the dataplane, in order.
@@ -197,6 +210,14 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Node service hook: the routes are programmed, at this underlay MTU.
+    fn tell_programmed(&self) {
+        if let (true, Some(tx)) = (self.ready, &self.programmed) {
+            let mtu = self.underlay_mtu;
+            tx.send_if_modified(|m| std::mem::replace(m, mtu) != mtu);
+        }
+    }
+
     async fn run(
         &mut self,
         mut updates: RouteUpdates,
@@ -317,6 +338,8 @@ impl Driver<'_> {
                     // The TUN MTU comes as its own action.
                     let _ = dp.underlay_mtu_changed(mtu);
                 }
+                self.underlay_mtu = mtu;
+                self.tell_programmed();
             }
             Action::SetTunMtu { ifindex, mtu } => match self.sync.set_mtu(ifindex, mtu).await {
                 Ok(()) => info!(tun_mtu = mtu, "TUN MTU follows the underlay"),
@@ -328,6 +351,10 @@ impl Driver<'_> {
                 info!(readiness = ?r, "readiness");
                 if let Some(tx) = &self.readiness {
                     let _ = tx.send(r);
+                }
+                if r == Readiness::Ready {
+                    self.ready = true;
+                    self.tell_programmed();
                 }
             }
             Action::Summary {

@@ -1,19 +1,24 @@
 //! weftd: config, route sources, the pure router core (route table,
-//! reconciliation), its driver and the netlink edge, and the dataplane
-//! (host-gw and TUN overlay).
+//! reconciliation), its driver and the netlink edge, the dataplane
+//! (host-gw and TUN overlay), and the node service around them (CNI
+//! config, masquerade, systemd notify).
 #![warn(missing_docs)]
 
 pub mod bgp_feed;
 pub mod cidr;
+pub mod cni_conf;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod dataplane;
 pub mod feed;
+pub mod masquerade;
 pub mod mode;
 pub mod netlink;
+pub mod notify;
 pub mod reconcile;
 pub mod route_table;
+pub mod service;
 pub mod shutdown;
 pub mod vtep;
 

@@ -13,6 +13,7 @@ use common::{Cluster, KernelVtep, Opts, pod_cidr, pod_ip, underlay};
 fn setup(mode: &str, offload_off: bool) -> Cluster {
     let opts = Opts {
         underlay_csum_off: true,
+        no_masq: true,
         ..Opts::default()
     };
     let mut c = Cluster::new("rtp", 2, opts);

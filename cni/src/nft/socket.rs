@@ -68,7 +68,7 @@ impl NfSocket {
         self.deleted |= ops.iter().any(|o| {
             matches!(
                 o,
-                Op::FlushChain { .. } | Op::DelChain { .. } | Op::DelElems { .. }
+                Op::FlushChain { .. } | Op::DelChain { .. } | Op::DelElems { .. } | Op::DelTable(_)
             )
         });
         self.sock.send(&bytes, 0)?;
@@ -214,6 +214,31 @@ impl NfSocket {
             return Ok(Vec::new());
         }
         Ok(out)
+    }
+
+    /// How many rules `chain` of `table` holds (0 when either is missing).
+    pub fn rule_count(&mut self, table: &Table, chain: &str) -> Result<usize, NftError> {
+        let msgs = self.dump(|m, seq| {
+            m.begin(
+                (SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                table.family as u8,
+                0,
+            );
+            m.put_str(1, &table.name);
+            m.put_str(2, chain);
+            m.end();
+        })?;
+        Ok(msgs
+            .iter()
+            .filter(|p| {
+                nla::find(p.get(4..).unwrap_or_default(), 2)
+                    .map(nla::as_str)
+                    .as_deref()
+                    == Some(chain)
+            })
+            .count())
     }
 
     /// Whether `chain` has any rule (owner chains always have one).

@@ -1,9 +1,11 @@
-//! weftd, the weft node router daemon: `weftd --config FILE`.
+//! weftd, the weft node router daemon: `weftd --config FILE`,
+//! `weftd --check-config FILE`, `weftd --version`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::{self, BgpFeed};
 use weft_router::config::Config;
@@ -12,21 +14,41 @@ use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
 use weft_router::route_table::RouteTable;
+use weft_router::service::NodeService;
 use weft_router::shutdown;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: weftd --config FILE");
-    ExitCode::from(2)
+/// weft's node router: routes to other nodes' pods (host-gw, vxlan, udp,
+/// ipip), BGP, the node's CNI configuration and pod masquerade.
+#[derive(Debug, Parser)]
+#[command(name = "weftd", version)]
+struct Args {
+    /// Run with this config file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "check_config",
+        conflicts_with = "check_config"
+    )]
+    config: Option<PathBuf>,
+    /// Validate this config file and exit: 0 when valid, 1 with every
+    /// problem (and its field path) on stderr otherwise.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let path = match (args.next().as_deref(), args.next(), args.next()) {
-        (Some("--config"), Some(p), None) => PathBuf::from(p),
-        _ => return usage(),
+    let args = Args::parse();
+    if let Some(path) = args.check_config {
+        return check_config(&path);
+    }
+    let Some(path) = args.config else {
+        return ExitCode::from(2);
     };
+    // No colour codes into journald or log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -40,7 +62,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf) -> anyhow::Result<()> {
+/// `--check-config`: parse and validate only (nothing touches the kernel),
+/// one line per problem, like `bird -p`.
+fn check_config(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match Config::parse(&text) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{}: {e}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
     let cfg = Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
@@ -70,14 +116,18 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
         let bgp = BgpFeed::start(&cfg, feed.clone(), restarting)
             .await
             .context("starting BGP")?;
+        // Masquerade, CNI config, systemd notify (see `service`).
+        let (service, programmed) = NodeService::start(&cfg);
         let opts = RunOptions {
             keep_routes_on_stop: gr,
             stale_hold: restarting.then(|| bgp_feed::stale_hold(&cfg)).flatten(),
             readiness: None,
+            programmed: Some(programmed),
         };
         let stop = async {
             let sig = signals.wait().await;
             tracing::info!(?sig, "stopping");
+            service.stopping();
             // Sessions end before the routes go, so peers see a clean stop
             // (or, with graceful restart, keep our routes).
             if let Some(b) = bgp {
@@ -86,6 +136,7 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
         let res = daemon::run_with(cfg, updates, stop, opts).await;
+        service.stop(gr && res.is_ok()).await;
         drop(feed);
         res.map_err(|e| match e {
             DaemonError::Config(c) => {

@@ -4,6 +4,8 @@
 //! with a payload hash, iperf3) live in [`traffic`].
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
+pub mod cni_exec;
+pub mod node_rig;
 pub mod traffic;
 
 use std::fs;
@@ -23,6 +25,9 @@ pub struct Opts {
     /// Turn tx checksum offload off on the node underlay veths (needed when
     /// a userspace receiver reads kernel vxlan frames).
     pub underlay_csum_off: bool,
+    /// Write `ip_masq = false` (weftd's default is true): no nat table,
+    /// so no conntrack on the nodes (throughput probes against the kernel).
+    pub no_masq: bool,
 }
 
 /// One node: its namespace, its pod's namespace, weftd.
@@ -235,12 +240,22 @@ impl Cluster {
             underlay(n),
             pod_cidr(n)
         );
+        if self.opts.no_masq {
+            s += "ip_masq = false\n";
+        }
         if self.opts.ipv6_pods {
             s += &format!(
                 "pod_cidr_v6 = \"{}\"\ncluster_cidr_v6 = \"fd10:244::/32\"\n",
                 pod_cidr6(n)
             );
         }
+        // The CNI files stay in the test's directory, not the host's.
+        let files = self.dir.join(format!("n{n}-cni"));
+        s += &format!(
+            "\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\n",
+            files.join("net.d").display().to_string(),
+            files.join("subnet.env").display().to_string()
+        );
         s += &format!("\n[dataplane]\nmode = \"{mode}\"\n{dataplane_extra}\n");
         for other in &self.nodes {
             if other.n == n {

@@ -1,0 +1,101 @@
+//! weftd's command line: `--check-config` on good and bad files, and
+//! `--version`. Runs the built binary; needs no privileges.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn weftd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weftd"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weftd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD: &str = r#"
+node_name    = "node-1"
+underlay_ip  = "172.31.0.1"
+pod_cidr     = "10.244.1.0/24"
+cluster_cidr = "10.244.0.0/16"
+
+[cni]
+conf_dir = "/tmp/weft-cni-example"
+
+[dataplane]
+mode = "vxlan"
+
+[[static_routes]]
+pod_cidr = "10.244.2.0/24"
+via      = "172.31.0.2"
+"#;
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let p = write("good.toml", GOOD);
+    let out = weftd(&["--check-config", p.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_path() {
+    let bad = GOOD
+        .replace("10.244.1.0/24", "10.99.1.0/24")
+        .replace("\"172.31.0.2\"", "\"172.31.0.1\"")
+        .replace(
+            "conf_dir = \"/tmp/weft-cni-example\"",
+            "conf_dir = \"relative/dir\"",
+        );
+    let p = write("bad.toml", &bad);
+    let out = weftd(&["--check-config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in ["pod_cidr:", "static_routes[0].via:", "cni.conf_dir:"] {
+        assert!(err.contains(path), "{path} missing in:\n{err}");
+    }
+    // One line per problem, each naming the file.
+    assert!(err.lines().count() >= 3, "{err}");
+    assert!(
+        err.lines().all(|l| l.starts_with(p.to_str().unwrap())),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_names_unknown_keys_and_missing_files() {
+    let p = write("unknown.toml", &GOOD.replace("[cni]", "[cni]\nconfdir = 1"));
+    let out = weftd(&["--check-config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("confdir"));
+    let out = weftd(&["--check-config", "/nonexistent/weftd.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn version_and_usage() {
+    let out = weftd(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("weftd {}", env!("CARGO_PKG_VERSION"))
+    );
+    // No mode at all, or both: a usage error (exit 2), nothing started.
+    assert_eq!(weftd(&[]).status.code(), Some(2));
+    assert_eq!(
+        weftd(&["--config", "a", "--check-config", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
