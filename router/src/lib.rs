@@ -12,6 +12,7 @@ pub mod netlink;
 pub mod reconcile;
 pub mod route_table;
 pub mod shutdown;
+pub mod subnet;
 pub mod vtep;
 
 /// A fast keyed hash for the route and peer maps (randomly seeded per process).
