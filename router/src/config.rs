@@ -37,6 +37,9 @@ pub struct Config {
     /// Optional BGP speaker (`[bgp]` and `[[bgp.peers]]`, see `weft_bgp`).
     #[serde(default)]
     pub bgp: Option<weft_bgp::BgpConfig>,
+    /// Optional pod range leases from etcd, flannel's way (`[subnet]`).
+    #[serde(default)]
+    pub subnet: Option<SubnetConfig>,
 }
 
 /// The `[dataplane]` table.
@@ -393,11 +396,13 @@ impl Config {
         if let Some(b) = &self.bgp {
             errs.extend(validate_bgp(self, b));
         }
+        if let Some(s) = &self.subnet {
+            errs.extend(s.validate());
+        }
         errs
     }
 }
 
-/// Problems in `[bgp]` that need the rest of the config (plus the bgp
 /// Pairs `(i, j)`, `j < i`, of static routes whose ranges overlap: each
 /// route inside another is paired with the innermost route holding it.
 /// Sorted by network, then shortest first, a range's enclosing ranges are
@@ -429,6 +434,7 @@ fn overlapping_routes(routes: &[StaticRoute]) -> Vec<(usize, usize)> {
     pairs
 }
 
+/// Problems in `[bgp]` that need the rest of the config (plus the bgp
 /// crate's own checks), with field paths.
 fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
     let mut errs: Vec<ConfigError> = b
@@ -455,6 +461,9 @@ fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
     }
     errs
 }
+
+mod subnet;
+pub use subnet::SubnetConfig;
 
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,20 @@
 //! weftd, the weft node router daemon: `weftd --config FILE`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::BgpFeed;
-use weft_router::config::Config;
+use weft_router::cidr::Cidr;
+use weft_router::config::{Config, SubnetConfig};
 use weft_router::daemon::{self, DaemonError, RunOptions};
 use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
-use weft_router::route_table::{self, RouteTable};
+use weft_router::route_table::{self, RouteFeed, RouteTable};
 use weft_router::shutdown;
+use weft_router::subnet::{self, LeaseAttrs, keeper::LeaseKeeper};
 
 fn usage() -> ExitCode {
     eprintln!("usage: weftd --config FILE");
@@ -42,19 +45,40 @@ fn main() -> ExitCode {
 fn run(path: &PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    let cfg = Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
+    let subnet = Config::subnet_of(&text).with_context(|| format!("config {}", path.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(async move {
         let (feed, updates) = route_table::route_channel();
+        let mut signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        // With [subnet], the pod range is leased from etcd first; a stop
+        // signal while etcd is unreachable ends the wait.
+        let (cfg, keeper) = match subnet {
+            None => (
+                Config::parse(&text).with_context(|| format!("config {}", path.display()))?,
+                None,
+            ),
+            Some(sc) => {
+                let leased = tokio::select! {
+                    r = leased_config(&text, &sc, feed.clone()) => r,
+                    sig = signals.wait() => {
+                        tracing::info!(?sig, "stopping before a subnet was leased");
+                        return Ok(());
+                    }
+                };
+                let (cfg, keeper) = leased.with_context(|| format!("config {}", path.display()))?;
+                (cfg, Some(keeper))
+            }
+        };
         // One batch, however many static routes: nothing reads the feed
         // before the daemon runs.
         feed.send(RouteTable::static_updates(&cfg))
             .await
             .context("queueing static routes")?;
-        let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        let (keeper_stop, keeper_stopped) = tokio::sync::watch::channel(false);
+        let keeper = keeper.map(|k| tokio::spawn(k.run(keeper_stopped)));
         // Graceful restart (host-gw): routes stay in the kernel across a
         // SIGTERM; finding ours there at start means we are restarting.
         let gr = cfg.bgp.as_ref().is_some_and(|b| b.graceful_restart)
@@ -81,10 +105,15 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
             if let Some(b) = bgp {
                 b.stop(true).await;
             }
+            // The lease stays in etcd: a restart takes it over.
+            let _ = keeper_stop.send(true);
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
         let res = daemon::run_with(cfg, updates, stop, opts).await;
         drop(feed);
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
         res.map_err(|e| match e {
             DaemonError::Config(c) => {
                 anyhow::Error::new(c).context(format!("config {}", path.display()))
@@ -92,4 +121,41 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
             e => anyhow::Error::new(e),
         })
     })
+}
+
+/// Reads flannel's network config from etcd, leases this node's subnet
+/// and returns the config it completes, with the keeper that renews the
+/// lease and feeds the other nodes' leases as routes.
+async fn leased_config(
+    text: &str,
+    sc: &SubnetConfig,
+    feed: RouteFeed,
+) -> anyhow::Result<(Config, LeaseKeeper)> {
+    let (store, net) = subnet::start::network(sc).await?;
+    // Everything but the range is known before the lease: validate it
+    // with the pool's first subnet, then lease.
+    let first = Cidr::new(IpAddr::V4(net.subnet_min), net.subnet_len)
+        .context("network config subnet length")?;
+    let cfg = Config::parse_leased(text, &net, first)?;
+    let IpAddr::V4(public_ip) = cfg.underlay_ip else {
+        anyhow::bail!("underlay_ip: [subnet] leases need an IPv4 address");
+    };
+    let attrs = LeaseAttrs::own(
+        public_ip,
+        cfg.dataplane.mode,
+        cfg.dataplane.vxlan_vni,
+        cfg.vtep_mac(),
+    );
+    let own = subnet::start::lease(&store, &net, &attrs).await?;
+    let cfg = Config::parse_leased(text, &net, own.subnet)?;
+    Ok((
+        cfg,
+        LeaseKeeper {
+            store,
+            net,
+            own,
+            attrs,
+            feed,
+        },
+    ))
 }

@@ -1,10 +1,15 @@
 //! flannel-compatible subnet leases: the network config, lease keys and
 //! values, the choice of this node's subnet and the routes to the others'.
-//! Pure; the etcd client that reads and writes them lives at the edge.
+//! `alloc`, `lease` and `network` are pure; `store` (the etcd client),
+//! `start` (leasing before routing) and `keeper` (renewal, watch and
+//! route feed) are the edge.
 
 pub mod alloc;
+pub mod keeper;
 pub mod lease;
 pub mod network;
+pub mod start;
+pub mod store;
 
 pub use alloc::{Choice, Ignored, LEASE_TTL, RENEW_MARGIN, choose, renew_after, route_for};
 pub use lease::{BadLease, Lease, LeaseAttrs, parse_lease, parse_subnet_key, subnet_key};
