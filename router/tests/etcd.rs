@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, KernelVtep, Opts, own_routes, underlay};
-use netsim::etcd::Etcd;
+use netsim::etcd::{Etcd, Member};
 
 const TOOLS: &[&str] = &["ip", "ping", "kill", "etcd", "etcdctl", "bridge"];
 const PREFIX: &str = "/coreos.com/network";
@@ -332,4 +332,109 @@ fn host_gw_fresh_leases_are_distinct_and_routed() {
     assert_ping(&c, 2, &format!("{b1}.2"));
     running(&mut c, 1);
     etcd.stop();
+}
+
+#[test]
+fn one_of_three_etcd_members_killed_changes_nothing() {
+    if !netsim::netns::privileged_or_skip("one_of_three_etcd_members_killed_changes_nothing", TOOLS)
+    {
+        return;
+    }
+    let mut c = Cluster::new("rt3", 2, Opts::default());
+    let members: Vec<Member> = (1..=3)
+        .map(|i| Member {
+            name: format!("e{i}"),
+            ip: format!("172.31.0.25{i}"),
+        })
+        .collect();
+    for m in &members {
+        c.sw.ip(&["addr", "add", &format!("{}/24", m.ip), "dev", "br0"])
+            .unwrap();
+    }
+    let mut etcd: Vec<Etcd> = members
+        .iter()
+        .map(|m| Etcd::member(&c.sw, m, &members, &c.dir).unwrap())
+        .collect();
+    for e in &etcd {
+        e.wait_healthy(Duration::from_secs(30)).unwrap();
+    }
+    let subnets = format!("{PREFIX}/subnets/");
+    etcd[0]
+        .put(
+            &format!("{PREFIX}/config"),
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+        )
+        .unwrap();
+    for n in [1u8, 2] {
+        etcd[0]
+            .put(
+                &format!("{subnets}10.244.{n}.0-24"),
+                &format!(
+                    r#"{{"PublicIP":"{}","BackendType":"host-gw"}}"#,
+                    underlay(n)
+                ),
+            )
+            .unwrap();
+    }
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"http://{}:2379\"", m.ip))
+        .collect();
+    for n in [1u8, 2] {
+        let cfg = format!(
+            "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\n\n[subnet]\netcd_endpoints = [{}]\n",
+            underlay(n),
+            endpoints.join(", ")
+        );
+        let w = c.spawn_weftd(n, &cfg);
+        c.nodes[usize::from(n - 1)].weftd = Some(w);
+    }
+    wait_routes(
+        &c,
+        1,
+        &["10.244.2.0/24".to_owned()],
+        true,
+        Duration::from_secs(20),
+    );
+    wait_routes(
+        &c,
+        2,
+        &["10.244.1.0/24".to_owned()],
+        true,
+        Duration::from_secs(20),
+    );
+    assert_ping(&c, 1, "10.244.2.2");
+    // Kill each member in turn (one down at a time): leases written
+    // through the others are routed, deletions withdrawn.
+    for (i, k) in [0usize, 1, 2].into_iter().enumerate() {
+        etcd[k].stop();
+        let other = &etcd[(k + 1) % 3];
+        let key = format!("{subnets}10.244.{}.0-24", 60 + i);
+        other
+            .put(
+                &key,
+                r#"{"PublicIP":"172.31.0.60","BackendType":"host-gw"}"#,
+            )
+            .unwrap();
+        let r = vec![format!("10.244.{}.0/24", 60 + i)];
+        wait_routes(&c, 1, &r, true, Duration::from_secs(10));
+        wait_routes(&c, 2, &r, true, Duration::from_secs(10));
+        other.ctl(&["del", &key]).unwrap();
+        wait_routes(&c, 1, &r, false, Duration::from_secs(10));
+        wait_routes(
+            &c,
+            1,
+            &["10.244.2.0/24".to_owned()],
+            true,
+            Duration::from_secs(1),
+        );
+        assert_ping(&c, 1, "10.244.2.2");
+        running(&mut c, 1);
+        running(&mut c, 2);
+        etcd[k].restart().unwrap();
+        etcd[k].wait_healthy(Duration::from_secs(30)).unwrap();
+    }
+    for e in &mut etcd {
+        e.stop();
+    }
 }
