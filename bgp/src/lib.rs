@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bfd;
 pub mod config;
 mod driver;
 pub mod error;

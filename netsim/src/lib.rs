@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bgp;
 pub mod cluster;
 pub mod error;
+pub mod etcd;
 pub mod health;
 pub mod measure;
 pub mod mode;

@@ -46,6 +46,9 @@ pub struct Config {
     /// The CNI configuration and subnet file weftd writes.
     #[serde(default)]
     pub cni: CniConfig,
+    /// Optional pod range leases from etcd, flannel's way (`[subnet]`).
+    #[serde(default)]
+    pub subnet: Option<SubnetConfig>,
 }
 
 /// The `[dataplane]` table.
@@ -403,11 +406,13 @@ impl Config {
             errs.extend(validate_bgp(self, b));
         }
         errs.extend(self.cni.validate());
+        if let Some(s) = &self.subnet {
+            errs.extend(s.validate());
+        }
         errs
     }
 }
 
-/// Problems in `[bgp]` that need the rest of the config (plus the bgp
 /// Pairs `(i, j)`, `j < i`, of static routes whose ranges overlap: each
 /// route inside another is paired with the innermost route holding it.
 /// Sorted by network, then shortest first, a range's enclosing ranges are
@@ -439,6 +444,7 @@ fn overlapping_routes(routes: &[StaticRoute]) -> Vec<(usize, usize)> {
     pairs
 }
 
+/// Problems in `[bgp]` that need the rest of the config (plus the bgp
 /// crate's own checks), with field paths.
 fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
     let mut errs: Vec<ConfigError> = b
@@ -465,6 +471,9 @@ fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
     }
     errs
 }
+
+mod subnet;
+pub use subnet::SubnetConfig;
 
 #[cfg(test)]
 mod tests;

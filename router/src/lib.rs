@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod route_table;
 pub mod service;
 pub mod shutdown;
+pub mod subnet;
 pub mod vtep;
 
 /// A fast keyed hash for the route and peer maps (randomly seeded per process).

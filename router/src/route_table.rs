@@ -38,6 +38,8 @@ pub struct PeerRoute {
 pub enum RouteSource {
     /// `[[static_routes]]` in the config file.
     Static,
+    /// Another node's subnet lease in etcd (`[subnet]`).
+    Etcd,
     /// Learned from a BGP peer.
     Bgp,
 }
@@ -210,6 +212,7 @@ pub struct RouteTable {
     /// With direct routing: peers inside this underlay subnet get host-gw.
     direct_subnet: Option<Cidr>,
     statics: BTreeMap<Cidr, PeerRoute>,
+    leases: BTreeMap<Cidr, PeerRoute>,
     bgp: CidrMap<u16>,
     gateways: Gateways,
 }
@@ -222,6 +225,7 @@ impl RouteTable {
             mode,
             direct_subnet,
             statics: BTreeMap::new(),
+            leases: BTreeMap::new(),
             bgp: CidrMap::default(),
             gateways: Gateways::default(),
         }
@@ -267,6 +271,18 @@ impl RouteTable {
             }
             RouteUpdate::Upsert {
                 route,
+                source: RouteSource::Etcd,
+            } => {
+                self.leases.insert(route.pod_cidr, route);
+            }
+            RouteUpdate::Withdraw {
+                pod_cidr,
+                source: RouteSource::Etcd,
+            } => {
+                self.leases.remove(&pod_cidr);
+            }
+            RouteUpdate::Upsert {
+                route,
                 source: RouteSource::Bgp,
             } => {
                 let old = match self.gateways.acquire((route.via, route.vtep_mac)) {
@@ -294,7 +310,7 @@ impl RouteTable {
     }
 
     fn best(&self, cidr: &Cidr) -> Option<PeerRoute> {
-        if let Some(r) = self.statics.get(cidr) {
+        if let Some(r) = self.statics.get(cidr).or_else(|| self.leases.get(cidr)) {
             return Some(*r);
         }
         self.bgp.get(cidr).map(|id| {
@@ -331,10 +347,15 @@ impl RouteTable {
         let mut out: Vec<(Cidr, NextHop)> = self
             .statics
             .values()
+            .chain(
+                self.leases
+                    .values()
+                    .filter(|r| !self.statics.contains_key(&r.pod_cidr)),
+            )
             .map(|r| (r.pod_cidr, self.resolve(r)))
             .collect();
         for (cidr, id) in self.bgp.iter() {
-            if self.statics.contains_key(&cidr) {
+            if self.statics.contains_key(&cidr) || self.leases.contains_key(&cidr) {
                 continue;
             }
             let (via, vtep_mac) = self.gateways.get(id);
@@ -356,13 +377,20 @@ impl RouteTable {
 
     /// Number of pod ranges known.
     pub fn len(&self) -> usize {
-        let shadowed = self.statics.keys().filter(|c| self.bgp.get(c).is_some());
-        self.statics.len() + self.bgp.len() - shadowed.count()
+        // Static and lease ranges are few; count what they shadow.
+        let leases_only = self.leases.keys().filter(|c| !self.statics.contains_key(c));
+        let shadowed = self
+            .statics
+            .keys()
+            .chain(leases_only.clone())
+            .filter(|c| self.bgp.get(c).is_some())
+            .count();
+        self.statics.len() + leases_only.count() + self.bgp.len() - shadowed
     }
 
     /// True when no route is known.
     pub fn is_empty(&self) -> bool {
-        self.statics.is_empty() && self.bgp.len() == 0
+        self.statics.is_empty() && self.leases.is_empty() && self.bgp.len() == 0
     }
 }
 
@@ -468,6 +496,34 @@ mod tests {
             pod_cidr: c("10.244.2.0/24"),
             source: RouteSource::Bgp
         }));
+    }
+
+    #[test]
+    fn leases_win_over_bgp_and_lose_to_static() {
+        let mut t = RouteTable::new(Mode::HostGw, None);
+        let hop = |t: &RouteTable| t.next_hop(&c("10.244.2.0/24"));
+        let gw = |s: &str| Some(NextHop::HostGw(s.parse().unwrap()));
+        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
+        assert!(t.apply(up("10.244.2.0/24", "172.31.0.3", RouteSource::Etcd)));
+        assert_eq!(hop(&t), gw("172.31.0.3"));
+        assert_eq!(t.len(), 1);
+        assert!(t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static)));
+        assert_eq!(hop(&t), gw("172.31.0.2"));
+        assert_eq!(t.next_hops().len(), 1);
+        assert_eq!(t.len(), 1);
+        assert!(t.apply(RouteUpdate::Withdraw {
+            pod_cidr: c("10.244.2.0/24"),
+            source: RouteSource::Static
+        }));
+        assert_eq!(hop(&t), gw("172.31.0.3"));
+        assert!(t.apply(RouteUpdate::Withdraw {
+            pod_cidr: c("10.244.2.0/24"),
+            source: RouteSource::Etcd
+        }));
+        assert_eq!(hop(&t), gw("172.31.0.9"));
+        assert!(t.apply(up("10.244.3.0/24", "172.31.0.3", RouteSource::Etcd)));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.next_hops().len(), 2);
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl StopSignals {
     }
 
     /// Waits for the first of the two signals.
-    pub async fn wait(mut self) -> StopSignal {
+    pub async fn wait(&mut self) -> StopSignal {
         tokio::select! {
             _ = self.term.recv() => StopSignal::Term,
             _ = self.int.recv() => StopSignal::Int,

@@ -1,6 +1,7 @@
 //! weftd, the weft node router daemon: `weftd --config FILE`,
 //! `weftd --check-config FILE`, `weftd --version`.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,14 +9,17 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::{self, BgpFeed};
-use weft_router::config::Config;
+use weft_router::cidr::Cidr;
+use weft_router::config::{Config, SubnetConfig};
 use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::feed::RouteFeed;
 use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
 use weft_router::route_table::RouteTable;
 use weft_router::service::NodeService;
 use weft_router::shutdown;
+use weft_router::subnet::{self, LeaseAttrs, keeper::LeaseKeeper};
 
 /// weft's node router: routes to other nodes' pods (host-gw, vxlan, udp,
 /// ipip), BGP, the node's CNI configuration and pod masquerade.
@@ -72,8 +76,15 @@ fn check_config(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Config::parse(&text) {
-        Ok(_) => {
+    // A config whose pod range is leased from etcd is checked without
+    // etcd: everything but the values the lease and network config give.
+    let checked = match Config::subnet_of(&text) {
+        Ok(Some(_)) => Config::check_leased(&text),
+        Ok(None) => Config::parse(&text).map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
@@ -89,19 +100,40 @@ fn check_config(path: &Path) -> ExitCode {
 fn run(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
-    let cfg = Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
+    let subnet = Config::subnet_of(&text).with_context(|| format!("config {}", path.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting tokio runtime")?;
     rt.block_on(async move {
         let (feed, updates) = feed::route_channel();
+        let mut signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        // With [subnet], the pod range is leased from etcd first; a stop
+        // signal while etcd is unreachable ends the wait.
+        let (cfg, keeper) = match subnet {
+            None => (
+                Config::parse(&text).with_context(|| format!("config {}", path.display()))?,
+                None,
+            ),
+            Some(sc) => {
+                let leased = tokio::select! {
+                    r = leased_config(&text, &sc, feed.clone()) => r,
+                    sig = signals.wait() => {
+                        tracing::info!(?sig, "stopping before a subnet was leased");
+                        return Ok(());
+                    }
+                };
+                let (cfg, keeper) = leased.with_context(|| format!("config {}", path.display()))?;
+                (cfg, Some(keeper))
+            }
+        };
         // One batch, however many static routes: nothing reads the feed
         // before the daemon runs.
         feed.send(FeedItem::Routes(RouteTable::static_updates(&cfg)))
             .await
             .context("queueing static routes")?;
-        let signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        let (keeper_stop, keeper_stopped) = tokio::sync::watch::channel(false);
+        let keeper = keeper.map(|k| tokio::spawn(k.run(keeper_stopped)));
         // Graceful restart (host-gw): routes stay in the kernel across a
         // SIGTERM; finding ours there at start means we are restarting.
         let gr = cfg.bgp.as_ref().is_some_and(|b| b.graceful_restart)
@@ -133,11 +165,16 @@ fn run(path: &Path) -> anyhow::Result<()> {
             if let Some(b) = bgp {
                 b.stop(true).await;
             }
+            // The lease stays in etcd: a restart takes it over.
+            let _ = keeper_stop.send(true);
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
         let res = daemon::run_with(cfg, updates, stop, opts).await;
         service.stop(gr && res.is_ok()).await;
         drop(feed);
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
         res.map_err(|e| match e {
             DaemonError::Config(c) => {
                 anyhow::Error::new(c).context(format!("config {}", path.display()))
@@ -145,4 +182,41 @@ fn run(path: &Path) -> anyhow::Result<()> {
             e => anyhow::Error::new(e),
         })
     })
+}
+
+/// Reads flannel's network config from etcd, leases this node's subnet
+/// and returns the config it completes, with the keeper that renews the
+/// lease and feeds the other nodes' leases as routes.
+async fn leased_config(
+    text: &str,
+    sc: &SubnetConfig,
+    feed: RouteFeed,
+) -> anyhow::Result<(Config, LeaseKeeper)> {
+    let (store, net) = subnet::start::network(sc).await?;
+    // Everything but the range is known before the lease: validate it
+    // with the pool's first subnet, then lease.
+    let first = Cidr::new(IpAddr::V4(net.subnet_min), net.subnet_len)
+        .context("network config subnet length")?;
+    let cfg = Config::parse_leased(text, &net, first)?;
+    let IpAddr::V4(public_ip) = cfg.underlay_ip else {
+        anyhow::bail!("underlay_ip: [subnet] leases need an IPv4 address");
+    };
+    let attrs = LeaseAttrs::own(
+        public_ip,
+        cfg.dataplane.mode,
+        cfg.dataplane.vxlan_vni,
+        cfg.vtep_mac(),
+    );
+    let own = subnet::start::lease(&store, &net, &attrs).await?;
+    let cfg = Config::parse_leased(text, &net, own.subnet)?;
+    Ok((
+        cfg,
+        LeaseKeeper {
+            store,
+            net,
+            own,
+            attrs,
+            feed,
+        },
+    ))
 }

@@ -1,0 +1,440 @@
+//! Pod CIDR leases from a real etcd (Debian's etcd-server, started in the
+//! switch namespace), flannel's schema: weftd leases its subnet, routes
+//! every other lease (its own nodes' and a flannel-style kernel vxlan
+//! node's), follows additions and deletions, ignores malformed entries,
+//! keeps its subnet across a restart and its routes while etcd is away.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, KernelVtep, Opts, own_routes, underlay};
+use netsim::etcd::{Etcd, Member};
+
+const TOOLS: &[&str] = &["ip", "ping", "kill", "etcd", "etcdctl", "bridge"];
+const PREFIX: &str = "/coreos.com/network";
+const ETCD_IP: &str = "172.31.0.254";
+
+/// A cluster whose switch namespace also runs etcd with `network` as
+/// flannel's network config.
+fn cluster_with_etcd(tag: &str, nodes: u8, network: &str) -> (Cluster, Etcd) {
+    let c = Cluster::new(tag, nodes, Opts::default());
+    c.sw.ip(&["addr", "add", &format!("{ETCD_IP}/24"), "dev", "br0"])
+        .unwrap();
+    let etcd = Etcd::single(&c.sw, ETCD_IP, &c.dir).unwrap();
+    etcd.wait_healthy(Duration::from_secs(30)).unwrap();
+    etcd.put(&format!("{PREFIX}/config"), network).unwrap();
+    (c, etcd)
+}
+
+/// weftd's config for node `n`: no pod_cidr, no cluster_cidr, no mode.
+fn leased_config(n: u8) -> String {
+    format!(
+        "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\n\n[subnet]\netcd_endpoints = [\"http://{ETCD_IP}:2379\"]\n",
+        underlay(n)
+    )
+}
+
+/// The subnet key (e.g. `10.244.7.0-24`) and value of node `n`'s lease.
+fn lease_of(etcd: &Etcd, n: u8) -> Option<(String, String)> {
+    let needle = format!("\"PublicIP\":\"{}\"", underlay(n));
+    etcd.get_prefix(&format!("{PREFIX}/subnets/"))
+        .unwrap()
+        .into_iter()
+        .find(|(_, v)| v.contains(&needle))
+        .map(|(k, v)| (k.rsplit('/').next().unwrap().to_owned(), v))
+}
+
+fn wait_lease(etcd: &Etcd, n: u8, c: &Cluster) -> (String, String) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = lease_of(etcd, n) {
+            return l;
+        }
+        assert!(
+            Instant::now() < end,
+            "node {n} leased nothing; logs:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `10.244.7.0-24` -> `10.244.7`.
+fn base(key: &str) -> String {
+    key.trim_end_matches(".0-24").to_owned()
+}
+
+/// Waits until node `n`'s weftd routes (`present`) or no longer routes
+/// each of `cidrs`.
+fn wait_routes(c: &Cluster, n: u8, cidrs: &[String], present: bool, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let routes = own_routes(&c.node(n).ns);
+        if cidrs.iter().all(|r| routes.contains(r.as_str()) == present) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "node {n}: expected {cidrs:?} present={present} within {within:?}; routes:\n{routes}\nlogs:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Moves node `n`'s pod into the leased subnet `b.0/24`.
+fn readdress(c: &Cluster, n: u8, b: &str) {
+    let (node, pod) = (&c.node(n).ns, &c.node(n).pod);
+    node.ip(&["addr", "flush", "dev", "pod0"]).unwrap();
+    node.ip(&["addr", "add", &format!("{b}.1/24"), "dev", "pod0"])
+        .unwrap();
+    pod.ip(&["addr", "flush", "dev", "eth0"]).unwrap();
+    pod.ip(&["addr", "add", &format!("{b}.2/24"), "dev", "eth0"])
+        .unwrap();
+    pod.ip(&["route", "add", "default", "via", &format!("{b}.1")])
+        .unwrap();
+}
+
+fn assert_ping(c: &Cluster, from: u8, ip: &str) {
+    assert!(
+        c.ping(from, ip),
+        "pod {from} cannot ping {ip}; logs:\n{}",
+        c.logs()
+    );
+}
+
+fn running(c: &mut Cluster, n: u8) {
+    let w = c.nodes[usize::from(n - 1)].weftd.as_mut().unwrap();
+    assert!(
+        w.try_wait().is_none(),
+        "weftd {n} exited; log:\n{}",
+        w.log_text()
+    );
+}
+
+#[test]
+fn vxlan_leases_routes_and_failures() {
+    if !netsim::netns::privileged_or_skip("vxlan_leases_routes_and_failures", TOOLS) {
+        return;
+    }
+    let (mut c, mut etcd) = cluster_with_etcd(
+        "rte",
+        3,
+        r#"{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}"#,
+    );
+    let subnets = format!("{PREFIX}/subnets/");
+    // Nodes 1 and 2 held these subnets before (leases with their
+    // PublicIP): weftd takes them over. Node 3 is a flannel-style kernel
+    // vxlan node whose VTEP MAC is not weft's derivation.
+    for n in [1u8, 2] {
+        etcd.put(
+            &format!("{subnets}10.244.{n}.0-24"),
+            &format!(
+                r#"{{"PublicIP":"{}","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"aa:00:00:00:00:0{n}"}}}}"#,
+                underlay(n)
+            ),
+        )
+        .unwrap();
+    }
+    etcd.put(
+        &format!("{subnets}10.244.3.0-24"),
+        r#"{"PublicIP":"172.31.0.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"66:aa:bb:00:00:03"},"BackendV6Data":null}"#,
+    )
+    .unwrap();
+    let vtep = KernelVtep {
+        name: "flannel.1".into(),
+        vni: 1,
+        port: 8472,
+        mac: "66:aa:bb:00:00:03".into(),
+    };
+    c.kernel_vtep(
+        3,
+        &vtep,
+        &[
+            (1, "02:57:ac:1f:00:01".into()),
+            (2, "02:57:ac:1f:00:02".into()),
+        ],
+    );
+    for n in [1u8, 2] {
+        let w = c.spawn_weftd(n, &leased_config(n));
+        c.nodes[usize::from(n - 1)].weftd = Some(w);
+    }
+    let all = |skip: u8| -> Vec<String> {
+        (1..=3u8)
+            .filter(|&m| m != skip)
+            .map(|m| format!("10.244.{m}.0/24"))
+            .collect()
+    };
+    wait_routes(&c, 1, &all(1), true, Duration::from_secs(20));
+    wait_routes(&c, 2, &all(2), true, Duration::from_secs(20));
+    // Taken over: same subnets, weft's attributes, bound to an etcd lease.
+    for n in [1u8, 2] {
+        let (key, value) = lease_of(&etcd, n).unwrap();
+        assert_eq!(key, format!("10.244.{n}.0-24"));
+        assert_eq!(
+            value,
+            format!(
+                r#"{{"PublicIP":"{}","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"02:57:ac:1f:00:0{n}"}}}}"#,
+                underlay(n)
+            )
+        );
+        let json = etcd
+            .ctl(&["get", "-w", "json", &format!("{subnets}{key}")])
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["kvs"][0]["lease"].as_i64().unwrap_or(0) != 0, "{json}");
+    }
+    for (a, b) in [(1u8, 2u8), (2, 1), (1, 3), (3, 1), (2, 3)] {
+        assert_ping(&c, a, &format!("10.244.{b}.2"));
+    }
+
+    // A lease added, then deleted, by anyone: routed and withdrawn.
+    let extra = |b: &str, ip: &str| {
+        format!(
+            r#"{{"PublicIP":"{ip}","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:{b}"}}}}"#
+        )
+    };
+    etcd.put(
+        &format!("{subnets}10.244.77.0-24"),
+        &extra("77", "172.31.0.77"),
+    )
+    .unwrap();
+    let r77 = vec!["10.244.77.0/24".to_owned()];
+    wait_routes(&c, 1, &r77, true, Duration::from_secs(5));
+    etcd.ctl(&["del", &format!("{subnets}10.244.77.0-24")])
+        .unwrap();
+    wait_routes(&c, 1, &r77, false, Duration::from_secs(5));
+
+    // Malformed entries are ignored; weftd keeps running and routing.
+    etcd.put(&format!("{subnets}10.244.78.0-24"), "not json")
+        .unwrap();
+    etcd.put(
+        &format!("{subnets}not-a-subnet"),
+        &extra("79", "172.31.0.79"),
+    )
+    .unwrap();
+    etcd.put(
+        &format!("{subnets}10.9.0.0-24"),
+        &extra("80", "172.31.0.80"),
+    )
+    .unwrap();
+    etcd.put(
+        &format!("{subnets}10.244.81.0-24"),
+        &extra("81", "172.31.0.81"),
+    )
+    .unwrap();
+    wait_routes(
+        &c,
+        1,
+        &["10.244.81.0/24".to_owned()],
+        true,
+        Duration::from_secs(5),
+    );
+    let routes = own_routes(&c.node(1).ns);
+    assert!(
+        !routes.contains("10.244.78.0") && !routes.contains("10.9.0.0"),
+        "{routes}"
+    );
+    running(&mut c, 1);
+    running(&mut c, 2);
+    assert_ping(&c, 1, "10.244.2.2");
+
+    // Its own lease deleted: weftd creates it again for the same subnet.
+    etcd.ctl(&["del", &format!("{subnets}10.244.2.0-24")])
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while lease_of(&etcd, 2).is_none() {
+        assert!(
+            Instant::now() < end,
+            "node 2 did not re-create its lease; logs:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lease_of(&etcd, 2).unwrap().0, "10.244.2.0-24");
+    wait_routes(&c, 1, &all(1), true, Duration::from_secs(5));
+
+    // etcd away: every route stays and traffic flows; back: a lease
+    // written since is routed.
+    etcd.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    wait_routes(&c, 1, &all(1), true, Duration::from_secs(1));
+    assert_ping(&c, 1, "10.244.3.2");
+    etcd.restart().unwrap();
+    etcd.wait_healthy(Duration::from_secs(30)).unwrap();
+    etcd.put(
+        &format!("{subnets}10.244.88.0-24"),
+        &extra("88", "172.31.0.88"),
+    )
+    .unwrap();
+    wait_routes(
+        &c,
+        1,
+        &["10.244.88.0/24".to_owned()],
+        true,
+        Duration::from_secs(20),
+    );
+    running(&mut c, 1);
+
+    // SIGTERM leaves the lease; a restart gets the same subnet back.
+    c.stop_weftd(1);
+    assert_eq!(lease_of(&etcd, 1).unwrap().0, "10.244.1.0-24");
+    let w = c.spawn_weftd(1, &leased_config(1));
+    c.nodes[0].weftd = Some(w);
+    wait_routes(&c, 1, &all(1), true, Duration::from_secs(20));
+    assert_eq!(lease_of(&etcd, 1).unwrap().0, "10.244.1.0-24");
+    assert_ping(&c, 1, "10.244.3.2");
+    etcd.stop();
+}
+
+#[test]
+fn host_gw_fresh_leases_are_distinct_and_routed() {
+    if !netsim::netns::privileged_or_skip("host_gw_fresh_leases_are_distinct_and_routed", TOOLS) {
+        return;
+    }
+    let (mut c, mut etcd) = cluster_with_etcd(
+        "rtg",
+        2,
+        r#"{"Network":"10.50.0.0/16","SubnetMin":"10.50.10.0","SubnetMax":"10.50.20.0","Backend":{"Type":"host-gw"}}"#,
+    );
+    for n in [1u8, 2] {
+        let w = c.spawn_weftd(n, &leased_config(n));
+        c.nodes[usize::from(n - 1)].weftd = Some(w);
+    }
+    let (k1, v1) = wait_lease(&etcd, 1, &c);
+    let (k2, _) = wait_lease(&etcd, 2, &c);
+    assert_ne!(k1, k2);
+    assert_eq!(v1, r#"{"PublicIP":"172.31.0.1","BackendType":"host-gw"}"#);
+    for k in [&k1, &k2] {
+        let third: u8 = k.split('.').nth(2).unwrap().parse().unwrap();
+        assert!(k.starts_with("10.50.") && (10..=20).contains(&third), "{k}");
+    }
+    let (b1, b2) = (base(&k1), base(&k2));
+    readdress(&c, 1, &b1);
+    readdress(&c, 2, &b2);
+    wait_routes(
+        &c,
+        1,
+        &[format!("{b2}.0/24 via 172.31.0.2")],
+        true,
+        Duration::from_secs(10),
+    );
+    wait_routes(
+        &c,
+        2,
+        &[format!("{b1}.0/24 via 172.31.0.1")],
+        true,
+        Duration::from_secs(10),
+    );
+    assert_ping(&c, 1, &format!("{b2}.2"));
+    assert_ping(&c, 2, &format!("{b1}.2"));
+    running(&mut c, 1);
+    etcd.stop();
+}
+
+#[test]
+fn one_of_three_etcd_members_killed_changes_nothing() {
+    if !netsim::netns::privileged_or_skip("one_of_three_etcd_members_killed_changes_nothing", TOOLS)
+    {
+        return;
+    }
+    let mut c = Cluster::new("rt3", 2, Opts::default());
+    let members: Vec<Member> = (1..=3)
+        .map(|i| Member {
+            name: format!("e{i}"),
+            ip: format!("172.31.0.25{i}"),
+        })
+        .collect();
+    for m in &members {
+        c.sw.ip(&["addr", "add", &format!("{}/24", m.ip), "dev", "br0"])
+            .unwrap();
+    }
+    let mut etcd: Vec<Etcd> = members
+        .iter()
+        .map(|m| Etcd::member(&c.sw, m, &members, &c.dir).unwrap())
+        .collect();
+    for e in &etcd {
+        e.wait_healthy(Duration::from_secs(30)).unwrap();
+    }
+    let subnets = format!("{PREFIX}/subnets/");
+    etcd[0]
+        .put(
+            &format!("{PREFIX}/config"),
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+        )
+        .unwrap();
+    for n in [1u8, 2] {
+        etcd[0]
+            .put(
+                &format!("{subnets}10.244.{n}.0-24"),
+                &format!(
+                    r#"{{"PublicIP":"{}","BackendType":"host-gw"}}"#,
+                    underlay(n)
+                ),
+            )
+            .unwrap();
+    }
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"http://{}:2379\"", m.ip))
+        .collect();
+    for n in [1u8, 2] {
+        let cfg = format!(
+            "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\n\n[subnet]\netcd_endpoints = [{}]\n",
+            underlay(n),
+            endpoints.join(", ")
+        );
+        let w = c.spawn_weftd(n, &cfg);
+        c.nodes[usize::from(n - 1)].weftd = Some(w);
+    }
+    wait_routes(
+        &c,
+        1,
+        &["10.244.2.0/24".to_owned()],
+        true,
+        Duration::from_secs(20),
+    );
+    wait_routes(
+        &c,
+        2,
+        &["10.244.1.0/24".to_owned()],
+        true,
+        Duration::from_secs(20),
+    );
+    assert_ping(&c, 1, "10.244.2.2");
+    // Kill each member in turn (one down at a time): leases written
+    // through the others are routed, deletions withdrawn.
+    for (i, k) in [0usize, 1, 2].into_iter().enumerate() {
+        etcd[k].stop();
+        let other = &etcd[(k + 1) % 3];
+        let key = format!("{subnets}10.244.{}.0-24", 60 + i);
+        other
+            .put(
+                &key,
+                r#"{"PublicIP":"172.31.0.60","BackendType":"host-gw"}"#,
+            )
+            .unwrap();
+        let r = vec![format!("10.244.{}.0/24", 60 + i)];
+        wait_routes(&c, 1, &r, true, Duration::from_secs(10));
+        wait_routes(&c, 2, &r, true, Duration::from_secs(10));
+        other.ctl(&["del", &key]).unwrap();
+        wait_routes(&c, 1, &r, false, Duration::from_secs(10));
+        wait_routes(
+            &c,
+            1,
+            &["10.244.2.0/24".to_owned()],
+            true,
+            Duration::from_secs(1),
+        );
+        assert_ping(&c, 1, "10.244.2.2");
+        running(&mut c, 1);
+        running(&mut c, 2);
+        etcd[k].restart().unwrap();
+        etcd[k].wait_healthy(Duration::from_secs(30)).unwrap();
+    }
+    for e in &mut etcd {
+        e.stop();
+    }
+}
