@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use crate::delegate;
 use crate::error::CniError;
 use crate::link::{self, Netlink};
-use crate::nft::NfSocket;
+use crate::nft::{self, NfSocket};
 use crate::ns::NetNs;
 use crate::plugin::{netns, veth};
 use crate::skel::{Invocation, Plugin};
@@ -253,6 +253,26 @@ impl Plugin for Bridge {
 
     fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
         let _ = load(inv)?;
+        let valid = crate::spec::valid_attachments(&inv.stdin)?;
+        let keep = |cid: &str, ifname: &str| valid.iter().any(|(c, i)| c == cid && i == ifname);
+        let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        let mut ops = Vec::new();
+        for (table, prefix) in [
+            (
+                nft::skeleton::inet_table(),
+                crate::plugin::names::MASQ_PREFIX,
+            ),
+            (
+                nft::skeleton::bridge_table(),
+                crate::plugin::names::SPOOF_PREFIX,
+            ),
+        ] {
+            let (o, _) = nft::gc::stale_ops(&mut sock, &table, prefix, &inv.net.name, &keep)
+                .map_err(|e| CniError::internal(format!("GC of ipMasq/macspoofchk: {e}"), ""))?;
+            ops.extend(o);
+        }
+        nft::gc::apply_release(&mut sock, &ops)
+            .map_err(|e| CniError::internal(format!("GC of ipMasq/macspoofchk: {e}"), ""))?;
         match inv.net.ipam_type() {
             Some(t) => delegate::exec_gc(t, &inv.stdin, inv),
             None => Ok(()),

@@ -10,7 +10,7 @@ use crate::error::CniError;
 use crate::link::{self, Link, LinkError, Netlink, RouteSpec};
 use crate::nft::{NfSocket, NftError, skeleton};
 use crate::ns::NetNs;
-use crate::plugin::{masq, netns, veth};
+use crate::plugin::{netns, veth};
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -43,7 +43,9 @@ pub async fn ensure_bridge(
         Some(l) => l,
         None => {
             let mtu = (conf.mtu != 0).then_some(conf.mtu);
-            host.add_bridge(name, mtu, false).await.map_err(internal)?;
+            host.add_bridge(name, mtu, false, Some(random_mac()))
+                .await
+                .map_err(internal)?;
             host.link_by_name(name)
                 .await
                 .map_err(internal)?
@@ -54,6 +56,17 @@ pub async fn ensure_bridge(
         return Err(internal(format!(
             "{name:?} already exists but is not a bridge"
         )));
+    }
+    if !mac_pinned(&br) {
+        // Made by someone else (or a concurrent creator): pin the current
+        // address before our port joins, so it stays as pods come and go.
+        if let Ok(mac) = <[u8; 6]>::try_from(br.mac.as_slice()) {
+            let pin = link::LinkTuning {
+                mac: Some(mac),
+                ..Default::default()
+            };
+            host.tune_link(br.index, &pin).await.map_err(internal)?;
+        }
     }
     if vlan.needed() {
         let unavailable = |why: String| {
@@ -74,6 +87,34 @@ pub async fn ensure_bridge(
             .map_err(internal)?;
     }
     Ok(br)
+}
+
+/// A random locally administered unicast MAC address.
+pub fn random_mac() -> [u8; 6] {
+    use std::io::Read;
+    let mut m = [0u8; 6];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut m));
+    if filled.is_err() {
+        // No urandom: derive from the clock and pid (unique enough per node).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            ^ u128::from(std::process::id());
+        m.copy_from_slice(&t.to_le_bytes()[..6]);
+    }
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
+}
+
+/// True when the kernel already treats the bridge's address as set by
+/// hand (`addr_assign_type` 3, NET_ADDR_SET), read from sysfs when sysfs
+/// shows this namespace (same ifindex and address); false when unsure.
+fn mac_pinned(br: &Link) -> bool {
+    let dir = std::path::Path::new("/sys/class/net").join(&br.name);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_owned());
+    read("ifindex").is_ok_and(|i| i == br.index.to_string())
+        && read("address").is_ok_and(|a| a == link::format_mac(&br.mac))
+        && read("addr_assign_type").is_ok_and(|t| t == "3")
 }
 
 /// Creates the veth pair and plugs the host end into the bridge.
@@ -307,13 +348,19 @@ pub async fn configure_gateway(
 
 /// Releases the attachment's nftables state (ipMasq and macspoofchk).
 pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError> {
-    let mut ops = masq::release_chain_ops(sock, &skeleton::inet_table(), &names.masq_chain)?;
-    ops.extend(masq::release_chain_ops(
-        sock,
-        &skeleton::bridge_table(),
-        &names.spoof_chain,
-    )?);
-    masq::apply_release(sock, &ops)
+    let mut ops = Vec::new();
+    for (table, chain) in [
+        (skeleton::inet_table(), &names.masq_chain),
+        (skeleton::bridge_table(), &names.spoof_chain),
+    ] {
+        let owned = sock.owned(&table, chain)?;
+        if !owned.is_empty() {
+            ops.extend(crate::nft::release_ops(&table, chain, &owned));
+        }
+    }
+    // A concurrent DEL of the same attachment (or a hand) removed some of
+    // it: release the rest op by op.
+    crate::nft::gc::apply_release(sock, &ops)
 }
 
 /// Installs ipMasq / macspoofchk for the attachment in one batch.

@@ -121,6 +121,9 @@ impl BridgeConf {
         if self.mtu != 0 && !(68..=65535).contains(&self.mtu) {
             errs.push(format!("mtu: {} out of range", self.mtu));
         }
+        if self.hairpin_mode && self.promisc_mode {
+            errs.push("cannot set hairpin mode and promiscuous mode at the same time".into());
+        }
         if let Some(m) = &self.mac {
             if parse_mac(m).is_none() {
                 errs.push(format!("mac: invalid MAC address {m:?}"));
@@ -229,6 +232,8 @@ mod tests {
         .unwrap();
         let v = c.validate().unwrap();
         assert_eq!(v.trunk, vec![7, 10, 11, 12]);
+        let c = BridgeConf::parse(br#"{"hairpinMode":true,"promiscMode":true}"#).unwrap();
+        assert_eq!(c.validate().unwrap_err().len(), 1);
         assert!(!v.preserve_default);
         assert!(v.needed());
     }
