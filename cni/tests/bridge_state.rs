@@ -1,6 +1,7 @@
 //! Black-box tests of bridge state over pod churn: a rejected option pair
-//! takes no lease, the bridge's MAC address stays put as ports come and go
-//! (also on a bridge someone else made), and GC removes the masquerade and
+//! takes no lease, the MAC address of a bridge the plugin made stays put as
+//! ports come and go while a bridge someone else made keeps its owner's
+//! address assignment (and its gateway answers unicast), and GC removes the masquerade and
 //! macspoofchk state of attachments that are no longer valid, leaving valid
 //! ones and other networks' alone.
 #![allow(clippy::unwrap_used)]
@@ -8,7 +9,7 @@
 mod bridge_common;
 mod common;
 
-use bridge_common::{Lab, netns_path};
+use bridge_common::{Lab, netns_path, result_ip};
 use common::{Attachment, Runtime};
 use netsim::netns::privileged_or_skip;
 use serde_json::{Value, json};
@@ -84,43 +85,105 @@ fn bridge_mac_is_stable_as_pods_come_and_go() {
     }
     let lab = Lab::new("wca");
     let rt = Runtime::ours().in_netns(&lab.host_name());
-    // One bridge we create, one made beforehand by someone else.
-    lab.host
-        .ip(&["link", "add", "wcaext0", "type", "bridge"])
+    let (net, bridge) = ("macnet", "wcamac0");
+    let c = single(
+        &lab,
+        "1.0.0",
+        net,
+        bridge,
+        "10.82.0.0/24",
+        json!({"isGateway": true}),
+    );
+    let pods: Vec<_> = (1..=3).map(|i| lab.pod(i)).collect();
+    let mut atts = Vec::new();
+    let mut host_veths = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        let a = Attachment::new(&format!("{net}{i}"), "eth0").with_netns(Some(&netns_path(p)));
+        let r = rt.add(&c, &a).expect_ok("ADD");
+        host_veths.push(r["interfaces"][1]["name"].as_str().unwrap().to_string());
+        atts.push(a);
+    }
+    let before = mac_of(&lab.host, bridge);
+    // The pod whose host veth has the lowest MAC: the one the kernel
+    // would otherwise have copied to the bridge.
+    let lowest = (0..3)
+        .min_by_key(|i| mac_of(&lab.host, &host_veths[*i]))
         .unwrap();
-    for (net, bridge, v4) in [
-        ("macnet", "wcamac0", "10.82.0.0/24"),
-        ("extnet", "wcaext0", "10.83.0.0/24"),
+    rt.del(&c, &atts[lowest], None).expect_ok("DEL");
+    assert_eq!(mac_of(&lab.host, bridge), before, "{bridge} MAC changed");
+    for (i, a) in atts.iter().enumerate() {
+        if i != lowest {
+            rt.del(&c, a, None).expect_ok("DEL");
+        }
+    }
+    assert_eq!(mac_of(&lab.host, bridge), before, "{bridge} MAC changed");
+    // A new pod does not change it either.
+    let r = rt.add(&c, &atts[0]).expect_ok("ADD again");
+    assert_eq!(mac_of(&lab.host, bridge), before);
+    assert_eq!(r["interfaces"][0]["mac"], before.as_str());
+    rt.del(&c, &atts[0], None).expect_ok("DEL");
+}
+
+/// The kernel's `addr_assign_type` of a link (3: set by hand).
+fn addr_assign_type(ns: &netsim::netns::Netns, dev: &str) -> String {
+    let o = ns
+        .command("cat")
+        .arg(format!("/sys/class/net/{dev}/addr_assign_type"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A bridge someone else made keeps its owner's address assignment. The
+/// case that matters: a bridge whose last port left sits at the all-zero
+/// address; freezing that (by writing it back) leaves the bridge without a
+/// local FDB entry, so every unicast frame from a pod to the gateway is
+/// flooded instead of received (a DHCPRELEASE, a ping).
+#[test]
+fn foreign_bridge_address_is_left_alone_and_gateway_answers() {
+    if !privileged_or_skip(
+        "foreign_bridge_address_is_left_alone_and_gateway_answers",
+        TOOLS,
+    ) {
+        return;
+    }
+    let lab = Lab::new("wca");
+    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let bridge = "wcaext0";
+    for args in [
+        &["link", "add", bridge, "type", "bridge"][..],
+        &["addr", "add", "10.83.0.1/24", "dev", bridge],
+        &["link", "set", bridge, "up"],
+        // Another user's port comes and goes: the bridge is left at 00:..:00.
+        &[
+            "link", "add", "wcax0", "type", "veth", "peer", "name", "wcax1",
+        ],
+        &["link", "set", "wcax0", "master", bridge, "up"],
+        &["link", "del", "wcax0"],
     ] {
-        let c = single(&lab, "1.0.0", net, bridge, v4, json!({"isGateway": true}));
-        let pods: Vec<_> = (1..=3).map(|i| lab.pod(i + 10 * v4.len())).collect();
-        let mut atts = Vec::new();
-        let mut host_veths = Vec::new();
-        for (i, p) in pods.iter().enumerate() {
-            let a = Attachment::new(&format!("{net}{i}"), "eth0").with_netns(Some(&netns_path(p)));
-            let r = rt.add(&c, &a).expect_ok("ADD");
-            host_veths.push(r["interfaces"][1]["name"].as_str().unwrap().to_string());
-            atts.push(a);
-        }
-        let before = mac_of(&lab.host, bridge);
-        // The pod whose host veth has the lowest MAC: the one the kernel
-        // would otherwise have copied to the bridge.
-        let lowest = (0..3)
-            .min_by_key(|i| mac_of(&lab.host, &host_veths[*i]))
-            .unwrap();
-        rt.del(&c, &atts[lowest], None).expect_ok("DEL");
-        assert_eq!(mac_of(&lab.host, bridge), before, "{bridge} MAC changed");
-        for (i, a) in atts.iter().enumerate() {
-            if i != lowest {
-                rt.del(&c, a, None).expect_ok("DEL");
-            }
-        }
-        assert_eq!(mac_of(&lab.host, bridge), before, "{bridge} MAC changed");
-        // A new pod does not change it either.
-        let r = rt.add(&c, &atts[0]).expect_ok("ADD again");
-        assert_eq!(mac_of(&lab.host, bridge), before);
-        assert_eq!(r["interfaces"][0]["mac"], before.as_str());
-        rt.del(&c, &atts[0], None).expect_ok("DEL");
+        lab.host.ip(args).unwrap();
+    }
+    let assigned = addr_assign_type(&lab.host, bridge);
+    assert_ne!(assigned, "3", "test setup: {bridge} address set by hand");
+    let c = single(&lab, "1.0.0", "extnet", bridge, "10.83.0.0/24", json!({}));
+    for i in 0..2 {
+        let pod = lab.pod(i);
+        let a = Attachment::new(&format!("ext{i}"), "eth0").with_netns(Some(&netns_path(&pod)));
+        let r = rt.add(&c, &a).expect_ok("ADD");
+        assert_eq!(addr_assign_type(&lab.host, bridge), assigned);
+        let mac = mac_of(&lab.host, bridge);
+        assert_ne!(mac, "00:00:00:00:00:00", "{bridge} kept the zero address");
+        assert!(
+            bridge_common::ping(&pod, "10.83.0.1"),
+            "pod {i} cannot reach the bridge's address (bridge MAC {mac})"
+        );
+        let ip = result_ip(&r, false);
+        assert!(
+            bridge_common::ping(&lab.host, &ip),
+            "host cannot reach {ip}"
+        );
+        rt.del(&c, &a, None).expect_ok("DEL");
+        assert_eq!(addr_assign_type(&lab.host, bridge), assigned);
     }
 }
 

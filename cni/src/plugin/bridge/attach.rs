@@ -39,6 +39,12 @@ pub async fn ensure_bridge(
 ) -> Result<Link, CniError> {
     let name = &conf.bridge;
     let existing = host.link_by_name(name).await.map_err(internal)?;
+    // Only a bridge made here gets its address set (for good: the kernel
+    // then never swaps in the lowest port's address). A bridge someone else
+    // made keeps whatever its owner chose; in particular writing back the
+    // all-zero address the kernel gives a bridge whose last port left would
+    // freeze it there, and a bridge at 00:00:00:00:00:00 has no local FDB
+    // entry, so pods' unicast to the gateway would be flooded, not received.
     let br = match existing {
         Some(l) => l,
         None => {
@@ -56,17 +62,6 @@ pub async fn ensure_bridge(
         return Err(internal(format!(
             "{name:?} already exists but is not a bridge"
         )));
-    }
-    if !mac_pinned(&br) {
-        // Made by someone else (or a concurrent creator): pin the current
-        // address before our port joins, so it stays as pods come and go.
-        if let Ok(mac) = <[u8; 6]>::try_from(br.mac.as_slice()) {
-            let pin = link::LinkTuning {
-                mac: Some(mac),
-                ..Default::default()
-            };
-            host.tune_link(br.index, &pin).await.map_err(internal)?;
-        }
     }
     if vlan.needed() {
         let unavailable = |why: String| {
@@ -104,17 +99,6 @@ pub fn random_mac() -> [u8; 6] {
     }
     m[0] = (m[0] & 0xfe) | 0x02;
     m
-}
-
-/// True when the kernel already treats the bridge's address as set by
-/// hand (`addr_assign_type` 3, NET_ADDR_SET), read from sysfs when sysfs
-/// shows this namespace (same ifindex and address); false when unsure.
-fn mac_pinned(br: &Link) -> bool {
-    let dir = std::path::Path::new("/sys/class/net").join(&br.name);
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_owned());
-    read("ifindex").is_ok_and(|i| i == br.index.to_string())
-        && read("address").is_ok_and(|a| a == link::format_mac(&br.mac))
-        && read("addr_assign_type").is_ok_and(|t| t == "3")
 }
 
 /// Creates the veth pair and plugs the host end into the bridge.
