@@ -53,9 +53,24 @@ fn bridge_chain(net: &Net) -> Value {
     ]})
 }
 
+/// ptp (ipMasq) with host-local, then portmap: calico's attachment style.
+fn ptp_chain(net: &Net) -> Value {
+    json!({"cniVersion": "1.0.0", "name": net.name, "plugins": [
+        {"type": "ptp", "ipMasq": true,
+         "ipam": {"type": "host-local", "dataDir": net.lease_dir,
+                  "ranges": [[{"subnet": "10.89.41.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": true}}
+    ]})
+}
+
 #[test]
 fn bridge_portmap_chain_under_podman() {
     under_podman("bridge", &bridge_chain);
+}
+
+#[test]
+fn ptp_portmap_chain_under_podman() {
+    under_podman("ptp", &ptp_chain);
 }
 
 /// Runs the scenario on `conflist` with weft's plugins, then with the
