@@ -320,3 +320,70 @@ fn sysctl_allowlist_is_honoured() {
     rt.del(&bridge_conf(&lab, "1.0.0"), &att, Some(&prev))
         .expect_ok("bridge DEL");
 }
+
+#[test]
+fn gc_removes_saved_values_of_stale_attachments_only() {
+    if !privileged_or_skip("gc_removes_saved_values_of_stale_attachments_only", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("wcd");
+    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let dir = lab.data_dir().join("tuning");
+    let br = bridge_conf(&lab, "1.1.0");
+    // gc0, gc1 on network tnet; gc2 on another network sharing dataDir.
+    let mut pods = Vec::new();
+    for (n, net) in ["tnet", "tnet", "onet"].iter().enumerate() {
+        let pod = lab.pod(n + 1);
+        let att = Attachment::new(&format!("gc{n}"), "eth0").with_netns(Some(&netns_path(&pod)));
+        let prev = rt.add(&br, &att).expect_ok("bridge ADD");
+        let original = state(&pod);
+        let mut c = tuning_conf("1.1.0", &dir, &prev);
+        c["name"] = json!(net);
+        rt.exec("ADD", Some(&att), &c).expect_ok("tuning ADD");
+        assert_eq!(state(&pod), tuned());
+        pods.push((pod, att, c, original));
+    }
+    // A file in the reference's format (no owner): not ours to collect.
+    std::fs::write(dir.join("refc_eth0.json"), r#"{"mtu":1500}"#).unwrap();
+    let file = |cid: &str| dir.join(format!("{cid}_eth0.json"));
+    let gc = |net: &str, valid: &[&str]| {
+        let valid: Vec<Value> = valid
+            .iter()
+            .map(|c| json!({"containerID": c, "ifname": "eth0"}))
+            .collect();
+        json!({"cniVersion": "1.1.0", "name": net, "type": "tuning", "dataDir": dir,
+            "cni.dev/valid-attachments": valid})
+    };
+    // Below 1.1.0 there is no GC.
+    let mut old = gc("tnet", &[]);
+    old["cniVersion"] = json!("1.0.0");
+    assert!(!rt.exec("GC", None, &old).ok());
+    assert!(file("gc0").exists() && file("gc1").exists());
+
+    rt.exec("GC", None, &gc("tnet", &["gc0"])).expect_ok("GC");
+    assert!(file("gc0").exists(), "valid attachment's file removed");
+    assert!(!file("gc1").exists(), "stale attachment's file left");
+    assert!(file("gc2").exists(), "other network's file removed");
+    assert!(
+        dir.join("refc_eth0.json").exists(),
+        "reference file removed"
+    );
+    // GC changes no kernel state; the kept file still restores on DEL.
+    for (pod, _, _, _) in &pods {
+        assert_eq!(state(pod), tuned());
+    }
+    let (pod, att, c, original) = &pods[0];
+    rt.exec("DEL", Some(att), c).expect_ok("DEL gc0");
+    assert_eq!(&state(pod), original);
+    // The other network's GC with nothing valid takes its own file only.
+    rt.exec("GC", None, &gc("onet", &[])).expect_ok("GC onet");
+    assert!(!file("gc2").exists());
+    assert!(dir.join("refc_eth0.json").exists());
+    // GC of a dataDir that does not exist is fine.
+    let mut none = gc("tnet", &[]);
+    none["dataDir"] = json!(lab.data_dir().join("absent"));
+    rt.exec("GC", None, &none).expect_ok("GC without dataDir");
+    for (_, att, _, _) in &pods {
+        rt.del(&br, att, None).expect_ok("bridge DEL");
+    }
+}

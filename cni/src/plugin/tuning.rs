@@ -8,7 +8,9 @@
 //! undoes everything it changed when a later step fails. DEL restores the
 //! saved values and removes the file; it succeeds when there is nothing to
 //! restore (no file, namespace or interface gone). CHECK compares every
-//! configured value with the kernel's.
+//! configured value with the kernel's. GC (1.1.0) removes the files of the
+//! network's attachments that are no longer valid (each file records its
+//! network, container and interface).
 //!
 //! Deliberate differences from the reference 1.1.1: invalid config is code 7,
 //! bad `CNI_ARGS` code 4, undecodable config 6 (reference: 999); DEL also restores the
@@ -26,7 +28,7 @@ use crate::link::{self, Link, LinkTuning, SyncNetlink};
 use crate::ns::{self, NetNs};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::CniResult;
-use config::{Saved, TuningConf, saved_file};
+use config::{Owner, Saved, TuningConf, saved_file};
 
 /// The reference's sysctl allowlist: when present, every sysctl key must
 /// match one of its lines (see [`config::check_allowlist`]).
@@ -124,6 +126,7 @@ fn snapshot(l: &Link, t: &LinkTuning) -> Saved {
         allmulti: t.allmulti.map(|_| l.allmulti),
         txqlen: t.txqlen.map(|_| l.txqlen),
         sysctl: BTreeMap::new(),
+        owner: None,
     }
 }
 
@@ -193,7 +196,12 @@ fn tune(
     for (k, v) in sysctl_old {
         saved.sysctl.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    if saved != Saved::default() {
+    if !saved.is_empty() {
+        saved.owner.get_or_insert_with(|| Owner {
+            network: inv.net.name.clone(),
+            container_id: inv.container_id.clone(),
+            ifname: inv.ifname.clone(),
+        });
         write_saved(file, &saved)?;
     }
     if conf.changes_link() {
@@ -329,6 +337,38 @@ impl Plugin for Tuning {
         if let Some(q) = t.txqlen {
             if l.txqlen != q {
                 return mismatch("tx queue len", q.to_string(), l.txqlen.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// GC (1.1.0): removes the saved-values files of this network's
+    /// attachments that are not in `cni.dev/valid-attachments` (their
+    /// interfaces are gone with their pods: nothing is restored). Files of
+    /// other networks, the reference's (no owner) and unreadable ones stay.
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        let conf = load(inv)?;
+        let valid = crate::spec::valid_attachments(&inv.stdin)?;
+        let entries = match std::fs::read_dir(&conf.data_dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                let dir = conf.data_dir.display();
+                return Err(CniError::io(format!("failed to read {dir}"), e));
+            }
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Ok(Some(Saved { owner: Some(o), .. })) = read_saved(&path) else {
+                continue;
+            };
+            let kept = valid
+                .iter()
+                .any(|(c, i)| *c == o.container_id && *i == o.ifname);
+            if o.network == inv.net.name && !kept {
+                remove(&path)?;
             }
         }
         Ok(())

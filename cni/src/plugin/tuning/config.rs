@@ -244,7 +244,8 @@ pub fn sysctl_path(key: &str, ifname: &str) -> Result<String, CniError> {
 /// The values saved before ADD changed them, restored by DEL. The link
 /// fields use the reference's file format (`mac`, `promisc`, `mtu`,
 /// `allmulti`, `txQLen`), so either implementation can restore the other's;
-/// `sysctl` (original sysctl values) is ours and ignored by the reference.
+/// `sysctl` (original sysctl values) and `owner` are ours and ignored by
+/// the reference.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Saved {
@@ -266,6 +267,23 @@ pub struct Saved {
     /// Original sysctl values by `/proc/sys` path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<String, String>,
+    /// The attachment the values belong to (absent in the reference's
+    /// files, which GC therefore leaves alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// The attachment a saved-values file belongs to. `dataDir` is shared by
+/// every network, so GC of one network removes only files naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The network name.
+    pub network: String,
+    /// `CNI_CONTAINERID`.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -273,6 +291,11 @@ fn is_zero(v: &u32) -> bool {
 }
 
 impl Saved {
+    /// True when no value is saved (the owner aside).
+    pub fn is_empty(&self) -> bool {
+        self.restore() == LinkTuning::default() && self.sysctl.is_empty()
+    }
+
     /// The link changes that put the saved values back.
     pub fn restore(&self) -> LinkTuning {
         LinkTuning {
@@ -412,9 +435,23 @@ mod tests {
             allmulti: None,
             txqlen: Some(1000),
             sysctl: BTreeMap::from([("net/core/somaxconn".into(), "4096".into())]),
+            owner: Some(Owner {
+                network: "n".into(),
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+            }),
         };
+        assert!(!s.is_empty());
+        assert!(
+            Saved {
+                owner: s.owner.clone(),
+                ..Saved::default()
+            }
+            .is_empty()
+        );
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["txQLen"], 1000);
+        assert_eq!(v["owner"]["containerID"], "c1");
         assert!(v.get("allmulti").is_none());
         let back: Saved = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
