@@ -20,7 +20,7 @@ use crate::error::CniError;
 use crate::link::{self, Netlink};
 use crate::nft::{self, NfSocket};
 use crate::ns::NetNs;
-use crate::plugin::{netns, veth};
+use crate::plugin::{netns, verify, veth};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::{CniResult, Interface, IpConfig, Route};
 use config::BridgeConf;
@@ -175,29 +175,15 @@ impl Bridge {
             .ok()
             .flatten()
             .unwrap_or_else(|| br.clone());
-        let netns_path = inv
-            .netns
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        result.interfaces = vec![
-            Interface {
-                name: br_now.name.clone(),
-                mac: link::format_mac(&br_now.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: hv.name.clone(),
-                mac: link::format_mac(&hv.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: inv.ifname.clone(),
-                mac: link::format_mac(&ci.mac),
-                sandbox: netns_path,
-                ..Default::default()
-            },
-        ];
+        let netns_path = verify::sandbox(inv.netns.as_deref());
+        let bridge = Interface {
+            name: br_now.name.clone(),
+            mac: link::format_mac(&br_now.mac),
+            ..Default::default()
+        };
+        result.interfaces = std::iter::once(bridge)
+            .chain(veth::result_interfaces(&hv, &inv.ifname, &ci, netns_path))
+            .collect();
         Ok(result)
     }
 }

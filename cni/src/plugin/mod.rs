@@ -1,6 +1,6 @@
 //! The plugins, each a [`crate::skel::Plugin`], and what the main plugins
-//! share: attachment [`names`], the [`veth`] pair, [`masq`] and the
-//! container [`netns`].
+//! share: attachment [`names`], the [`veth`] pair, [`masq`], the
+//! container [`netns`] and the CHECK of a pod interface ([`verify`]).
 
 pub mod bridge;
 pub mod dhcp;
@@ -14,5 +14,6 @@ pub mod portmap;
 pub mod ptp;
 pub mod static_ipam;
 pub mod tuning;
+pub mod verify;
 pub mod veth;
 pub mod weft;

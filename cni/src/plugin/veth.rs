@@ -4,8 +4,9 @@
 
 use super::names::Names;
 use crate::error::CniError;
-use crate::link::{Link, Netlink};
+use crate::link::{self, Link, Netlink};
 use crate::ns::NetNs;
+use crate::spec::Interface;
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -75,4 +76,27 @@ pub async fn delete_pair(
         }
     }
     Ok(())
+}
+
+/// The result's entries for the pair: the host end, then the container
+/// interface `ifname` in `sandbox`.
+pub fn result_interfaces(
+    host: &Link,
+    ifname: &str,
+    cont: &Link,
+    sandbox: String,
+) -> [Interface; 2] {
+    [
+        Interface {
+            name: host.name.clone(),
+            mac: link::format_mac(&host.mac),
+            ..Default::default()
+        },
+        Interface {
+            name: ifname.to_owned(),
+            mac: link::format_mac(&cont.mac),
+            sandbox,
+            ..Default::default()
+        },
+    ]
 }
