@@ -164,6 +164,29 @@ pub struct LinkTuning {
     pub txqlen: Option<u32>,
 }
 
+impl LinkTuning {
+    /// The `RTM_SETLINK` message of link `index` making these changes.
+    pub fn message(&self, index: u32) -> LinkMessage {
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(mac) = self.mac {
+            b = b.address(mac.to_vec());
+        }
+        if let Some(mtu) = self.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(p) = self.promisc {
+            b = b.promiscuous(p);
+        }
+        if let Some(a) = self.allmulti {
+            b = b.allmulticast(a);
+        }
+        if let Some(q) = self.txqlen {
+            b = b.txqueuelen(q);
+        }
+        b.build()
+    }
+}
+
 /// A route to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -371,25 +394,9 @@ impl Netlink {
     /// Changes the given properties of a link in one request (`None`
     /// leaves a property alone).
     pub async fn tune_link(&self, index: u32, t: &LinkTuning) -> Result<(), LinkError> {
-        let mut b = LinkUnspec::new_with_index(index);
-        if let Some(mac) = t.mac {
-            b = b.address(mac.to_vec());
-        }
-        if let Some(mtu) = t.mtu {
-            b = b.mtu(mtu);
-        }
-        if let Some(p) = t.promisc {
-            b = b.promiscuous(p);
-        }
-        if let Some(a) = t.allmulti {
-            b = b.allmulticast(a);
-        }
-        if let Some(q) = t.txqlen {
-            b = b.txqueuelen(q);
-        }
         self.handle
             .link()
-            .set(b.build())
+            .set(t.message(index))
             .execute()
             .await
             .map_err(nl_err(format!("set link {index}")))

@@ -12,7 +12,7 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec};
+use rtnetlink::LinkUnspec;
 
 use super::{Link, LinkError, LinkTuning};
 
@@ -133,25 +133,9 @@ impl SyncNetlink {
 
     /// Changes the given properties of a link in one request.
     pub fn tune_link(&mut self, index: u32, t: &LinkTuning) -> Result<(), LinkError> {
-        let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_index(index);
-        if let Some(mac) = t.mac {
-            b = b.address(mac.to_vec());
-        }
-        if let Some(mtu) = t.mtu {
-            b = b.mtu(mtu);
-        }
-        if let Some(p) = t.promisc {
-            b = b.promiscuous(p);
-        }
-        if let Some(a) = t.allmulti {
-            b = b.allmulticast(a);
-        }
-        if let Some(q) = t.txqlen {
-            b = b.txqueuelen(q);
-        }
         self.request(
             &format!("set link {index}"),
-            RouteNetlinkMessage::SetLink(b.build()),
+            RouteNetlinkMessage::SetLink(t.message(index)),
             false,
         )
         .map(|_| ())
