@@ -281,23 +281,19 @@ fn failures_do_not_leak() {
     assert!(lab.leases("fnet").is_empty());
 
     // a malformed config is an error JSON (code 6), not a panic
-    let r = rt.exec_raw(
+    let r = rt.add_raw(
         "bridge",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("eth0")),
-            ("CNI_NETNS", Some("/x")),
-        ],
+        "x",
+        "eth0",
+        "/x",
         b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"bridge\",\"mtu\":\"big\"}",
     );
     assert_eq!(r.code(), Some(6), "{r:?}");
-    let r = rt.exec_raw(
+    let r = rt.add_raw(
         "bridge",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("eth0")),
-            ("CNI_NETNS", Some("/x")),
-        ],
+        "x",
+        "eth0",
+        "/x",
         b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"bridge\",\"vlan\":5000}",
     );
     assert_eq!(r.code(), Some(7), "{r:?}");

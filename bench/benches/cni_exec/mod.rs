@@ -126,6 +126,27 @@ fn wait4(pid: u32) -> (i32, i64) {
     (status, ru.ru_maxrss)
 }
 
+/// The exec floor: median wall time (ms) of `n` fork + exec + wait4 of
+/// `/bin/true`, spawned the way [`exec`] spawns a plugin. Everything a
+/// plugin costs above it is its own.
+#[allow(clippy::zombie_processes, dead_code)] // reaped by `wait4`; not every bench prints it
+pub fn exec_floor(n: usize) -> f64 {
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            let mut c = Command::new("/bin/true");
+            c.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            force_fork(&mut c);
+            let start = Instant::now();
+            let child = c.spawn().unwrap();
+            let _ = wait4(child.id());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut v)
+}
+
 /// Max RSS per "plugin COMMAND" over a run.
 pub type Rss = std::collections::BTreeMap<String, i64>;
 

@@ -251,6 +251,24 @@ impl Runtime {
         finish(child, start, self.timeout)
     }
 
+    /// ADD of `plugin` for container `cid`, interface `ifname` in `netns`
+    /// with raw stdin bytes (malformed-config tests).
+    pub fn add_raw(
+        &self,
+        plugin: &str,
+        cid: &str,
+        ifname: &str,
+        netns: &str,
+        stdin: &[u8],
+    ) -> Reply {
+        let env = [
+            ("CNI_CONTAINERID", Some(cid)),
+            ("CNI_IFNAME", Some(ifname)),
+            ("CNI_NETNS", Some(netns)),
+        ];
+        self.exec_raw(plugin, &env, stdin)
+    }
+
     /// Runs one plugin: `command` with `conf` on stdin.
     pub fn exec(&self, command: &str, att: Option<&Attachment>, conf: &Value) -> Reply {
         let start = Instant::now();
