@@ -182,7 +182,7 @@ impl Bridge {
             ..Default::default()
         };
         result.interfaces = std::iter::once(bridge)
-            .chain(veth::result_interfaces(&hv, &inv.ifname, &ci, netns_path))
+            .chain(veth::result_interfaces(hv, &inv.ifname, &ci, netns_path))
             .collect();
         Ok(result)
     }

@@ -187,7 +187,7 @@ impl Ptp {
             result.dns = dns.clone();
         }
         let sandbox = verify::sandbox(inv.netns.as_deref());
-        result.interfaces = veth::result_interfaces(&hv, &inv.ifname, &ci, sandbox).into();
+        result.interfaces = veth::result_interfaces(hv, &inv.ifname, &ci, sandbox).into();
         Ok(result)
     }
 }
