@@ -14,60 +14,18 @@
 //! weft-cni --bins`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod cni_exec;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cni_exec::{REFERENCE, exec_floor, force_fork, median, ours_dir, wait4};
 use netsim::netns::{Netns, unique_prefix};
 use serde_json::{Value, json};
 
-const REFERENCE: &str = "/usr/lib/cni";
 const PLUGINS: &[&str] = &["loopback", "tuning", "static"];
-
-fn ours_dir() -> PathBuf {
-    // target/release/deps/cni_meta-xxx -> target/release
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-/// Makes std spawn with fork(2)+exec so the child's ru_maxrss is its own
-/// (see cni_chain's note on vfork).
-#[allow(unsafe_code)]
-fn force_fork(c: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the hook does nothing (async-signal-safe); it only makes std
-    // take the fork path.
-    unsafe {
-        c.pre_exec(|| Ok(()));
-    }
-}
-
-/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB, user+system
-/// CPU time of the process and its threads).
-#[allow(unsafe_code)]
-fn wait4(pid: u32) -> (i32, i64, Duration) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    (status, ru.ru_maxrss, tv(ru.ru_utime) + tv(ru.ru_stime))
-}
 
 /// Runs one plugin like a runtime does: (wall time, max RSS in KiB, CPU time).
 #[allow(clippy::zombie_processes)] // reaped by `wait4` below
@@ -120,20 +78,6 @@ fn exec(
         String::from_utf8_lossy(&stderr)
     );
     (took, maxrss, cpu)
-}
-
-/// fork + exec + wait of `/bin/true`, the way [`exec`] runs a plugin.
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below
-fn exec_floor() -> (Duration, Duration) {
-    let mut c = Command::new("/bin/true");
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    force_fork(&mut c);
-    let start = Instant::now();
-    let child = c.spawn().unwrap();
-    let (_, _, cpu) = wait4(child.id());
-    (start.elapsed(), cpu)
 }
 
 /// (plugin, ifname, config) for one pod.
@@ -232,9 +176,9 @@ fn main() {
     let (mut o, mut r) = (Samples::default(), Samples::default());
     let (mut floor, mut floor_cpu) = (Vec::new(), Vec::new());
     for i in 0..iters {
-        let (w, c) = exec_floor();
-        floor.push(w.as_secs_f64() * 1e3);
-        floor_cpu.push(c.as_secs_f64() * 1e3);
+        let (w, c) = exec_floor(1);
+        floor.push(w);
+        floor_cpu.push(c);
         // Alternate who goes first.
         if i % 2 == 0 {
             round(&ours, &ns, &data.path().join("ours"), &mut o);

@@ -273,7 +273,7 @@ fn main() {
     }
     println!(
         "  exec floor (/bin/true, fork + exec + wait4 as above): {:.2} ms",
-        exec_floor(iters)
+        exec_floor(iters).0
     );
     let (fin, fout) = move_floor(9);
     let (oa, od) = (
