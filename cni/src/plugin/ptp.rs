@@ -34,15 +34,9 @@ pub struct Ptp;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PtpConf {
-    /// Masquerade traffic from the pod leaving its subnet.
-    #[serde(default)]
-    pub ip_masq: bool,
-    /// Accepted for compatibility (`iptables`/`nftables`); nftables is used.
-    #[serde(default)]
-    pub ip_masq_backend: Option<String>,
-    /// MTU of both veth ends (0: kernel default).
-    #[serde(default)]
-    pub mtu: u32,
+    /// `ipMasq`, `ipMasqBackend`, `mtu`.
+    #[serde(flatten)]
+    pub veth: veth::VethKeys,
 }
 
 fn internal(e: impl std::fmt::Display) -> CniError {
@@ -118,7 +112,7 @@ impl Ptp {
         let host = Netlink::connect().map_err(internal)?;
         let cont = Netlink::connect_in(ns).map_err(internal)?;
         veth::ensure_absent(&cont, &inv.ifname).await?;
-        let hv = veth::add_pair(&host, ns, names, &inv.ifname, conf.mtu, None).await?;
+        let hv = veth::add_pair(&host, ns, names, &inv.ifname, conf.veth.mtu, None).await?;
         let mut leased = false;
         let r = self
             .attach(inv, conf, ipam, (&host, &cont), &hv, names, &mut leased)
@@ -169,7 +163,7 @@ impl Ptp {
             ips.iter().any(|(a, _)| a.addr().is_ipv6()),
         )?;
         apply(host, cont, hv, &ci, &p).await?;
-        if conf.ip_masq {
+        if conf.veth.ip_masq {
             let mut sock = NfSocket::open().map_err(internal)?;
             let own: Vec<IpNet> = ips.iter().map(|(a, _)| *a).collect();
             masq::install(&mut sock, names, &own)?;

@@ -48,7 +48,7 @@ pub async fn ensure_bridge(
     let br = match existing {
         Some(l) => l,
         None => {
-            let mtu = (conf.mtu != 0).then_some(conf.mtu);
+            let mtu = (conf.veth.mtu != 0).then_some(conf.veth.mtu);
             host.add_bridge(name, mtu, false, Some(random_mac()))
                 .await
                 .map_err(internal)?;
@@ -114,7 +114,7 @@ pub async fn create_veth(
     mac: Option<[u8; 6]>,
 ) -> Result<Link, CniError> {
     // As the reference: the configured MTU, else the kernel default.
-    let hv = veth::add_pair(host, netns, names, ifname, conf.mtu, mac).await?;
+    let hv = veth::add_pair(host, netns, names, ifname, conf.veth.mtu, mac).await?;
     host.set_link(hv.index, true, None, Some(br.index))
         .await
         .map_err(internal)?;
@@ -357,13 +357,13 @@ pub fn install_rules(
     mac: Option<[u8; 6]>,
 ) -> Result<(), CniError> {
     let spoof = conf.macspoofchk && mac.is_some();
-    let masq = conf.ip_masq && !ips.is_empty();
+    let masq = conf.veth.ip_masq && !ips.is_empty();
     if !masq && !spoof {
         return Ok(());
     }
     release_rules(sock, names).map_err(nft_err)?;
     let mut ops = Vec::new();
-    if conf.ip_masq && !ips.is_empty() {
+    if conf.veth.ip_masq && !ips.is_empty() {
         skeleton::ensure(sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
         ops.extend(plan::masq_ops(names, ips));
     }
