@@ -77,12 +77,15 @@ fn ptp_portmap_chain_under_podman() {
 /// reference plugins when installed, and prints both wall times.
 fn under_podman(chain: &str, conflist: &dyn Fn(&Net) -> Value) {
     let test = format!("{chain} chain under podman");
-    if !privileged_or_skip(&test, TOOLS) || !podman_and_busybox_or_skip(&test) {
-        return;
-    }
+    // Serial from the probes on: the busybox probe writes an executable and
+    // runs it, and a fork by a parallel test in between would hold the file
+    // open for writing (exec fails with ETXTBSY).
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged_or_skip(&test, TOOLS) || !podman_and_busybox_or_skip(&test) {
+        return;
+    }
     let types = plugin_types(conflist);
     let ours = scenario(&ours_dir(), conflist);
     eprintln!("podman {chain} chain, weft plugins: {ours}");
