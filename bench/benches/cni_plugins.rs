@@ -18,7 +18,7 @@ mod cni_exec;
 use std::path::Path;
 use std::process::Command;
 
-use cni_exec::{REFERENCE, Rss, env_usize, exec, median, note_rss, ours_dir};
+use cni_exec::{REFERENCE, Rss, env_usize, exec, exec_floor, median, note_rss, ours_dir};
 use netsim::netns::{Netns, unique_prefix};
 use serde_json::{Value, json};
 
@@ -271,6 +271,10 @@ fn main() {
             None => println!("  {row:<16} {om:>12.2} {:>12} {:>8}", "n/a", "n/a"),
         }
     }
+    println!(
+        "  exec floor (/bin/true, fork + exec + wait4 as above): {:.2} ms",
+        exec_floor(iters).0
+    );
     let (fin, fout) = move_floor(9);
     let (oa, od) = (
         median(o.t.get_mut("hd_add").unwrap()),

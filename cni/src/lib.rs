@@ -1,5 +1,5 @@
-//! weft's CNI plugins (bridge, ptp, host-device, host-local, dhcp, portmap
-//! and the weft/flannel meta-plugin): spec types, IPAM store, the DHCP client
+//! weft's CNI plugins (bridge, ptp, host-device, host-local, dhcp, static,
+//! portmap, loopback, tuning and the weft/flannel meta-plugin): spec types, IPAM store, the DHCP client
 //! and daemon, and the netlink and nftables helpers they share.
 //!
 //! - [`skel`]: environment + stdin dispatch to a [`skel::Plugin`].

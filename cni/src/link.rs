@@ -13,7 +13,10 @@ use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, Link
 use crate::ns::{NetNs, NsError};
 
 mod addr;
+pub mod sync;
 mod vlan;
+
+pub use sync::SyncNetlink;
 
 /// Link errors.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,12 @@ pub struct Link {
     pub running: bool,
     /// `IFLA_IFALIAS`, if set.
     pub alias: Option<String>,
+    /// Promiscuous mode (`IFF_PROMISC`).
+    pub promisc: bool,
+    /// All-multicast mode (`IFF_ALLMULTI`).
+    pub allmulti: bool,
+    /// Transmit queue length.
+    pub txqlen: u32,
 }
 
 impl Link {
@@ -96,12 +105,16 @@ impl Link {
             up: m.header.flags.contains(LinkFlags::Up),
             running: m.header.flags.contains(LinkFlags::Running),
             alias: None,
+            promisc: m.header.flags.contains(LinkFlags::Promisc),
+            allmulti: m.header.flags.contains(LinkFlags::Allmulti),
+            txqlen: 0,
         };
         for a in &m.attributes {
             match a {
                 LinkAttribute::IfName(n) => l.name.clone_from(n),
                 LinkAttribute::Address(a) => l.mac.clone_from(a),
                 LinkAttribute::Mtu(v) => l.mtu = *v,
+                LinkAttribute::TxQueueLen(v) => l.txqlen = *v,
                 LinkAttribute::Controller(c) => l.master = Some(*c),
                 LinkAttribute::IfAlias(a) => l.alias = Some(a.clone()),
                 LinkAttribute::LinkInfo(infos) => {
@@ -134,6 +147,44 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *b = u8::from_str_radix(parts.next()?, 16).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// Link properties to change with [`Netlink::tune_link`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkTuning {
+    /// Hardware address.
+    pub mac: Option<[u8; 6]>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Promiscuous mode.
+    pub promisc: Option<bool>,
+    /// All-multicast mode.
+    pub allmulti: Option<bool>,
+    /// Transmit queue length.
+    pub txqlen: Option<u32>,
+}
+
+impl LinkTuning {
+    /// The `RTM_SETLINK` message of link `index` making these changes.
+    pub fn message(&self, index: u32) -> LinkMessage {
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(mac) = self.mac {
+            b = b.address(mac.to_vec());
+        }
+        if let Some(mtu) = self.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(p) = self.promisc {
+            b = b.promiscuous(p);
+        }
+        if let Some(a) = self.allmulti {
+            b = b.allmulticast(a);
+        }
+        if let Some(q) = self.txqlen {
+            b = b.txqueuelen(q);
+        }
+        b.build()
+    }
 }
 
 /// A route to install.
@@ -230,14 +281,20 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge (up), tolerating a concurrent creator.
+    /// Creates a bridge (up), tolerating a concurrent creator. A `mac`
+    /// given here is the bridge's for good: the kernel no longer replaces it
+    /// with the lowest port address as ports come and go.
     pub async fn add_bridge(
         &self,
         name: &str,
         mtu: Option<u32>,
         vlan_filtering: bool,
+        mac: Option<[u8; 6]>,
     ) -> Result<(), LinkError> {
         let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
         if vlan_filtering {
             b = b.vlan_filtering(true);
         }
@@ -332,6 +389,27 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl_err(format!("set link {index}")))
+    }
+
+    /// Changes the given properties of a link in one request (`None`
+    /// leaves a property alone).
+    pub async fn tune_link(&self, index: u32, t: &LinkTuning) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .set(t.message(index))
+            .execute()
+            .await
+            .map_err(nl_err(format!("set link {index}")))
+    }
+
+    /// Sets a link administratively down.
+    pub async fn set_link_down(&self, index: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).down().build())
+            .execute()
+            .await
+            .map_err(nl_err(format!("set link {index} down")))
     }
 
     /// Bridge port options: hairpin and isolation.

@@ -10,6 +10,7 @@
 
 mod conntrack;
 pub mod expr;
+pub mod gc;
 mod nla;
 pub mod skeleton;
 mod socket;
@@ -31,6 +32,7 @@ const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
@@ -399,6 +401,15 @@ pub enum Owned {
         /// Chain.
         chain: String,
     },
+    /// Who the owner chain belongs to (for GC): nothing to release.
+    Attachment {
+        /// Network name.
+        network: String,
+        /// Container id.
+        container_id: String,
+        /// Interface name (empty for per-container state).
+        ifname: String,
+    },
 }
 
 const OWNED_VERSION: u8 = 1;
@@ -425,6 +436,16 @@ impl Owned {
                 put_str(&mut v, &table.name);
                 put_str(&mut v, chain);
             }
+            Self::Attachment {
+                network,
+                container_id,
+                ifname,
+            } => {
+                v.push(3);
+                put_str(&mut v, network);
+                put_str(&mut v, container_id);
+                put_str(&mut v, ifname);
+            }
         }
         v
     }
@@ -442,6 +463,17 @@ impl Owned {
             return None;
         }
         let (&kind, rest) = rest.split_first()?;
+        if kind == 3 {
+            let mut rest = rest;
+            let network = take_str(&mut rest)?.to_string();
+            let container_id = take_str(&mut rest)?.to_string();
+            let ifname = take_str(&mut rest)?.to_string();
+            return rest.is_empty().then_some(Self::Attachment {
+                network,
+                container_id,
+                ifname,
+            });
+        }
         let (&fam, mut rest) = rest.split_first()?;
         let family = Family::from_u8(fam)?;
         let table = Table {
@@ -499,6 +531,7 @@ pub fn release_ops(table: &Table, owner_chain: &str, owned: &[Owned]) -> Vec<Op>
                 }
             }
             Owned::Chain { table, chain } => chains.push((table.clone(), chain.clone())),
+            Owned::Attachment { .. } => {}
         }
     }
     chains.push((table.clone(), owner_chain.to_string()));

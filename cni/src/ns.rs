@@ -54,6 +54,14 @@ impl NetNs {
         &self.file
     }
 
+    /// Moves the calling thread into this namespace for good. For plugins
+    /// whose whole work happens in the container's namespace (loopback,
+    /// tuning): no worker thread to start. Call it before opening sockets
+    /// or starting a runtime; files are unaffected (another namespace kind).
+    pub fn enter(&self) -> Result<(), NsError> {
+        nix::sched::setns(&self.file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(NsError::Enter)
+    }
+
     /// Runs `f` on a new thread inside this namespace and returns its result.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NsError> {
         std::thread::scope(|s| {

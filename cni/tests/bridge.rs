@@ -281,23 +281,19 @@ fn failures_do_not_leak() {
     assert!(lab.leases("fnet").is_empty());
 
     // a malformed config is an error JSON (code 6), not a panic
-    let r = rt.exec_raw(
+    let r = rt.add_raw(
         "bridge",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("eth0")),
-            ("CNI_NETNS", Some("/x")),
-        ],
+        "x",
+        "eth0",
+        "/x",
         b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"bridge\",\"mtu\":\"big\"}",
     );
     assert_eq!(r.code(), Some(6), "{r:?}");
-    let r = rt.exec_raw(
+    let r = rt.add_raw(
         "bridge",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("eth0")),
-            ("CNI_NETNS", Some("/x")),
-        ],
+        "x",
+        "eth0",
+        "/x",
         b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"bridge\",\"vlan\":5000}",
     );
     assert_eq!(r.code(), Some(7), "{r:?}");
@@ -315,7 +311,7 @@ fn options_take_effect() {
     let lab = Lab::new("cn");
     let rt = Runtime::ours().in_netns(&lab.host_name());
     let (p1, p2, p3) = (lab.pod(1), lab.pod(2), lab.pod(3));
-    let opts = json!({"isGateway": true, "mtu": 1400, "promiscMode": true, "hairpinMode": true,
+    let opts = json!({"isGateway": true, "mtu": 1400, "hairpinMode": true,
         "portIsolation": true, "macspoofchk": true, "capabilities": {"mac": true}});
     let c = single(&lab, "onet", "cno0", "10.54.0.0/24", opts);
     let a1 = Attachment::new("o1", "eth0")
@@ -334,8 +330,6 @@ fn options_take_effect() {
         eth.contains("mtu 1400") && eth.contains("02:42:0a:36:00:11"),
         "{eth}"
     );
-    let br = link_detail(&lab.host, "cno0");
-    assert!(br.contains("PROMISC"), "{br}");
     let hv = link_detail(&lab.host, r1["interfaces"][1]["name"].as_str().unwrap());
     assert!(
         hv.contains("hairpin on") && hv.contains("isolated on"),
@@ -360,7 +354,7 @@ fn options_take_effect() {
         "o6net",
         "cno6",
         "10.55.0.0/24",
-        json!({"disableContainerInterface": true}),
+        json!({"disableContainerInterface": true, "promiscMode": true}),
     );
     c6["ipam"]["ranges"] = json!([[{"subnet": "fd55::/64"}]]);
     let a3 = Attachment::new("o3", "eth0").with_netns(Some(&netns_path(&p3)));
@@ -368,6 +362,8 @@ fn options_take_effect() {
     let eth =
         String::from_utf8_lossy(&p3.ip(&["addr", "show", "eth0"]).unwrap().stdout).to_string();
     assert!(eth.contains("state DOWN") && !eth.contains("fd55"), "{eth}");
+    let br = link_detail(&lab.host, "cno6");
+    assert!(br.contains("PROMISC"), "{br}");
     rt.del(&c6, &a3, None).expect_ok("DEL");
     let mut c6 = single(&lab, "o6net", "cno6", "10.55.0.0/24", json!({}));
     c6["ipam"]["ranges"] = json!([[{"subnet": "fd55::/64"}]]);

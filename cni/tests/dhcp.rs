@@ -462,7 +462,7 @@ fn drop_in_with_reference_bridge_and_reference_dhcp() {
             .expect_ok(&format!("CHECK {cid}"));
         rt.del(&conf, &att, Some(&r))
             .expect_ok(&format!("DEL {cid}"));
-        let gone = wait_until(Duration::from_secs(if released { 10 } else { 1 }), || {
+        let gone = wait_until(Duration::from_secs(if released { 5 } else { 1 }), || {
             lab.lease_of(&id).is_none()
         });
         assert_eq!(

@@ -239,15 +239,7 @@ fn failed_add_gives_the_device_back_and_errors_are_coded() {
         &att,
     );
     assert_eq!(r.code(), Some(2), "{}", r.stdout);
-    let r = rt.exec_raw(
-        "host-device",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("net1")),
-            ("CNI_NETNS", Some(&netns_path(&pod))),
-        ],
-        b"[",
-    );
+    let r = rt.add_raw("host-device", "x", "net1", &netns_path(&pod), b"[");
     assert_eq!(r.code(), Some(6), "{}", r.stdout);
     // DEL while another link took the host name: refused, the device stays
     // in the pod, and a retry after the name is free succeeds.

@@ -247,15 +247,7 @@ fn failed_add_leaves_nothing_and_errors_are_coded() {
         &att,
     );
     assert_eq!(r.code(), Some(7), "{}", r.stdout);
-    let r = rt.exec_raw(
-        "ptp",
-        &[
-            ("CNI_CONTAINERID", Some("x")),
-            ("CNI_IFNAME", Some("eth0")),
-            ("CNI_NETNS", Some(&netns_path(&pod))),
-        ],
-        b"{not json",
-    );
+    let r = rt.add_raw("ptp", "x", "eth0", &netns_path(&pod), b"{not json");
     assert_eq!(r.code(), Some(6), "{}", r.stdout);
     // an existing ifname: the second ADD fails and the first stays intact
     let good = conf("1.0.0", &lab, "10.63.1.0/24", "fd63::/64", json!({}));

@@ -207,7 +207,7 @@ impl MasqTable {
         if self.sock.table_userdata(&table())?.as_deref() != Some(marker.as_slice()) {
             return Ok(false);
         }
-        Ok(self.sock.rule_count(&table(), CHAIN)? == want)
+        Ok(self.sock.plain_rules(&table(), CHAIN)? == want)
     }
 
     /// Reinstalls the table when it is not intact; returns whether it did.

@@ -28,12 +28,21 @@ fn cluster_with_etcd(tag: &str, nodes: u8, network: &str) -> (Cluster, Etcd) {
     (c, etcd)
 }
 
-/// weftd's config for node `n`: no pod_cidr, no cluster_cidr, no mode.
-fn leased_config(n: u8) -> String {
+/// weftd's config for node `n`: no pod_cidr, no cluster_cidr, no mode;
+/// etcd at `endpoints`; the CNI files in the test's directory.
+fn config_with(c: &Cluster, n: u8, endpoints: &str) -> String {
+    let files = c.dir.join(format!("n{n}-cni"));
     format!(
-        "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\n\n[subnet]\netcd_endpoints = [\"http://{ETCD_IP}:2379\"]\n",
-        underlay(n)
+        "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\nip_masq = false\n\n[subnet]\netcd_endpoints = [{endpoints}]\n\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\n",
+        underlay(n),
+        files.join("net.d").display().to_string(),
+        files.join("subnet.env").display().to_string()
     )
+}
+
+/// [`config_with`] the single etcd.
+fn leased_config(c: &Cluster, n: u8) -> String {
+    config_with(c, n, &format!("\"http://{ETCD_IP}:2379\""))
 }
 
 /// The subnet key (e.g. `10.244.7.0-24`) and value of node `n`'s lease.
@@ -158,7 +167,7 @@ fn vxlan_leases_routes_and_failures() {
         ],
     );
     for n in [1u8, 2] {
-        let w = c.spawn_weftd(n, &leased_config(n));
+        let w = c.spawn_weftd(n, &leased_config(&c, n));
         c.nodes[usize::from(n - 1)].weftd = Some(w);
     }
     let all = |skip: u8| -> Vec<String> {
@@ -281,7 +290,7 @@ fn vxlan_leases_routes_and_failures() {
     // SIGTERM leaves the lease; a restart gets the same subnet back.
     c.stop_weftd(1);
     assert_eq!(lease_of(&etcd, 1).unwrap().0, "10.244.1.0-24");
-    let w = c.spawn_weftd(1, &leased_config(1));
+    let w = c.spawn_weftd(1, &leased_config(&c, 1));
     c.nodes[0].weftd = Some(w);
     wait_routes(&c, 1, &all(1), true, Duration::from_secs(20));
     assert_eq!(lease_of(&etcd, 1).unwrap().0, "10.244.1.0-24");
@@ -300,7 +309,7 @@ fn host_gw_fresh_leases_are_distinct_and_routed() {
         r#"{"Network":"10.50.0.0/16","SubnetMin":"10.50.10.0","SubnetMax":"10.50.20.0","Backend":{"Type":"host-gw"}}"#,
     );
     for n in [1u8, 2] {
-        let w = c.spawn_weftd(n, &leased_config(n));
+        let w = c.spawn_weftd(n, &leased_config(&c, n));
         c.nodes[usize::from(n - 1)].weftd = Some(w);
     }
     let (k1, v1) = wait_lease(&etcd, 1, &c);
@@ -330,6 +339,13 @@ fn host_gw_fresh_leases_are_distinct_and_routed() {
     );
     assert_ping(&c, 1, &format!("{b2}.2"));
     assert_ping(&c, 2, &format!("{b1}.2"));
+    // The node files follow the lease: flannel's subnet.env and the
+    // conflist's host-local range.
+    let env = std::fs::read_to_string(c.dir.join("n1-cni/subnet.env")).unwrap();
+    assert!(env.contains("FLANNEL_NETWORK=10.50.0.0/16"), "{env}");
+    assert!(env.contains(&format!("FLANNEL_SUBNET={b1}.1/24")), "{env}");
+    let conf = std::fs::read_to_string(c.dir.join("n1-cni/net.d/10-weft.conflist")).unwrap();
+    assert!(conf.contains(&format!("{b1}.0/24")), "{conf}");
     running(&mut c, 1);
     etcd.stop();
 }
@@ -381,11 +397,7 @@ fn one_of_three_etcd_members_killed_changes_nothing() {
         .map(|m| format!("\"http://{}:2379\"", m.ip))
         .collect();
     for n in [1u8, 2] {
-        let cfg = format!(
-            "node_name = \"node-{n}\"\nunderlay_ip = \"{}\"\n\n[subnet]\netcd_endpoints = [{}]\n",
-            underlay(n),
-            endpoints.join(", ")
-        );
+        let cfg = config_with(&c, n, &endpoints.join(", "));
         let w = c.spawn_weftd(n, &cfg);
         c.nodes[usize::from(n - 1)].weftd = Some(w);
     }

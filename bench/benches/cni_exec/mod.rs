@@ -87,7 +87,7 @@ pub fn exec(
         .unwrap()
         .read_to_end(&mut stderr)
         .unwrap();
-    let (status, maxrss) = wait4(child.id());
+    let (status, maxrss, _) = wait4(child.id());
     let took = start.elapsed();
     let v: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
     assert!(
@@ -105,7 +105,7 @@ pub fn exec(
 /// at least this (bigger) process's peak. A forked child only carries our
 /// anonymous pages, well below any plugin's own peak.
 #[allow(unsafe_code)]
-fn force_fork(c: &mut Command) {
+pub fn force_fork(c: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the hook does nothing (async-signal-safe); it only makes std
     // take the fork path.
@@ -114,16 +114,42 @@ fn force_fork(c: &mut Command) {
     }
 }
 
-/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB).
+/// Reaps `pid` with wait4(2): (wait status, ru_maxrss in KiB, user+system
+/// CPU time of the process and the children it waited for).
 #[allow(unsafe_code)]
-fn wait4(pid: u32) -> (i32, i64) {
+pub fn wait4(pid: u32) -> (i32, i64, Duration) {
     let pid = libc::pid_t::try_from(pid).unwrap();
     let mut status = 0;
     // SAFETY: rusage is plain old data; wait4 fills it for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    (status, ru.ru_maxrss)
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    (status, ru.ru_maxrss, tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
+/// The exec floor: medians of `n` fork + exec + wait4 of `/bin/true`,
+/// spawned the way [`exec`] spawns a plugin: (wall ms, CPU ms). Everything
+/// a plugin costs above it is its own.
+#[allow(clippy::zombie_processes)] // reaped by `wait4`
+pub fn exec_floor(n: usize) -> (f64, f64) {
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut c = Command::new("/bin/true");
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        force_fork(&mut c);
+        let start = Instant::now();
+        let child = c.spawn().unwrap();
+        let (_, _, t) = wait4(child.id());
+        wall.push(start.elapsed().as_secs_f64() * 1e3);
+        cpu.push(t.as_secs_f64() * 1e3);
+    }
+    (median(&mut wall), median(&mut cpu))
 }
 
 /// Max RSS per "plugin COMMAND" over a run.

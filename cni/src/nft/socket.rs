@@ -3,8 +3,8 @@
 
 use super::nla::{self, MsgBuf, NLM_F_DUMP, NLM_F_REQUEST};
 use super::{
-    NFT_MSG_GETRULE, NFT_MSG_GETTABLE, NftError, Op, Owned, SUBSYS_NFTABLES, Table, conntrack,
-    encode_batch,
+    NFT_MSG_GETRULE, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE, NftError, Op, Owned, SUBSYS_NFTABLES,
+    Table, conntrack, encode_batch,
 };
 
 /// A netfilter netlink socket in the network namespace it was opened in.
@@ -216,8 +216,103 @@ impl NfSocket {
         Ok(out)
     }
 
-    /// How many rules `chain` of `table` holds (0 when either is missing).
-    pub fn rule_count(&mut self, table: &Table, chain: &str) -> Result<usize, NftError> {
+    /// Every rule of `table` whose chain name starts with `prefix`, grouped
+    /// by chain in dump order: (chain, decoded owner records, number of
+    /// rules that are not owner records).
+    pub fn chains(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<Owned>, usize)>, NftError> {
+        let msgs = self.dump(|m, seq| {
+            m.begin(
+                (SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                table.family as u8,
+                0,
+            );
+            m.put_str(1, &table.name);
+            m.end();
+        })?;
+        let mut out: Vec<(String, Vec<Owned>, usize)> = Vec::new();
+        for p in &msgs {
+            let attrs = p.get(4..).unwrap_or_default();
+            let Some(chain) = nla::find(attrs, 2).map(nla::as_str) else {
+                continue;
+            };
+            if !chain.starts_with(prefix) {
+                continue;
+            }
+            let rec = nla::find(attrs, 7).and_then(Owned::decode);
+            let i = match out.iter().position(|(c, _, _)| *c == chain) {
+                Some(i) => i,
+                None => {
+                    out.push((chain, Vec::new(), 0));
+                    out.len() - 1
+                }
+            };
+            match rec {
+                Some(o) => out[i].1.push(o),
+                None => out[i].2 += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The element of `set` with `key` as the kernel reports it (its raw
+    /// attributes, which hold the verdict's chain name), or `None` when
+    /// there is no such element (or set).
+    pub fn elem(
+        &mut self,
+        table: &Table,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, NftError> {
+        let seq = self.next_seq(1);
+        let mut m = MsgBuf::default();
+        m.begin(
+            (SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            NLM_F_REQUEST,
+            seq,
+            table.family as u8,
+            0,
+        );
+        m.put_str(1, &table.name);
+        m.put_str(2, set);
+        m.nest(3);
+        m.nest(1);
+        m.nest(1);
+        m.put(1, key);
+        m.nest_end();
+        m.nest_end();
+        m.nest_end();
+        m.end();
+        self.sock.send(m.bytes(), 0)?;
+        loop {
+            self.recv(0)?;
+            for msg in nla::messages(&self.buf) {
+                if msg.seq != seq {
+                    continue;
+                }
+                if msg.ty == nla::NLMSG_ERROR {
+                    return match nla::error_code(msg.payload).map_or(0, |(e, _)| e) {
+                        libc::ENOENT => Ok(None),
+                        0 => Ok(Some(Vec::new())),
+                        errno => Err(NftError::Kernel {
+                            op: format!("get element of {set}"),
+                            errno,
+                        }),
+                    };
+                }
+                return Ok(Some(msg.payload.to_vec()));
+            }
+        }
+    }
+
+    /// The number of rules of `chain` that are not owner records (0 when
+    /// the chain does not exist): a dump of that chain only.
+    pub fn plain_rules(&mut self, table: &Table, chain: &str) -> Result<usize, NftError> {
         let msgs = self.dump(|m, seq| {
             m.begin(
                 (SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
@@ -232,12 +327,9 @@ impl NfSocket {
         })?;
         Ok(msgs
             .iter()
-            .filter(|p| {
-                nla::find(p.get(4..).unwrap_or_default(), 2)
-                    .map(nla::as_str)
-                    .as_deref()
-                    == Some(chain)
-            })
+            .map(|p| p.get(4..).unwrap_or_default())
+            .filter(|a| nla::find(a, 2).map(nla::as_str).as_deref() == Some(chain))
+            .filter(|a| nla::find(a, 7).and_then(Owned::decode).is_none())
             .count())
     }
 

@@ -14,6 +14,13 @@ fn owner_records_round_trip() {
     };
     assert_eq!(Owned::decode(&e.encode()), Some(e.clone()));
     assert_eq!(Owned::decode(&c.encode()), Some(c.clone()));
+    let a = Owned::Attachment {
+        network: "net".into(),
+        container_id: "c1".into(),
+        ifname: "eth0".into(),
+    };
+    assert_eq!(Owned::decode(&a.encode()), Some(a.clone()));
+    assert!(release_ops(&t, "cn-m-1", std::slice::from_ref(&a)).len() == 2);
     assert_eq!(Owned::decode(b"garbage"), None);
     for cut in 0..e.encode().len() {
         let _ = Owned::decode(&e.encode()[..cut]);

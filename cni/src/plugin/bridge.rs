@@ -18,9 +18,9 @@ use ipnet::IpNet;
 use crate::delegate;
 use crate::error::CniError;
 use crate::link::{self, Netlink};
-use crate::nft::NfSocket;
+use crate::nft::{self, NfSocket};
 use crate::ns::NetNs;
-use crate::plugin::{netns, veth};
+use crate::plugin::{netns, verify, veth};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::{CniResult, Interface, IpConfig, Route};
 use config::BridgeConf;
@@ -175,29 +175,15 @@ impl Bridge {
             .ok()
             .flatten()
             .unwrap_or_else(|| br.clone());
-        let netns_path = inv
-            .netns
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        result.interfaces = vec![
-            Interface {
-                name: br_now.name.clone(),
-                mac: link::format_mac(&br_now.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: hv.name.clone(),
-                mac: link::format_mac(&hv.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: inv.ifname.clone(),
-                mac: link::format_mac(&ci.mac),
-                sandbox: netns_path,
-                ..Default::default()
-            },
-        ];
+        let netns_path = verify::sandbox(inv.netns.as_deref());
+        let bridge = Interface {
+            name: br_now.name.clone(),
+            mac: link::format_mac(&br_now.mac),
+            ..Default::default()
+        };
+        result.interfaces = std::iter::once(bridge)
+            .chain(veth::result_interfaces(hv, &inv.ifname, &ci, netns_path))
+            .collect();
         Ok(result)
     }
 }
@@ -253,6 +239,26 @@ impl Plugin for Bridge {
 
     fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
         let _ = load(inv)?;
+        let valid = crate::spec::valid_attachments(&inv.stdin)?;
+        let keep = |cid: &str, ifname: &str| valid.iter().any(|(c, i)| c == cid && i == ifname);
+        let mut sock = NfSocket::open().map_err(|e| CniError::internal(e.to_string(), ""))?;
+        let mut ops = Vec::new();
+        for (table, prefix) in [
+            (
+                nft::skeleton::inet_table(),
+                crate::plugin::names::MASQ_PREFIX,
+            ),
+            (
+                nft::skeleton::bridge_table(),
+                crate::plugin::names::SPOOF_PREFIX,
+            ),
+        ] {
+            let (o, _) = nft::gc::stale_ops(&mut sock, &table, prefix, &inv.net.name, &keep)
+                .map_err(|e| CniError::internal(format!("GC of ipMasq/macspoofchk: {e}"), ""))?;
+            ops.extend(o);
+        }
+        nft::gc::apply_release(&mut sock, &ops)
+            .map_err(|e| CniError::internal(format!("GC of ipMasq/macspoofchk: {e}"), ""))?;
         match inv.net.ipam_type() {
             Some(t) => delegate::exec_gc(t, &inv.stdin, inv),
             None => Ok(()),

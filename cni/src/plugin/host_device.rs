@@ -20,7 +20,7 @@ use crate::link::{self, Link, Netlink};
 use crate::ns::NetNs;
 use crate::plugin::bridge::attach::configure_container;
 use crate::plugin::bridge::plan::AddrPlan;
-use crate::plugin::netns;
+use crate::plugin::{netns, verify};
 use crate::skel::{Invocation, Plugin};
 use crate::spec::{CniResult, Interface, IpConfig};
 use config::{HostDeviceConf, HostState, Selector};
@@ -143,10 +143,7 @@ async fn move_out(
 }
 
 fn sandbox(inv: &Invocation) -> String {
-    inv.netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+    verify::sandbox(inv.netns.as_deref())
 }
 
 impl HostDevice {
@@ -359,34 +356,7 @@ impl Plugin for HostDevice {
                         inv.ifname
                     ))
                 })?;
-            if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&link::format_mac(&dev.mac)) {
-                return Err(internal(format!(
-                    "Interface {} Mac {} doesn't match container Mac: {}",
-                    inv.ifname,
-                    want.mac,
-                    link::format_mac(&dev.mac)
-                )));
-            }
-            let have = cont.prefixes(dev.index).await.map_err(internal)?;
-            if let Some(ip) = prev.ips.iter().find(|ip| !have.contains(&ip.address)) {
-                return Err(internal(format!(
-                    "Failed to match addr {} on interface {}",
-                    ip.address, inv.ifname
-                )));
-            }
-            let routes = cont.routes_via(dev.index).await.map_err(internal)?;
-            for r in &prev.routes {
-                if !routes
-                    .iter()
-                    .any(|(d, g)| *d == r.dst && (r.gw.is_none() || *g == r.gw))
-                {
-                    return Err(internal(format!(
-                        "Failed to match route {} on interface {}",
-                        r.dst, inv.ifname
-                    )));
-                }
-            }
-            Ok(())
+            verify::interface_matches(&cont, &dev, want, &prev, "").await
         })
     }
 

@@ -72,6 +72,7 @@ pub fn masq_ops(names: &Names, ips: &[IpNet]) -> Vec<Op> {
         let el = (key, Some(Verdict::Jump(chain.clone())));
         if v6 { elems6.push(el) } else { elems4.push(el) }
     }
+    owned.push(names.owner.clone());
     ops.extend(owner_records(&t, &chain, &owned));
     for (set, elems) in [(MASQ4, elems4), (MASQ6, elems6)] {
         if !elems.is_empty() {
@@ -155,7 +156,8 @@ mod tests {
                 )
             })
             .count();
-        assert_eq!(records, 2);
+        // one per element, one naming the attachment
+        assert_eq!(records, 3);
         let rules = ops
             .iter()
             .filter(|o| matches!(o, Op::AddRule { userdata: None, .. }))

@@ -2,7 +2,12 @@
 //! ifname) creates, so DEL and a failed ADD find everything without
 //! prevResult or on-disk state.
 
-use crate::nft::owner_id;
+use crate::nft::{Owned, owner_id};
+
+/// Name prefix of the per-pod ipMasq chains.
+pub const MASQ_PREFIX: &str = "cn-m-";
+/// Name prefix of the per-pod macspoofchk chains.
+pub const SPOOF_PREFIX: &str = "cn-s-";
 
 /// Deterministic names of everything one attachment creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +18,8 @@ pub struct Names {
     pub masq_chain: String,
     /// Per-pod macspoofchk chain (bridge table).
     pub spoof_chain: String,
+    /// The attachment, recorded in the owner chains for GC.
+    pub owner: Owned,
 }
 
 impl Names {
@@ -21,8 +28,13 @@ impl Names {
         let id = owner_id(&[net, cid, ifname]);
         Self {
             host_veth: format!("veth{}", &id[..8]),
-            masq_chain: format!("cn-m-{id}"),
-            spoof_chain: format!("cn-s-{id}"),
+            masq_chain: format!("{MASQ_PREFIX}{id}"),
+            spoof_chain: format!("{SPOOF_PREFIX}{id}"),
+            owner: Owned::Attachment {
+                network: net.to_string(),
+                container_id: cid.to_string(),
+                ifname: ifname.to_string(),
+            },
         }
     }
 }

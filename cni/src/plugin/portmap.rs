@@ -65,11 +65,10 @@ fn release(sock: &mut NfSocket, names: &PmNames) -> Result<Vec<u16>, NftError> {
         return Ok(Vec::new());
     }
     let udp = plan::owned_udp_ports(&owned);
-    match sock.apply(&nft::release_ops(&t, &names.dnat_chain, &owned)) {
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(udp),
-        Err(e) => Err(e),
-        Ok(()) => Ok(udp),
-    }
+    // Op by op when something is already gone (a concurrent DEL, or state
+    // removed by hand): what is left still goes.
+    nft::gc::apply_release(sock, &nft::release_ops(&t, &names.dnat_chain, &owned))?;
+    Ok(udp)
 }
 
 fn flush_udp(sock: &mut NfSocket, ports: &[u16]) -> Result<(), CniError> {
@@ -131,7 +130,12 @@ impl Plugin for PortMap {
         let old_udp = release(&mut sock, &names).map_err(nft_err)?;
         if !p.ops.is_empty() {
             skeleton::ensure(&mut sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
-            sock.apply(&p.ops).map_err(nft_err)?;
+            match sock.apply(&p.ops) {
+                Err(e) if e.errno() == Some(libc::EEXIST) && reclaim(&mut sock, &names, &p.ops) => {
+                    sock.apply(&p.ops).map_err(nft_err)?;
+                }
+                r => r.map_err(nft_err)?,
+            }
         }
         if p.localnet {
             // The host-side interfaces of the previous result (bridge, host
@@ -193,16 +197,110 @@ impl Plugin for PortMap {
             return Ok(());
         }
         let mut sock = NfSocket::open().map_err(nft_err)?;
-        if sock
-            .owned(&skeleton::inet_table(), &names.dnat_chain)
-            .map_err(nft_err)?
-            .is_empty()
-        {
-            return Err(CniError::internal(
-                format!("portmap rules for container {} missing", inv.container_id),
-                "",
-            ));
-        }
-        Ok(())
+        verify(&mut sock, &names, &p.ops).map_err(|why| {
+            CniError::internal(
+                format!(
+                    "portmap state of container {} does not match its config",
+                    inv.container_id
+                ),
+                why,
+            )
+        })
     }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), CniError> {
+        let _ = load(inv)?;
+        let valid = crate::spec::valid_attachments(&inv.stdin)?;
+        let keep = |cid: &str, _: &str| valid.iter().any(|(c, _)| c == cid);
+        let mut sock = NfSocket::open().map_err(nft_err)?;
+        let (ops, released) = nft::gc::stale_ops(
+            &mut sock,
+            &skeleton::inet_table(),
+            plan::DNAT_PREFIX,
+            &inv.net.name,
+            &keep,
+        )
+        .map_err(nft_err)?;
+        nft::gc::apply_release(&mut sock, &ops).map_err(nft_err)?;
+        flush_udp(&mut sock, &plan::owned_udp_ports(&released))
+    }
+}
+
+/// Deletes map elements of the plan that already lead to this container's
+/// chains (left behind when its owner records were removed by hand).
+/// Returns whether anything was deleted.
+fn reclaim(sock: &mut NfSocket, names: &PmNames, ops: &[nft::Op]) -> bool {
+    let mut del = Vec::new();
+    for op in ops {
+        if let nft::Op::AddElems { table, set, elems } = op {
+            for (key, _) in elems {
+                let ours = |b: &[u8], c: &str| b.windows(c.len()).any(|w| w == c.as_bytes());
+                if let Ok(Some(got)) = sock.elem(table, set, key) {
+                    if ours(&got, &names.dnat_chain) || ours(&got, &names.post_chain) {
+                        del.push(nft::Op::DelElems {
+                            table: table.clone(),
+                            set: set.clone(),
+                            keys: vec![key.clone()],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if del.is_empty() {
+        return false;
+    }
+    // The masquerade chain is refilled by the retried ADD.
+    del.push(nft::Op::FlushChain {
+        table: skeleton::inet_table(),
+        chain: names.post_chain.clone(),
+    });
+    nft::gc::apply_release(sock, &del).is_ok()
+}
+
+/// Compares the kernel with what ADD installs: every map element present
+/// and pointing at the pod's chain, and the pod's chains holding the
+/// planned number of rules. Returns what is missing.
+fn verify(sock: &mut NfSocket, names: &PmNames, ops: &[nft::Op]) -> Result<(), String> {
+    let e = |x: NftError| x.to_string();
+    let t = skeleton::inet_table();
+    if sock.owned(&t, &names.dnat_chain).map_err(e)?.is_empty() {
+        return Err(format!("chain {} missing", names.dnat_chain));
+    }
+    let mut want_rules: Vec<(&str, usize)> = Vec::new();
+    for op in ops {
+        match op {
+            nft::Op::AddElems { table, set, elems } => {
+                for (key, verdict) in elems {
+                    let got = sock.elem(table, set, key).map_err(e)?;
+                    let Some(got) = got else {
+                        return Err(format!("element of map {set} missing"));
+                    };
+                    let target = match verdict {
+                        Some(nft::Verdict::Goto(c) | nft::Verdict::Jump(c)) => c.as_str(),
+                        _ => continue,
+                    };
+                    if !got.windows(target.len()).any(|w| w == target.as_bytes()) {
+                        return Err(format!("element of map {set} does not lead to {target}"));
+                    }
+                }
+            }
+            nft::Op::AddRule {
+                chain,
+                userdata: None,
+                ..
+            } => match want_rules.iter_mut().find(|(c, _)| *c == chain.as_str()) {
+                Some(w) => w.1 += 1,
+                None => want_rules.push((chain.as_str(), 1)),
+            },
+            _ => {}
+        }
+    }
+    for (chain, want) in want_rules {
+        let have = sock.plain_rules(&t, chain).map_err(e)?;
+        if have != want {
+            return Err(format!("chain {chain} has {have} rules, {want} expected"));
+        }
+    }
+    Ok(())
 }

@@ -17,13 +17,13 @@ use serde::Deserialize;
 
 use crate::delegate;
 use crate::error::CniError;
-use crate::link::{self, Link, Netlink, RouteSpec};
+use crate::link::{Link, Netlink, RouteSpec};
 use crate::nft::NfSocket;
 use crate::ns::NetNs;
 use crate::plugin::names::Names;
-use crate::plugin::{masq, netns, veth};
+use crate::plugin::{masq, netns, verify, veth};
 use crate::skel::{Invocation, Plugin};
-use crate::spec::{CniResult, Interface, IpConfig};
+use crate::spec::{CniResult, IpConfig};
 use plan::{PlannedRoute, PtpPlan};
 
 /// The ptp plugin.
@@ -34,15 +34,9 @@ pub struct Ptp;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PtpConf {
-    /// Masquerade traffic from the pod leaving its subnet.
-    #[serde(default)]
-    pub ip_masq: bool,
-    /// Accepted for compatibility (`iptables`/`nftables`); nftables is used.
-    #[serde(default)]
-    pub ip_masq_backend: Option<String>,
-    /// MTU of both veth ends (0: kernel default).
-    #[serde(default)]
-    pub mtu: u32,
+    /// `ipMasq`, `ipMasqBackend`, `mtu`.
+    #[serde(flatten)]
+    pub veth: veth::VethKeys,
 }
 
 fn internal(e: impl std::fmt::Display) -> CniError {
@@ -118,7 +112,7 @@ impl Ptp {
         let host = Netlink::connect().map_err(internal)?;
         let cont = Netlink::connect_in(ns).map_err(internal)?;
         veth::ensure_absent(&cont, &inv.ifname).await?;
-        let hv = veth::add_pair(&host, ns, names, &inv.ifname, conf.mtu, None).await?;
+        let hv = veth::add_pair(&host, ns, names, &inv.ifname, conf.veth.mtu, None).await?;
         let mut leased = false;
         let r = self
             .attach(inv, conf, ipam, (&host, &cont), &hv, names, &mut leased)
@@ -169,7 +163,7 @@ impl Ptp {
             ips.iter().any(|(a, _)| a.addr().is_ipv6()),
         )?;
         apply(host, cont, hv, &ci, &p).await?;
-        if conf.ip_masq {
+        if conf.veth.ip_masq {
             let mut sock = NfSocket::open().map_err(internal)?;
             let own: Vec<IpNet> = ips.iter().map(|(a, _)| *a).collect();
             masq::install(&mut sock, names, &own)?;
@@ -186,24 +180,8 @@ impl Ptp {
         if let Some(dns) = inv.net.dns.as_ref().filter(|d| **d != Default::default()) {
             result.dns = dns.clone();
         }
-        let sandbox = inv
-            .netns
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        result.interfaces = vec![
-            Interface {
-                name: hv.name.clone(),
-                mac: link::format_mac(&hv.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: inv.ifname.clone(),
-                mac: link::format_mac(&ci.mac),
-                sandbox,
-                ..Default::default()
-            },
-        ];
+        let sandbox = verify::sandbox(inv.netns.as_deref());
+        result.interfaces = veth::result_interfaces(hv, &inv.ifname, &ci, sandbox).into();
         Ok(result)
     }
 }
@@ -245,11 +223,7 @@ impl Plugin for Ptp {
             .net
             .prev()?
             .ok_or_else(|| internal("ptp: Required prevResult missing"))?;
-        let sandbox = inv
-            .netns
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let sandbox = verify::sandbox(inv.netns.as_deref());
         let want = prev
             .interfaces
             .iter()
@@ -277,36 +251,7 @@ impl Plugin for Ptp {
                     inv.ifname
                 )));
             }
-            if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&link::format_mac(&ci.mac)) {
-                return Err(internal(format!(
-                    "ptp: Interface {} Mac {} doesn't match container Mac: {}",
-                    inv.ifname,
-                    want.mac,
-                    link::format_mac(&ci.mac)
-                )));
-            }
-            let have = cont.prefixes(ci.index).await.map_err(internal)?;
-            for ip in &prev.ips {
-                if !have.contains(&ip.address) {
-                    return Err(internal(format!(
-                        "Failed to match addr {} on interface {}",
-                        ip.address, inv.ifname
-                    )));
-                }
-            }
-            let routes = cont.routes_via(ci.index).await.map_err(internal)?;
-            for r in &prev.routes {
-                if !routes
-                    .iter()
-                    .any(|(d, g)| *d == r.dst && (r.gw.is_none() || *g == r.gw))
-                {
-                    return Err(internal(format!(
-                        "Failed to match route {} on interface {}",
-                        r.dst, inv.ifname
-                    )));
-                }
-            }
-            Ok(())
+            verify::interface_matches(&cont, &ci, want, &prev, "ptp: ").await
         })
     }
 

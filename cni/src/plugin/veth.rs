@@ -2,10 +2,30 @@
 //! named from the attachment and the container end directly in the
 //! container's namespace, and deleted by that name so DEL needs no state.
 
+use serde::Deserialize;
+
 use super::names::Names;
 use crate::error::CniError;
-use crate::link::{Link, Netlink};
+use crate::link::{self, Link, Netlink};
 use crate::ns::NetNs;
+use crate::spec::Interface;
+
+/// The keys bridge and ptp share (flattened into each config): masquerade
+/// and the MTU of the pair.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VethKeys {
+    /// Masquerade traffic from the pod leaving its subnet.
+    #[serde(default)]
+    pub ip_masq: bool,
+    /// Accepted for compatibility (`iptables`/`nftables`); nftables is used.
+    #[serde(default)]
+    pub ip_masq_backend: Option<String>,
+    /// MTU of the veth ends (bridge: and of a bridge it creates; 0: kernel
+    /// default).
+    #[serde(default)]
+    pub mtu: u32,
+}
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -75,4 +95,27 @@ pub async fn delete_pair(
         }
     }
     Ok(())
+}
+
+/// The result's entries for the pair: the host end, then the container
+/// interface `ifname` in `sandbox`.
+pub fn result_interfaces(
+    host: &Link,
+    ifname: &str,
+    cont: &Link,
+    sandbox: String,
+) -> [Interface; 2] {
+    [
+        Interface {
+            name: host.name.clone(),
+            mac: link::format_mac(&host.mac),
+            ..Default::default()
+        },
+        Interface {
+            name: ifname.to_owned(),
+            mac: link::format_mac(&cont.mac),
+            sandbox,
+            ..Default::default()
+        },
+    ]
 }

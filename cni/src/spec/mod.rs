@@ -5,7 +5,7 @@ mod netconf;
 mod result;
 mod version;
 
-pub use netconf::NetConf;
+pub use netconf::{NetConf, valid_attachments};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::{
     LATEST, SUPPORTED_VERSIONS, Version, effective_version, is_supported, version_info,

@@ -62,3 +62,30 @@ impl NetConf {
         }
     }
 }
+
+#[derive(Debug, Deserialize)]
+struct Attachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    #[serde(default)]
+    ifname: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct GcConf {
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    valid: Option<Vec<Attachment>>,
+}
+
+/// The (container id, ifname) pairs of GC's `cni.dev/valid-attachments`
+/// (empty when absent: nothing is valid).
+pub fn valid_attachments(stdin: &[u8]) -> Result<Vec<(String, String)>, CniError> {
+    let gc: GcConf = serde_json::from_slice(stdin)
+        .map_err(|e| CniError::config(format!("cni.dev/valid-attachments: {e}"), ""))?;
+    Ok(gc
+        .valid
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.container_id, a.ifname))
+        .collect())
+}

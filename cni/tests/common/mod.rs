@@ -226,7 +226,9 @@ impl Runtime {
         let plugin = conf["type"].as_str().expect("config has a type").to_owned();
         let mut child = self.command(command, att, &plugin).spawn().unwrap();
         let mut si = child.stdin.take().unwrap();
-        si.write_all(conf.to_string().as_bytes()).unwrap();
+        // A plugin refusing its environment exits before reading stdin (as
+        // the reference's skel does): the write then meets a closed pipe.
+        let _ = si.write_all(conf.to_string().as_bytes());
         drop(si);
         child
     }
@@ -247,6 +249,24 @@ impl Runtime {
         let _ = si.write_all(stdin);
         drop(si);
         finish(child, start, self.timeout)
+    }
+
+    /// ADD of `plugin` for container `cid`, interface `ifname` in `netns`
+    /// with raw stdin bytes (malformed-config tests).
+    pub fn add_raw(
+        &self,
+        plugin: &str,
+        cid: &str,
+        ifname: &str,
+        netns: &str,
+        stdin: &[u8],
+    ) -> Reply {
+        let env = [
+            ("CNI_CONTAINERID", Some(cid)),
+            ("CNI_IFNAME", Some(ifname)),
+            ("CNI_NETNS", Some(netns)),
+        ];
+        self.exec_raw(plugin, &env, stdin)
     }
 
     /// Runs one plugin: `command` with `conf` on stdin.

@@ -69,11 +69,18 @@ impl LeaseKeeper {
                         warn!(error = %msg, "etcd unavailable, keeping every route and retrying");
                         last_error = Some(msg);
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                    // Another member first; wait only when none answers.
+                    let moved = tokio::select! {
+                        r = self.store.reconnect() => r.is_ok(),
                         _ = stop.changed() => return,
+                    };
+                    if !moved {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }

@@ -69,25 +69,63 @@ pub struct OwnLease {
     pub ttl: Duration,
 }
 
-/// A connection to the store under one prefix.
+/// A connection to one member of the store, under one prefix. When that
+/// member fails, [`SubnetStore::reconnect`] moves to the next one that
+/// answers (a channel balanced over every member would keep sending a
+/// share of the requests to a dead one).
 #[derive(Clone)]
 pub struct SubnetStore {
     client: Client,
     prefix: String,
+    endpoints: Vec<String>,
+    current: usize,
+}
+
+/// Connects to `endpoint` and checks that it answers.
+async fn connect_one(endpoint: &str) -> Result<Client, StoreError> {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(REQUEST_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT);
+    let mut client = timed(Client::connect([endpoint], Some(opts))).await?;
+    timed(client.status()).await?;
+    Ok(client)
 }
 
 impl SubnetStore {
-    /// Connects to the first reachable of `endpoints`.
+    /// Connects to the first of `endpoints` that answers.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT);
-        let client = timed(Client::connect(endpoints, Some(opts))).await?;
+        let (client, current) = Self::first_answering(endpoints, 0).await?;
         Ok(Self {
             client,
             prefix: prefix.trim_end_matches('/').to_owned(),
+            endpoints: endpoints.to_vec(),
+            current,
         })
+    }
+
+    /// Moves to the next member that answers, starting after the current
+    /// one (so a dead member is tried last).
+    pub async fn reconnect(&mut self) -> Result<(), StoreError> {
+        let (client, current) = Self::first_answering(&self.endpoints, self.current + 1).await?;
+        self.client = client;
+        self.current = current;
+        Ok(())
+    }
+
+    async fn first_answering(
+        endpoints: &[String],
+        start: usize,
+    ) -> Result<(Client, usize), StoreError> {
+        let mut last = StoreError::Timeout(REQUEST_TIMEOUT);
+        for i in 0..endpoints.len() {
+            let idx = (start + i) % endpoints.len();
+            match connect_one(&endpoints[idx]).await {
+                Ok(c) => return Ok((c, idx)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The key prefix every lease lives under (`<prefix>/subnets/`).

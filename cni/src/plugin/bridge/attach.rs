@@ -10,7 +10,7 @@ use crate::error::CniError;
 use crate::link::{self, Link, LinkError, Netlink, RouteSpec};
 use crate::nft::{NfSocket, NftError, skeleton};
 use crate::ns::NetNs;
-use crate::plugin::{masq, netns, veth};
+use crate::plugin::{netns, veth};
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string(), "")
@@ -39,11 +39,19 @@ pub async fn ensure_bridge(
 ) -> Result<Link, CniError> {
     let name = &conf.bridge;
     let existing = host.link_by_name(name).await.map_err(internal)?;
+    // Only a bridge made here gets its address set (for good: the kernel
+    // then never swaps in the lowest port's address). A bridge someone else
+    // made keeps whatever its owner chose; in particular writing back the
+    // all-zero address the kernel gives a bridge whose last port left would
+    // freeze it there, and a bridge at 00:00:00:00:00:00 has no local FDB
+    // entry, so pods' unicast to the gateway would be flooded, not received.
     let br = match existing {
         Some(l) => l,
         None => {
-            let mtu = (conf.mtu != 0).then_some(conf.mtu);
-            host.add_bridge(name, mtu, false).await.map_err(internal)?;
+            let mtu = (conf.veth.mtu != 0).then_some(conf.veth.mtu);
+            host.add_bridge(name, mtu, false, Some(random_mac()))
+                .await
+                .map_err(internal)?;
             host.link_by_name(name)
                 .await
                 .map_err(internal)?
@@ -76,6 +84,23 @@ pub async fn ensure_bridge(
     Ok(br)
 }
 
+/// A random locally administered unicast MAC address.
+pub fn random_mac() -> [u8; 6] {
+    use std::io::Read;
+    let mut m = [0u8; 6];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut m));
+    if filled.is_err() {
+        // No urandom: derive from the clock and pid (unique enough per node).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            ^ u128::from(std::process::id());
+        m.copy_from_slice(&t.to_le_bytes()[..6]);
+    }
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
+}
+
 /// Creates the veth pair and plugs the host end into the bridge.
 #[allow(clippy::too_many_arguments)]
 pub async fn create_veth(
@@ -89,7 +114,7 @@ pub async fn create_veth(
     mac: Option<[u8; 6]>,
 ) -> Result<Link, CniError> {
     // As the reference: the configured MTU, else the kernel default.
-    let hv = veth::add_pair(host, netns, names, ifname, conf.mtu, mac).await?;
+    let hv = veth::add_pair(host, netns, names, ifname, conf.veth.mtu, mac).await?;
     host.set_link(hv.index, true, None, Some(br.index))
         .await
         .map_err(internal)?;
@@ -307,13 +332,19 @@ pub async fn configure_gateway(
 
 /// Releases the attachment's nftables state (ipMasq and macspoofchk).
 pub fn release_rules(sock: &mut NfSocket, names: &Names) -> Result<(), NftError> {
-    let mut ops = masq::release_chain_ops(sock, &skeleton::inet_table(), &names.masq_chain)?;
-    ops.extend(masq::release_chain_ops(
-        sock,
-        &skeleton::bridge_table(),
-        &names.spoof_chain,
-    )?);
-    masq::apply_release(sock, &ops)
+    let mut ops = Vec::new();
+    for (table, chain) in [
+        (skeleton::inet_table(), &names.masq_chain),
+        (skeleton::bridge_table(), &names.spoof_chain),
+    ] {
+        let owned = sock.owned(&table, chain)?;
+        if !owned.is_empty() {
+            ops.extend(crate::nft::release_ops(&table, chain, &owned));
+        }
+    }
+    // A concurrent DEL of the same attachment (or a hand) removed some of
+    // it: release the rest op by op.
+    crate::nft::gc::apply_release(sock, &ops)
 }
 
 /// Installs ipMasq / macspoofchk for the attachment in one batch.
@@ -326,13 +357,13 @@ pub fn install_rules(
     mac: Option<[u8; 6]>,
 ) -> Result<(), CniError> {
     let spoof = conf.macspoofchk && mac.is_some();
-    let masq = conf.ip_masq && !ips.is_empty();
+    let masq = conf.veth.ip_masq && !ips.is_empty();
     if !masq && !spoof {
         return Ok(());
     }
     release_rules(sock, names).map_err(nft_err)?;
     let mut ops = Vec::new();
-    if conf.ip_masq && !ips.is_empty() {
+    if conf.veth.ip_masq && !ips.is_empty() {
         skeleton::ensure(sock, skeleton::Skeleton::Inet).map_err(nft_err)?;
         ops.extend(plan::masq_ops(names, ips));
     }

@@ -38,15 +38,9 @@ pub struct BridgeConf {
     /// Replace a different address of the same family on the bridge.
     #[serde(default)]
     pub force_address: bool,
-    /// Masquerade traffic leaving the pod subnet.
-    #[serde(default)]
-    pub ip_masq: bool,
-    /// Accepted for compatibility (`iptables`/`nftables`); nftables is used.
-    #[serde(default)]
-    pub ip_masq_backend: Option<String>,
-    /// MTU of bridge and veth (0: kernel default).
-    #[serde(default)]
-    pub mtu: u32,
+    /// `ipMasq`, `ipMasqBackend`, `mtu` (of bridge and veth).
+    #[serde(flatten)]
+    pub veth: crate::plugin::veth::VethKeys,
     /// Hairpin mode on the host port.
     #[serde(default)]
     pub hairpin_mode: bool,
@@ -118,8 +112,11 @@ impl BridgeConf {
         if self.bridge.is_empty() || self.bridge.len() > 15 || self.bridge.contains(['/', ' ']) {
             errs.push(format!("bridge: invalid interface name {:?}", self.bridge));
         }
-        if self.mtu != 0 && !(68..=65535).contains(&self.mtu) {
-            errs.push(format!("mtu: {} out of range", self.mtu));
+        if self.veth.mtu != 0 && !(68..=65535).contains(&self.veth.mtu) {
+            errs.push(format!("mtu: {} out of range", self.veth.mtu));
+        }
+        if self.hairpin_mode && self.promisc_mode {
+            errs.push("cannot set hairpin mode and promiscuous mode at the same time".into());
         }
         if let Some(m) = &self.mac {
             if parse_mac(m).is_none() {
@@ -229,6 +226,8 @@ mod tests {
         .unwrap();
         let v = c.validate().unwrap();
         assert_eq!(v.trunk, vec![7, 10, 11, 12]);
+        let c = BridgeConf::parse(br#"{"hairpinMode":true,"promiscMode":true}"#).unwrap();
+        assert_eq!(c.validate().unwrap_err().len(), 1);
         assert!(!v.preserve_default);
         assert!(v.needed());
     }

@@ -169,11 +169,14 @@ pub fn spoof_ops(names: &Names, host_ifindex: u32, mac: [u8; 6]) -> Vec<Op> {
     ops.extend(owner_records(
         &t,
         &chain,
-        &[Owned::Elem {
-            table: t.clone(),
-            set: SPOOF.into(),
-            key: key.clone(),
-        }],
+        &[
+            Owned::Elem {
+                table: t.clone(),
+                set: SPOOF.into(),
+                key: key.clone(),
+            },
+            names.owner.clone(),
+        ],
     ));
     ops.push(Op::AddElems {
         table: t.clone(),

@@ -10,6 +10,9 @@ use crate::nft::{Op, Owned, Table, Verdict, owner_id, owner_records};
 
 use super::config::{Condition, HostIp, Mapping, Settings};
 
+/// Name prefix of the per-pod DNAT (owner) chains.
+pub const DNAT_PREFIX: &str = "cn-p-";
+
 /// Deterministic names for one (network, container).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmNames {
@@ -17,6 +20,8 @@ pub struct PmNames {
     pub dnat_chain: String,
     /// Per-pod masquerade chain.
     pub post_chain: String,
+    /// The attachment, recorded in the owner chain for GC.
+    pub owner: Owned,
 }
 
 impl PmNames {
@@ -24,8 +29,13 @@ impl PmNames {
     pub fn new(net: &str, cid: &str) -> Self {
         let id = owner_id(&[net, cid]);
         Self {
-            dnat_chain: format!("cn-p-{id}"),
+            dnat_chain: format!("{DNAT_PREFIX}{id}"),
             post_chain: format!("cn-q-{id}"),
+            owner: Owned::Attachment {
+                network: net.to_string(),
+                container_id: cid.to_string(),
+                ifname: String::new(),
+            },
         }
     }
 }
@@ -190,6 +200,7 @@ pub fn plan(names: &PmNames, pod_ips: &[IpAddr], s: &Settings) -> PmPlan {
             chain: names.post_chain.clone(),
         });
     }
+    owned.push(names.owner.clone());
     ops.extend(owner_records(&t, &names.dnat_chain, &owned));
     push_elems(
         &mut ops,
@@ -399,7 +410,8 @@ mod tests {
                 _ => None,
             })
             .collect::<Vec<_>>();
-        assert_eq!(owned.len(), 3 + 2 + 1);
+        assert_eq!(owned.len(), 3 + 2 + 1 + 1);
+        assert!(owned.contains(&n.owner));
         assert_eq!(owned_udp_ports(&owned), vec![5353]);
     }
 
