@@ -19,15 +19,17 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod route_scale;
+
 use netsim::bgp::Bird;
-use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
+use netsim::netns::{Netns, privileged_or_skip, unique_prefix};
 use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess, default_weftd_path};
+use route_scale::{fib_prefixes, link, peak_rss_mib, triestat};
 use tokio::sync::mpsc;
 use weft_bgp::fsm::State;
 use weft_bgp::{BgpConfig, PeerConfig, Prefix, Speaker, SpeakerConfig};
@@ -38,30 +40,6 @@ const WEFTD: &str = "10.98.1.2";
 const INJ_B: &str = "10.98.2.1";
 const BIRD: &str = "10.98.2.2";
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn link(a: &Netns, a_if: &str, a_ip: &str, b: &Netns, b_if: &str, b_ip: &str) {
-    run_checked(Command::new("ip").args([
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ]))
-    .unwrap();
-    for (ns, dev, ip) in [(a, a_if, a_ip), (b, b_if, b_ip)] {
-        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev])
-            .unwrap();
-        ns.ip(&["link", "set", dev, "up"]).unwrap();
-        ns.ip(&["link", "set", "lo", "up"]).unwrap();
-    }
-}
 
 /// Kernel IPv4 main-table routes in namespace `ns`, by a netlink dump
 /// (`/proc/net/route` is quadratic in the table size: useless at 100k).
@@ -74,45 +52,8 @@ fn routes(ns: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The kernel's FIB trie statistics of namespace `ns`, opened from a
-/// thread inside it: the open file keeps reading that namespace's table.
-fn triestat(ns: &Netns) -> File {
-    ns.run_in(|| File::open("/proc/thread-self/net/fib_triestat"))
-        .unwrap()
-        .unwrap()
-}
-
-/// IPv4 main-table prefixes from a [`triestat`] file: a few milliseconds
-/// at 100k routes and no process to start, so the polls below resolve
-/// the install and withdraw times finely without stealing CPU from the
-/// daemons (a dump takes ~0.2 s and would blur them by ~0.4 s).
-fn fib_prefixes(f: &mut File) -> usize {
-    let mut out = String::new();
-    if f.seek(SeekFrom::Start(0)).is_err() || f.read_to_string(&mut out).is_err() {
-        return 0;
-    }
-    out.split("\nMain:")
-        .nth(1)
-        .and_then(|main| {
-            main.lines()
-                .take_while(|l| l.is_empty() || l.starts_with(char::is_whitespace))
-                .find_map(|l| l.trim().strip_prefix("Prefixes:"))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn bytecount(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
-}
-
-/// Peak resident set size of `pid` in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Polls both route counts until `want_w(weftd)` and `want_b(bird)` hold;
@@ -491,8 +432,8 @@ fn main() {
     let inj = Arc::new(Netns::create(&format!("{pfx}-i")).unwrap());
     let wd = Netns::create(&format!("{pfx}-w")).unwrap();
     let bd = Netns::create(&format!("{pfx}-b")).unwrap();
-    link(&inj, "wbi0", INJ_W, &wd, "wbw0", WEFTD);
-    link(&inj, "wbj0", INJ_B, &bd, "wbb0", BIRD);
+    link(&inj, "wbi0", INJ_W, &wd, "wbw0", WEFTD, 24);
+    link(&inj, "wbj0", INJ_B, &bd, "wbb0", BIRD, 24);
     let dir = std::env::temp_dir().join(format!("weft-{pfx}"));
     std::fs::create_dir_all(&dir).unwrap();
     let weftd_bin = weftd_binary(&dir);

@@ -10,18 +10,18 @@
 //! (comma-separated) overrides the sizes.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
+mod route_scale;
+
 use netsim::bgp::Bird;
 use netsim::etcd::Etcd;
-use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
+use netsim::netns::{Netns, privileged_or_skip, unique_prefix};
 use netsim::process::ChildGuard;
 use netsim::weftd::default_weftd_path;
+use route_scale::{fib_prefixes, link, peak_rss_mib, triestat};
 
 const ASN: u32 = 64512;
 const HUB_E: &str = "10.97.0.1";
@@ -30,66 +30,30 @@ const HUB_B: &str = "10.96.0.1";
 const W_B: &str = "10.96.0.2";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn link(a: &Netns, a_if: &str, a_ip: &str, b: &Netns, b_if: &str, b_ip: &str) {
-    run_checked(Command::new("ip").args([
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ]))
-    .unwrap();
-    for (ns, dev, ip) in [(a, a_if, a_ip), (b, b_if, b_ip)] {
-        ns.ip(&["addr", "add", &format!("{ip}/16"), "dev", dev])
-            .unwrap();
-        ns.ip(&["link", "set", dev, "up"]).unwrap();
-        ns.ip(&["link", "set", "lo", "up"]).unwrap();
-    }
-}
-
-/// IPv4 main-table prefixes of the namespace whose fib_triestat `f` is.
-fn fib_prefixes(f: &mut File) -> usize {
-    let mut out = String::new();
-    if f.seek(SeekFrom::Start(0)).is_err() || f.read_to_string(&mut out).is_err() {
-        return 0;
-    }
-    out.split("\nMain:")
-        .nth(1)
-        .and_then(|main| {
-            main.lines()
-                .take_while(|l| l.is_empty() || l.starts_with(char::is_whitespace))
-                .find_map(|l| l.trim().strip_prefix("Prefixes:"))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn triestat(ns: &Netns) -> File {
-    ns.run_in(|| File::open("/proc/thread-self/net/fib_triestat"))
-        .unwrap()
-        .unwrap()
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// One size of the comparison.
 struct Size {
     n: u32,
     network: &'static str,
     len: u8,
+}
+
+impl Size {
+    /// 1000 /24s in a /14; more as /26s in a /12 (flannel's SubnetLen 26).
+    fn for_count(n: u32) -> Self {
+        if n <= 1000 {
+            Self {
+                n,
+                network: "10.64.0.0/14",
+                len: 24,
+            }
+        } else {
+            Self {
+                n,
+                network: "10.64.0.0/12",
+                len: 26,
+            }
+        }
+    }
 }
 
 /// The i-th leased subnet (skipping the network's first, as flannel does).
@@ -215,8 +179,8 @@ fn main() {
     let hub = Netns::create(&format!("{pfx}-h")).unwrap();
     let we = Netns::create(&format!("{pfx}-e")).unwrap();
     let wb = Netns::create(&format!("{pfx}-b")).unwrap();
-    link(&hub, "weh0", HUB_E, &we, "wee0", W_E);
-    link(&hub, "weh1", HUB_B, &wb, "web0", W_B);
+    link(&hub, "weh0", HUB_E, &we, "wee0", W_E, 16);
+    link(&hub, "weh1", HUB_B, &wb, "web0", W_B, 16);
     let dir = std::env::temp_dir().join(format!("weft-{pfx}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut etcd = Etcd::single(&hub, HUB_E, &dir).unwrap();
@@ -231,42 +195,28 @@ fn main() {
         "N", "len", "etcd", "RSS", "bgp (rr)", "RSS", "bgp/etcd"
     );
     for n in sizes {
-        let s = if n <= 1000 {
-            Size {
-                n,
-                network: "10.64.0.0/14",
-                len: 24,
-            }
-        } else {
-            Size {
-                n,
-                network: "10.64.0.0/12",
-                len: 26,
-            }
-        };
+        let s = Size::for_count(n);
         let url = format!("http://{HUB_E}:2379");
-        hub.run_in(move || write_leases(&url, &s)).unwrap();
-        let s = if n <= 1000 {
-            Size {
-                n,
-                network: "10.64.0.0/14",
-                len: 24,
-            }
-        } else {
-            Size {
-                n,
-                network: "10.64.0.0/12",
-                len: 26,
-            }
+        hub.run_in(move || write_leases(&url, &Size::for_count(n)))
+            .unwrap();
+        // The CNI files stay in the run's directory; no masquerade table.
+        let files = |tag: &str| {
+            format!(
+                "ip_masq = false\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\n",
+                dir.join(tag).join("net.d").display().to_string(),
+                dir.join(tag).join("subnet.env").display().to_string()
+            )
         };
         let etcd_cfg = format!(
-            "node_name = \"e\"\nunderlay_ip = \"{W_E}\"\n[subnet]\netcd_endpoints = [\"http://{HUB_E}:2379\"]\n"
+            "node_name = \"e\"\nunderlay_ip = \"{W_E}\"\n{}[subnet]\netcd_endpoints = [\"http://{HUB_E}:2379\"]\n",
+            files("etcd")
         );
         let (te, re) = run_weftd(&we, &dir, &format!("etcd{n}"), &etcd_cfg, n as usize);
         let bird = Bird::start(&hub, &bird_conf(&s), &dir, &format!("rr{n}")).unwrap();
         let bgp_cfg = format!(
-            "node_name = \"b\"\nunderlay_ip = \"{W_B}\"\npod_cidr = \"10.127.255.0/24\"\ncluster_cidr = \"10.64.0.0/10\"\n\
-             [dataplane]\nmode = \"host-gw\"\n[bgp]\nasn = {ASN}\nconnect_retry = 1\n[[bgp.peers]]\naddress = \"{HUB_B}\"\nasn = {ASN}\n"
+            "node_name = \"b\"\nunderlay_ip = \"{W_B}\"\npod_cidr = \"10.127.255.0/24\"\ncluster_cidr = \"10.64.0.0/10\"\n{}\
+             [dataplane]\nmode = \"host-gw\"\n[bgp]\nasn = {ASN}\nconnect_retry = 1\n[[bgp.peers]]\naddress = \"{HUB_B}\"\nasn = {ASN}\n",
+            files("bgp")
         );
         let (tb, rb) = run_weftd(&wb, &dir, &format!("bgp{n}"), &bgp_cfg, n as usize);
         drop(bird);
