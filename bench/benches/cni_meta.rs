@@ -16,19 +16,17 @@
 
 mod cni_exec;
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use cni_exec::{REFERENCE, exec_floor, force_fork, median, ours_dir, wait4};
+use std::time::Duration;
+
+use cni_exec::{REFERENCE, exec_floor, exec_if, median, ours_dir};
 use netsim::netns::{Netns, unique_prefix};
 use serde_json::{Value, json};
 
 const PLUGINS: &[&str] = &["loopback", "tuning", "static"];
 
 /// Runs one plugin like a runtime does: (wall time, max RSS in KiB, CPU time).
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below
 fn exec(
     dir: &Path,
     plugin: &str,
@@ -37,47 +35,8 @@ fn exec(
     netns: &str,
     conf: &Value,
 ) -> (Duration, i64, Duration) {
-    let mut c = Command::new(dir.join(plugin));
-    c.env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", "bench")
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    force_fork(&mut c);
-    let start = Instant::now();
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    let (status, maxrss, cpu) = wait4(child.id());
-    let took = start.elapsed();
-    assert!(
-        status == 0,
-        "{} {plugin} {cmd} failed: {} {}",
-        dir.display(),
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    (took, maxrss, cpu)
+    let r = exec_if(dir, plugin, cmd, "bench", ifname, netns, conf, None);
+    (r.took, r.maxrss, r.cpu)
 }
 
 /// (plugin, ifname, config) for one pod.

@@ -33,10 +33,21 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// What one plugin run measured.
+pub struct Run {
+    /// Wall time from spawn to exit.
+    pub took: Duration,
+    /// The result on stdout (JSON null when empty).
+    pub out: Value,
+    /// Max RSS (KiB) of its process tree (wait4's rusage: the plugin plus
+    /// any children it waited for, e.g. the reference's iptables).
+    pub maxrss: i64,
+    /// User + system CPU time.
+    pub cpu: Duration,
+}
+
 /// Runs one plugin like a runtime does; returns its wall time, its result
-/// and the max RSS (KiB) of its process tree (wait4's rusage: the plugin
-/// plus any children it waited for, e.g. the reference's iptables).
-#[allow(clippy::zombie_processes)] // reaped by `wait4` below
+/// and the max RSS (KiB) of its process tree.
 pub fn exec(
     dir: &Path,
     plugin: &str,
@@ -46,6 +57,23 @@ pub fn exec(
     conf: &Value,
     strace: Option<&Path>,
 ) -> (Duration, Value, i64) {
+    let r = exec_if(dir, plugin, cmd, cid, "eth0", netns, conf, strace);
+    (r.took, r.out, r.maxrss)
+}
+
+/// [`exec`] on interface `ifname`, with the CPU time too; panics when the
+/// plugin fails.
+#[allow(clippy::zombie_processes, clippy::too_many_arguments)] // reaped by `wait4` below
+pub fn exec_if(
+    dir: &Path,
+    plugin: &str,
+    cmd: &str,
+    cid: &str,
+    ifname: &str,
+    netns: &str,
+    conf: &Value,
+    strace: Option<&Path>,
+) -> Run {
     let bin = dir.join(plugin);
     let mut c = match strace {
         Some(out) => {
@@ -60,7 +88,7 @@ pub fn exec(
     c.env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", cid)
         .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
+        .env("CNI_IFNAME", ifname)
         .env("CNI_PATH", dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -87,16 +115,22 @@ pub fn exec(
         .unwrap()
         .read_to_end(&mut stderr)
         .unwrap();
-    let (status, maxrss, _) = wait4(child.id());
+    let (status, maxrss, cpu) = wait4(child.id());
     let took = start.elapsed();
-    let v: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+    let out: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
     assert!(
         status == 0,
-        "{plugin} {cmd} failed (wait status {status}): {} {}",
+        "{} {plugin} {cmd} failed (wait status {status}): {} {}",
+        dir.display(),
         String::from_utf8_lossy(&stdout),
         String::from_utf8_lossy(&stderr)
     );
-    (took, v, maxrss)
+    Run {
+        took,
+        out,
+        maxrss,
+        cpu,
+    }
 }
 
 /// Makes std spawn with fork(2)+exec instead of vfork/posix_spawn. With
