@@ -473,7 +473,7 @@ fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
 }
 
 mod subnet;
-pub use subnet::SubnetConfig;
+pub use subnet::{LeaseDefaults, SubnetConfig};
 
 #[cfg(test)]
 mod tests;

@@ -197,7 +197,7 @@ async fn leased_config(
     // with the pool's first subnet, then lease.
     let first = Cidr::new(IpAddr::V4(net.subnet_min), net.subnet_len)
         .context("network config subnet length")?;
-    let cfg = Config::parse_leased(text, &net, first)?;
+    let cfg = Config::parse_leased(text, &net.lease_defaults(), first)?;
     let IpAddr::V4(public_ip) = cfg.underlay_ip else {
         anyhow::bail!("underlay_ip: [subnet] leases need an IPv4 address");
     };
@@ -208,7 +208,7 @@ async fn leased_config(
         cfg.vtep_mac(),
     );
     let own = subnet::start::lease(&store, &net, &attrs).await?;
-    let cfg = Config::parse_leased(text, &net, own.subnet)?;
+    let cfg = Config::parse_leased(text, &net.lease_defaults(), own.subnet)?;
     Ok((
         cfg,
         LeaseKeeper {

@@ -11,7 +11,22 @@ use toml::{Table, Value};
 use super::{Config, ConfigError, ConfigErrors};
 use crate::cidr::Cidr;
 use crate::mode::Mode;
-use crate::subnet::Network;
+
+/// What the etcd network config gives a node whose pod range is leased
+/// (see `crate::subnet::Network::lease_defaults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseDefaults {
+    /// `Network`: becomes `cluster_cidr`.
+    pub network: Cidr,
+    /// `Backend.Type`: becomes `dataplane.mode`.
+    pub mode: Mode,
+    /// `Backend.VNI`.
+    pub vni: Option<u32>,
+    /// `Backend.Port` (vxlan or udp).
+    pub port: Option<u16>,
+    /// `Backend.DirectRouting`.
+    pub direct_routing: Option<bool>,
+}
 
 /// `[subnet]`: where the pod range leases live.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -116,7 +131,11 @@ impl Config {
     /// `pod_cidr`, leased in `net`: `cluster_cidr` and `dataplane.mode`
     /// come from `net` unless the file sets them (then they must agree),
     /// and so do `vxlan_vni`, the backend port and `direct_routing`.
-    pub fn parse_leased(text: &str, net: &Network, pod_cidr: Cidr) -> Result<Self, ConfigErrors> {
+    pub fn parse_leased(
+        text: &str,
+        net: &LeaseDefaults,
+        pod_cidr: Cidr,
+    ) -> Result<Self, ConfigErrors> {
         let mut table: Table = toml::from_str(text).map_err(syntax)?;
         let mut errs = Vec::new();
         if table.contains_key("pod_cidr") {
@@ -148,7 +167,7 @@ impl Config {
         let Some(dp) = dp.as_table_mut() else {
             return Err(one("dataplane", "must be a table".into()));
         };
-        let backend = net.backend;
+        let backend = net;
         let mode = match dp.get("mode").and_then(Value::as_str) {
             Some(m) => {
                 if m != backend.mode.to_string() {
@@ -202,27 +221,31 @@ impl Config {
     /// file's own.
     pub fn check_leased(text: &str) -> Result<(), ConfigErrors> {
         let table: Table = toml::from_str(text).map_err(syntax)?;
-        let network = table
-            .get("cluster_cidr")
-            .and_then(Value::as_str)
-            .unwrap_or("10.0.0.0/8");
-        let mode = table
-            .get("dataplane")
-            .and_then(|d| d.get("mode"))
-            .and_then(Value::as_str)
-            .unwrap_or("vxlan");
-        let json = serde_json::json!({ "Network": network, "Backend": { "Type": mode } });
-        let net = Network::parse(json.to_string().as_bytes()).map_err(|e| {
-            let path = if e.to_string().contains("Backend.Type") {
-                "dataplane.mode"
-            } else {
-                "cluster_cidr"
-            };
-            one(path, e.to_string())
-        })?;
-        let first = Cidr::new(net.subnet_min.into(), net.subnet_len)
+        let network = match table.get("cluster_cidr").and_then(Value::as_str) {
+            Some(c) => c
+                .parse::<Cidr>()
+                .map_err(|e| one("cluster_cidr", format!("{c:?}: {e}")))?,
+            None => Cidr::new(std::net::Ipv4Addr::new(10, 0, 0, 0).into(), 8)
+                .ok_or_else(|| one("cluster_cidr", "no default".into()))?,
+        };
+        let mode = match table.get("dataplane").and_then(|d| d.get("mode")) {
+            Some(m) => Mode::deserialize(m.clone())
+                .map_err(|e| one("dataplane.mode", e.to_string().trim_end().to_owned()))?,
+            None => Mode::Vxlan,
+        };
+        // flannel's default subnet length for this network.
+        let len = network.prefix_len();
+        let sub = if len <= 22 { 24 } else { (len + 2).min(32) };
+        let first = Cidr::new(network.network().addr(), sub)
             .ok_or_else(|| one("cluster_cidr", format!("{network}: no subnet to lease")))?;
-        Self::parse_leased(text, &net, first).map(|_| ())
+        let defaults = LeaseDefaults {
+            network,
+            mode,
+            vni: None,
+            port: None,
+            direct_routing: None,
+        };
+        Self::parse_leased(text, &defaults, first).map(|_| ())
     }
 }
 
@@ -237,8 +260,14 @@ underlay_ip = "172.31.0.1"
 etcd_endpoints = ["http://172.31.0.254:2379"]
 "#;
 
-    fn net(json: &str) -> Network {
-        Network::parse(json.as_bytes()).expect("network")
+    fn net(network: &str, mode: Mode, vni: Option<u32>, port: Option<u16>) -> LeaseDefaults {
+        LeaseDefaults {
+            network: network.parse().expect("cidr"),
+            mode,
+            vni,
+            port,
+            direct_routing: None,
+        }
     }
 
     fn c(s: &str) -> Cidr {
@@ -249,8 +278,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
     fn the_lease_and_network_fill_in_what_the_file_leaves_out() {
         let sc = Config::subnet_of(LEASED).expect("valid").expect("present");
         assert_eq!(sc.etcd_prefix, "/coreos.com/network");
-        let n =
-            net(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4096,"Port":4789}}"#);
+        let n = net("10.244.0.0/16", Mode::Vxlan, Some(4096), Some(4789));
         let cfg = Config::parse_leased(LEASED, &n, c("10.244.7.0/24")).expect("valid");
         assert_eq!(cfg.pod_cidr, c("10.244.7.0/24"));
         assert_eq!(cfg.cluster_cidr, c("10.244.0.0/16"));
@@ -262,7 +290,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
 
     #[test]
     fn file_values_win_over_backend_fields_but_must_agree_on_mode_and_network() {
-        let n = net(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#);
+        let n = net("10.244.0.0/16", Mode::HostGw, None, None);
         let text = format!("{LEASED}\n[dataplane]\nmode = \"vxlan\"\nvxlan_vni = 7\n");
         let e = Config::parse_leased(&text, &n, c("10.244.7.0/24")).expect_err("mode");
         assert!(e.mentions("dataplane.mode"), "{e}");
@@ -276,7 +304,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
             e.to_string().contains("10.9.0.0/16") && e.to_string().contains("10.244.0.0/16"),
             "{e}"
         );
-        let n = net(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4096}}"#);
+        let n = net("10.244.0.0/16", Mode::Vxlan, Some(4096), None);
         let text = format!("{LEASED}\n[dataplane]\nvxlan_vni = 7\n");
         let cfg = Config::parse_leased(&text, &n, c("10.244.7.0/24")).expect("valid");
         assert_eq!(cfg.dataplane.vxlan_vni, 7);
@@ -333,7 +361,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
 
     #[test]
     fn a_pod_cidr_in_the_file_is_refused() {
-        let n = net(r#"{"Network":"10.244.0.0/16"}"#);
+        let n = net("10.244.0.0/16", Mode::Udp, None, None);
         let text = format!("pod_cidr = \"10.244.9.0/24\"\n{LEASED}");
         let e = Config::parse_leased(&text, &n, c("10.244.7.0/24")).expect_err("pod_cidr");
         assert!(e.mentions("pod_cidr"), "{e}");

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 
 use crate::cidr::Cidr;
+use crate::config::LeaseDefaults;
 use crate::mode::Mode;
 use crate::subnet::SubnetError;
 
@@ -167,6 +168,17 @@ impl Network {
                 direct_routing: rb.direct_routing,
             },
         })
+    }
+
+    /// What the node's config takes from this network config.
+    pub fn lease_defaults(&self) -> LeaseDefaults {
+        LeaseDefaults {
+            network: self.network,
+            mode: self.backend.mode,
+            vni: self.backend.vni,
+            port: self.backend.port,
+            direct_routing: self.backend.direct_routing,
+        }
     }
 
     /// The number of subnets between `SubnetMin` and `SubnetMax`.
