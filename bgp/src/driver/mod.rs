@@ -18,6 +18,7 @@
 
 pub(crate) mod listener;
 pub(crate) mod md5;
+pub(crate) mod minttl;
 pub(crate) mod session;
 
 use std::net::IpAddr;
