@@ -168,6 +168,7 @@ fn injector(n: u32, mut cmds: mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sende
             next_hop_v4: None,
             next_hop_v6: None,
             communities: vec![],
+            bfd: Default::default(),
             peers: vec![peer(WEFTD, INJ_W), peer(BIRD, INJ_B)],
         };
         let (h, _events) =

@@ -47,6 +47,9 @@ pub(crate) enum PeerCmd {
     Incoming(TcpStream),
     /// Encoded UPDATEs for the established session.
     Send(Vec<Vec<u8>>),
+    /// BFD detected a failure: drop the session now (its routes are
+    /// withdrawn) and start again.
+    BfdDown,
     /// Stop the session: with `graceful`, close the TCP connection without
     /// a NOTIFICATION so that GR helpers keep our routes.
     Stop {

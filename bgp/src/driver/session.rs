@@ -117,6 +117,11 @@ impl Peer {
                             }
                         }
                     }
+                    Some(PeerCmd::BfdDown) => {
+                        warn!("BFD down: resetting the session");
+                        self.input(Input::Stop).await;
+                        self.input(Input::Start).await;
+                    }
                     Some(PeerCmd::Stop { graceful }) => {
                         self.stop(graceful).await;
                         return;
