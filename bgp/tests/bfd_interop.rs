@@ -217,7 +217,9 @@ fn bird_bfd_failover_is_sub_second() {
     sorted.sort();
     let median = (sorted[ROUNDS / 2 - 1] + sorted[ROUNDS / 2]) / 2;
     let worst = sorted[ROUNDS - 1];
-    eprintln!("BFD failover with BIRD over {ROUNDS} rounds: median {median:?}, worst {worst:?}, all {times:?}");
+    eprintln!(
+        "BFD failover with BIRD over {ROUNDS} rounds: median {median:?}, worst {worst:?}, all {times:?}"
+    );
     assert!(worst <= Duration::from_millis(1500), "worst {worst:?}");
     assert!(median <= Duration::from_millis(1200), "median {median:?}");
     drop(bird);
@@ -241,9 +243,10 @@ async fn scenario(bird: Arc<BirdBfd>, peer_ns: Arc<Netns>) -> Vec<Duration> {
         );
         if round == 0 {
             let b = bird.clone();
-            let sessions = tokio::task::spawn_blocking(move || b.birdc(&["show", "bfd", "sessions"]))
-                .await
-                .unwrap();
+            let sessions =
+                tokio::task::spawn_blocking(move || b.birdc(&["show", "bfd", "sessions"]))
+                    .await
+                    .unwrap();
             assert!(
                 sessions.contains(US4) && sessions.contains("Up"),
                 "BIRD's BFD session is not Up: {sessions}"
@@ -265,7 +268,11 @@ async fn scenario(bird: Arc<BirdBfd>, peer_ns: Arc<Netns>) -> Vec<Duration> {
         let st = h.peers().await.unwrap();
         assert_ne!(st[0].state, State::Established, "{st:?}");
         assert!(
-            st[0].last_error.as_deref().unwrap_or("").contains("BFD down"),
+            st[0]
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("BFD down"),
             "{st:?}"
         );
         let ns = peer_ns.clone();
