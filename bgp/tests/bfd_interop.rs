@@ -1,8 +1,9 @@
-//! Single-hop BFD against BIRD 2 (`protocol bfd`, `bfd on`) at 300 ms × 3
-//! with a 90 s BGP hold time: the BFD session comes Up beside the BGP
+//! Single-hop BFD against BIRD 2 (`protocol bfd`, `bfd on`) and FRR 8.4
+//! (zebra, bfdd and bgpd with `neighbor X bfd`) at 300 ms × 3 with a 90 s
+//! BGP hold time: the BFD session comes Up beside the BGP
 //! session; then BIRD's packets are silently dropped (nftables in its
 //! namespace, UDP 3784 and TCP 179 both ways, the link stays up) and the
-//! time until BIRD's route is withdrawn is measured, ten times. It must be
+//! time until the daemon's route is withdrawn is measured, ten times. It must be
 //! far below the hold time: at most 1.5 s each, median at most 1.2 s.
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +27,14 @@ use weft_bgp::{
 const OUR_ASN: u32 = 64512;
 const PEER_ASN: u32 = 65010;
 const ROUNDS: usize = 10;
+
+/// A daemon whose own view of its BFD session can be asked.
+trait BfdDaemon: Send + Sync + 'static {
+    /// Name for messages.
+    fn name(&self) -> &'static str;
+    /// True when the daemon says its BFD session with us is Up.
+    fn bfd_up(&self) -> bool;
+}
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
@@ -68,6 +77,101 @@ fn our_config() -> SpeakerConfig {
 struct BirdBfd {
     dir: TempDir,
     _proc: Proc,
+}
+
+impl BfdDaemon for BirdBfd {
+    fn name(&self) -> &'static str {
+        "BIRD"
+    }
+    fn bfd_up(&self) -> bool {
+        self.birdc(&["show", "bfd", "sessions"])
+            .lines()
+            .any(|l| l.contains(US4) && l.contains("Up"))
+    }
+}
+
+/// FRR: zebra (bgpd registers BFD sessions through it), bfdd and bgpd,
+/// with `neighbor X bfd` and a bfdd profile of 300 ms × 3.
+struct FrrBfd {
+    dir: TempDir,
+    _procs: Vec<Proc>,
+}
+
+impl FrrBfd {
+    fn start(ns: &Netns) -> Self {
+        let dir = TempDir::new("wbffrr");
+        // The daemons drop to the frr user and create their sockets here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let conf = |d: &str, c: String| std::fs::write(dir.path(&format!("{d}.conf")), c).unwrap();
+        conf("zebra", "hostname z\n".into());
+        conf(
+            "bfdd",
+            format!(
+                "hostname b\nbfd\n peer {US4} interface bgp0\n  receive-interval 300\n  \
+                 transmit-interval 300\n  detect-multiplier 3\n exit\nexit\n"
+            ),
+        );
+        conf(
+            "bgpd",
+            format!(
+                "frr defaults traditional\nhostname g\nrouter bgp {PEER_ASN}\n bgp router-id {PEER4}\n\
+                 no bgp ebgp-requires-policy\n no bgp network import-check\n\
+                 neighbor {US4} remote-as {OUR_ASN}\n neighbor {US4} timers 30 90\n\
+                 neighbor {US4} timers connect 1\n neighbor {US4} bfd\n\
+                 address-family ipv4 unicast\n  network {PEER_ROUTE4}\n exit-address-family\n"
+            ),
+        );
+        let zapi = dir.path("zserv.api");
+        let mut procs = Vec::new();
+        for (daemon, extra) in [
+            ("zebra", vec!["-n".to_owned()]),
+            (
+                "bfdd",
+                vec![
+                    "--bfdctl".to_owned(),
+                    dir.path("bfdd.sock").display().to_string(),
+                ],
+            ),
+            ("bgpd", vec!["-S".to_owned(), "-n".to_owned()]),
+        ] {
+            let mut cmd = ns.command(&format!("/usr/lib/frr/{daemon}"));
+            cmd.args(["-P", "0", "-f"])
+                .arg(dir.path(&format!("{daemon}.conf")))
+                .arg("-i")
+                .arg(dir.path(&format!("{daemon}.pid")))
+                .arg("--vty_socket")
+                .arg(&dir.0)
+                .arg("-z")
+                .arg(&zapi)
+                .args(extra);
+            procs.push(Proc::spawn(cmd));
+            wait_for_file(&dir.path(&format!("{daemon}.vty")));
+            if daemon == "zebra" {
+                wait_for_file(&zapi);
+            }
+        }
+        Self { dir, _procs: procs }
+    }
+
+    fn vtysh(&self, daemon: &str, cmd: &str) -> String {
+        output(
+            std::process::Command::new("vtysh")
+                .arg("--vty_socket")
+                .arg(&self.dir.0)
+                .args(["-d", daemon, "-c", cmd]),
+        )
+    }
+}
+
+impl BfdDaemon for FrrBfd {
+    fn name(&self) -> &'static str {
+        "FRR"
+    }
+    fn bfd_up(&self) -> bool {
+        let out = self.vtysh("bfdd", "show bfd peers");
+        out.contains(&format!("peer {US4}")) && out.contains("Status: up")
+    }
 }
 
 impl BirdBfd {
@@ -199,8 +303,30 @@ fn bird_bfd_failover_is_sub_second() {
     if !privileged_or_skip("bird_bfd_failover_is_sub_second", &["bird", "birdc", "nft"]) {
         return;
     }
+    failover(BirdBfd::start);
+}
+
+#[test]
+fn frr_bfd_failover_is_sub_second() {
+    if !privileged_or_skip(
+        "frr_bfd_failover_is_sub_second",
+        &[
+            "/usr/lib/frr/zebra",
+            "/usr/lib/frr/bfdd",
+            "/usr/lib/frr/bgpd",
+            "vtysh",
+            "nft",
+        ],
+    ) {
+        return;
+    }
+    failover(FrrBfd::start);
+}
+
+fn failover<D: BfdDaemon>(start: fn(&Netns) -> D) {
     let topo = Topo::with_tag("wbf");
-    let bird = Arc::new(BirdBfd::start(&topo.peer));
+    let bird = Arc::new(start(&topo.peer));
+    let name = bird.name();
     let peer_ns = Arc::new(topo.peer);
     let b2 = bird.clone();
     let times = topo
@@ -218,41 +344,58 @@ fn bird_bfd_failover_is_sub_second() {
     let median = (sorted[ROUNDS / 2 - 1] + sorted[ROUNDS / 2]) / 2;
     let worst = sorted[ROUNDS - 1];
     eprintln!(
-        "BFD failover with BIRD over {ROUNDS} rounds: median {median:?}, worst {worst:?}, all {times:?}"
+        "BFD failover with {name} over {ROUNDS} rounds: median {median:?}, worst {worst:?}, all {times:?}"
     );
-    assert!(worst <= Duration::from_millis(1500), "worst {worst:?}");
-    assert!(median <= Duration::from_millis(1200), "median {median:?}");
+    assert!(
+        worst <= Duration::from_millis(1500),
+        "{name}: worst {worst:?}"
+    );
+    assert!(
+        median <= Duration::from_millis(1200),
+        "{name}: median {median:?}"
+    );
     drop(bird);
 }
 
-async fn scenario(bird: Arc<BirdBfd>, peer_ns: Arc<Netns>) -> Vec<Duration> {
+async fn scenario<D: BfdDaemon>(bird: Arc<D>, peer_ns: Arc<Netns>) -> Vec<Duration> {
+    let name = bird.name();
     let (h, mut rx) = Speaker::spawn(our_config()).unwrap();
     let mut table = HashMap::new();
     let mut times = Vec::new();
     for round in 0..ROUNDS {
         assert!(
             wait_up(&h, Duration::from_secs(30)).await,
-            "round {round}: BGP and BFD never both up: {:?}",
+            "{name} round {round}: BGP and BFD never both up: {:?}",
             h.peers().await
         );
         assert!(
             until(&mut rx, &mut table, Duration::from_secs(15), |t| t
                 .contains_key(&p(PEER_ROUTE4)))
             .await,
-            "round {round}: BIRD's route never arrived"
+            "{name} round {round}: the route never arrived"
         );
         if round == 0 {
             let b = bird.clone();
-            let sessions =
-                tokio::task::spawn_blocking(move || b.birdc(&["show", "bfd", "sessions"]))
-                    .await
-                    .unwrap();
-            assert!(
-                sessions.contains(US4) && sessions.contains("Up"),
-                "BIRD's BFD session is not Up: {sessions}"
-            );
+            let up = tokio::task::spawn_blocking(move || {
+                eventually(Duration::from_secs(5), || b.bfd_up())
+            })
+            .await
+            .unwrap();
+            assert!(up, "{name}'s BFD session is not Up");
         }
-        // BIRD goes silent; the link stays up.
+        // Stable for a while (no flap after coming up) before the failure.
+        until(&mut rx, &mut table, Duration::from_millis(1500), |_| false).await;
+        assert!(
+            table.contains_key(&p(PEER_ROUTE4)),
+            "{name} round {round}: the route left while nothing failed: {:?}",
+            h.peers().await
+        );
+        assert_eq!(
+            peer_state(&h).await,
+            (State::Established, Some(BfdState::Up)),
+            "{name} round {round}: not stable"
+        );
+        // The daemon goes silent; the link stays up.
         let ns = peer_ns.clone();
         let t0 = Instant::now();
         tokio::task::spawn_blocking(move || blackhole(&ns, true))
@@ -262,7 +405,7 @@ async fn scenario(bird: Arc<BirdBfd>, peer_ns: Arc<Netns>) -> Vec<Duration> {
             until(&mut rx, &mut table, Duration::from_secs(10), |t| !t
                 .contains_key(&p(PEER_ROUTE4)))
             .await,
-            "round {round}: BIRD's route still there 10 s after it went silent"
+            "{name} round {round}: the route still there 10 s after it went silent"
         );
         times.push(t0.elapsed());
         let st = h.peers().await.unwrap();
