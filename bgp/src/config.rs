@@ -130,6 +130,10 @@ pub struct PeerConfig {
     /// BFD detects a failure.
     #[serde(default)]
     pub bfd: bool,
+    /// GTSM (RFC 5082): send with TTL 255 and refuse segments that arrive
+    /// with a lower TTL, i.e. from anything but a directly connected peer.
+    #[serde(default)]
+    pub ttl_security: bool,
 }
 
 impl PeerConfig {
@@ -147,6 +151,7 @@ impl PeerConfig {
             hold_time: None,
             local_address: None,
             bfd: false,
+            ttl_security: false,
         }
     }
 }

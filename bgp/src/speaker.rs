@@ -128,6 +128,7 @@ impl Speaker {
                     password: pc.password.clone(),
                     local: pc.local_address,
                     connect_timeout: Duration::from_secs(b.connect_retry.max(1)),
+                    ttl_security: pc.ttl_security,
                 },
                 session,
                 rx,
@@ -180,7 +181,15 @@ impl Speaker {
                 }
             }
             for a in addrs {
-                let l = listener::bind(SocketAddr::new(a, b.listen_port), &keys)?;
+                // The listener's TTL floor applies to every connection on
+                // it: set only when every peer of its family uses GTSM.
+                let family: Vec<_> = b
+                    .peers
+                    .iter()
+                    .filter(|p| p.address.to_canonical().is_ipv6() == a.is_ipv6())
+                    .collect();
+                let gtsm = !family.is_empty() && family.iter().all(|p| p.ttl_security);
+                let l = listener::bind(SocketAddr::new(a, b.listen_port), &keys, gtsm)?;
                 listening.push(l.local_addr().map_err(|source| Error::Listen {
                     addr: SocketAddr::new(a, b.listen_port),
                     source,

@@ -33,6 +33,18 @@ pub(crate) fn set_min_ttl(sock: &impl AsRawFd, v6: bool, ttl: u8) -> io::Result<
     }
 }
 
+/// GTSM for one hop on a TCP socket: TTL (hop limit) 255 on what it
+/// sends, nothing below 255 accepted.
+pub(crate) fn set_gtsm<S: std::os::fd::AsFd + AsRawFd>(sock: &S, v6: bool) -> io::Result<()> {
+    let s = socket2::SockRef::from(sock);
+    if v6 {
+        s.set_unicast_hops_v6(255)?;
+    } else {
+        s.set_ttl_v4(255)?;
+    }
+    set_min_ttl(sock, v6, 255)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
