@@ -312,11 +312,12 @@ mod tests {
             address = "172.31.0.254"
             asn = 65000
             bfd = true
+            ttl_security = true
             "#,
         )
         .unwrap();
         assert_eq!((b.bfd.interval_ms, b.bfd.multiplier), (300, 3));
-        assert!(b.peers[0].bfd && b.validate().is_empty());
+        assert!(b.peers[0].bfd && b.peers[0].ttl_security && b.validate().is_empty());
         let bad: BgpConfig =
             toml::from_str("asn = 1\n[bfd]\ninterval_ms = 1\nmultiplier = 0\n").unwrap();
         let paths: Vec<String> = bad.validate().into_iter().map(|e| e.path).collect();

@@ -378,3 +378,36 @@ fn send(sock: &UdpSocket, to: SocketAddr, p: &ControlPacket) {
         debug!(%to, error = %e, "BFD send failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(from: BfdState, to: BfdState, peer_admin_down: bool) -> BfdEvent {
+        BfdEvent {
+            peer: Ipv4Addr::LOCALHOST.into(),
+            from,
+            to,
+            diag: Diag::None,
+            peer_admin_down,
+        }
+    }
+
+    #[test]
+    fn only_up_to_down_without_peer_admin_down_is_a_failure() {
+        assert!(ev(BfdState::Up, BfdState::Down, false).is_failure());
+        assert!(!ev(BfdState::Up, BfdState::Down, true).is_failure());
+        assert!(!ev(BfdState::Init, BfdState::Down, false).is_failure());
+        assert!(!ev(BfdState::Down, BfdState::Up, false).is_failure());
+        assert!(!ev(BfdState::Up, BfdState::AdminDown, false).is_failure());
+    }
+
+    #[tokio::test]
+    async fn tx_sockets_use_the_rfc_5881_port_range() {
+        let s = tx_socket(Ipv4Addr::LOCALHOST.into(), 65535).unwrap();
+        let port = s.local_addr().unwrap().port();
+        assert!(port >= SRC_PORT_MIN, "{port}");
+        let s2 = tx_socket(Ipv4Addr::LOCALHOST.into(), 65535).unwrap();
+        assert_ne!(s2.local_addr().unwrap().port(), port);
+    }
+}
