@@ -155,12 +155,16 @@ impl FrrBfd {
     }
 
     fn vtysh(&self, daemon: &str, cmd: &str) -> String {
-        output(
-            std::process::Command::new("vtysh")
-                .arg("--vty_socket")
-                .arg(&self.dir.0)
-                .args(["-d", daemon, "-c", cmd]),
-        )
+        self.vtysh_all(daemon, &[cmd])
+    }
+
+    fn vtysh_all(&self, daemon: &str, cmds: &[&str]) -> String {
+        let mut c = std::process::Command::new("vtysh");
+        c.arg("--vty_socket").arg(&self.dir.0).args(["-d", daemon]);
+        for x in cmds {
+            c.args(["-c", x]);
+        }
+        output(&mut c)
     }
 }
 
@@ -425,4 +429,75 @@ async fn scenario<D: BfdDaemon>(bird: Arc<D>, peer_ns: Arc<Netns>) -> Vec<Durati
     }
     h.shutdown(false).await.unwrap();
     times
+}
+
+/// The peer takes BFD down administratively (FRR `shutdown` on the bfdd
+/// peer): our BFD session leaves Up, but that is maintenance, not a
+/// failure, so the BGP session and its routes stay.
+#[test]
+fn frr_bfd_admin_down_keeps_bgp() {
+    if !privileged_or_skip(
+        "frr_bfd_admin_down_keeps_bgp",
+        &[
+            "/usr/lib/frr/zebra",
+            "/usr/lib/frr/bfdd",
+            "/usr/lib/frr/bgpd",
+            "vtysh",
+        ],
+    ) {
+        return;
+    }
+    let topo = Topo::with_tag("wbf");
+    let frr = Arc::new(FrrBfd::start(&topo.peer));
+    topo.us
+        .run_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (h, mut rx) = Speaker::spawn(our_config()).unwrap();
+                let mut table = HashMap::new();
+                assert!(
+                    wait_up(&h, Duration::from_secs(30)).await,
+                    "never up: {:?}",
+                    h.peers().await
+                );
+                assert!(
+                    until(&mut rx, &mut table, Duration::from_secs(15), |t| t
+                        .contains_key(&p(PEER_ROUTE4)))
+                    .await
+                );
+                let f = frr.clone();
+                tokio::task::spawn_blocking(move || {
+                    f.vtysh_all(
+                        "bfdd",
+                        &[
+                            "configure terminal",
+                            "bfd",
+                            &format!("peer {US4} interface bgp0"),
+                            "shutdown",
+                        ],
+                    )
+                })
+                .await
+                .unwrap();
+                let end = Instant::now() + Duration::from_secs(5);
+                while peer_state(&h).await.1 == Some(BfdState::Up) {
+                    assert!(
+                        Instant::now() < end,
+                        "BFD still Up after the peer's shutdown"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // Three detection times later, BGP and the route are still there.
+                until(&mut rx, &mut table, Duration::from_secs(3), |_| false).await;
+                let st = h.peers().await.unwrap();
+                assert_eq!(st[0].state, State::Established, "{st:?}");
+                assert_eq!(st[0].bfd, Some(BfdState::Down), "{st:?}");
+                assert!(table.contains_key(&p(PEER_ROUTE4)), "{table:?}");
+                h.shutdown(false).await.unwrap();
+            });
+        })
+        .unwrap();
 }
