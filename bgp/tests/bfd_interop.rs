@@ -28,6 +28,16 @@ const OUR_ASN: u32 = 64512;
 const PEER_ASN: u32 = 65010;
 const ROUNDS: usize = 10;
 
+/// The tests measure sub-second timings: one at a time, not competing for
+/// the CPU with each other's daemons.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A daemon whose own view of its BFD session can be asked.
 trait BfdDaemon: Send + Sync + 'static {
     /// Name for messages.
@@ -307,6 +317,7 @@ fn bird_bfd_failover_is_sub_second() {
     if !privileged_or_skip("bird_bfd_failover_is_sub_second", &["bird", "birdc", "nft"]) {
         return;
     }
+    let _serial = serial();
     failover(BirdBfd::start);
 }
 
@@ -324,6 +335,7 @@ fn frr_bfd_failover_is_sub_second() {
     ) {
         return;
     }
+    let _serial = serial();
     failover(FrrBfd::start);
 }
 
@@ -447,6 +459,7 @@ fn frr_bfd_admin_down_keeps_bgp() {
     ) {
         return;
     }
+    let _serial = serial();
     let topo = Topo::with_tag("wbf");
     let frr = Arc::new(FrrBfd::start(&topo.peer));
     topo.us
