@@ -64,9 +64,40 @@ pub struct BgpConfig {
     /// Communities ("65000:100") attached to our prefixes.
     #[serde(default)]
     pub communities: Vec<String>,
+    /// BFD timers for the peers with `bfd = true`.
+    #[serde(default)]
+    pub bfd: BfdTimersConfig,
     /// Peers.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+}
+
+fn default_bfd_interval() -> u32 {
+    300
+}
+fn default_bfd_multiplier() -> u8 {
+    3
+}
+
+/// The `[bgp.bfd]` table: timers of every BFD session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BfdTimersConfig {
+    /// Desired Min TX and Required Min RX once Up, milliseconds.
+    #[serde(default = "default_bfd_interval")]
+    pub interval_ms: u32,
+    /// Detect Mult: missed packets before the session goes down.
+    #[serde(default = "default_bfd_multiplier")]
+    pub multiplier: u8,
+}
+
+impl Default for BfdTimersConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: default_bfd_interval(),
+            multiplier: default_bfd_multiplier(),
+        }
+    }
 }
 
 /// One `[[bgp.peers]]` entry.
@@ -95,6 +126,14 @@ pub struct PeerConfig {
     /// Source address for connections to this peer (default: the kernel's choice).
     #[serde(default)]
     pub local_address: Option<IpAddr>,
+    /// Run single-hop BFD with this peer; the BGP session goes down when
+    /// BFD detects a failure.
+    #[serde(default)]
+    pub bfd: bool,
+    /// GTSM (RFC 5082): send with TTL 255 and refuse segments that arrive
+    /// with a lower TTL, i.e. from anything but a directly connected peer.
+    #[serde(default)]
+    pub ttl_security: bool,
 }
 
 impl PeerConfig {
@@ -111,6 +150,8 @@ impl PeerConfig {
             route_reflector_client: false,
             hold_time: None,
             local_address: None,
+            bfd: false,
+            ttl_security: false,
         }
     }
 }
@@ -153,6 +194,12 @@ impl BgpConfig {
         }
         if self.restart_time > 4095 {
             err("bgp.restart_time".into(), "at most 4095");
+        }
+        if !(10..=60_000).contains(&self.bfd.interval_ms) {
+            err("bgp.bfd.interval_ms".into(), "10 to 60000 milliseconds");
+        }
+        if self.bfd.multiplier == 0 {
+            err("bgp.bfd.multiplier".into(), "must not be 0");
         }
         for (i, c) in self.communities.iter().enumerate() {
             if parse_community(c).is_none() {
@@ -249,6 +296,33 @@ mod tests {
         assert_eq!(b.peers[0].port, 179);
         assert!(!b.peers[0].passive && b.peers[0].password.is_none());
         assert!(b.validate().is_empty());
+        assert_eq!(b.bfd, BfdTimersConfig::default());
+        assert!(!b.peers[0].bfd);
+    }
+
+    #[test]
+    fn bfd_keys_parse_and_validate() {
+        let b: BgpConfig = toml::from_str(
+            r#"
+            asn = 64512
+            [bfd]
+            interval_ms = 300
+            multiplier = 3
+            [[peers]]
+            address = "172.31.0.254"
+            asn = 65000
+            bfd = true
+            ttl_security = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!((b.bfd.interval_ms, b.bfd.multiplier), (300, 3));
+        assert!(b.peers[0].bfd && b.peers[0].ttl_security && b.validate().is_empty());
+        let bad: BgpConfig =
+            toml::from_str("asn = 1\n[bfd]\ninterval_ms = 1\nmultiplier = 0\n").unwrap();
+        let paths: Vec<String> = bad.validate().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["bgp.bfd.interval_ms", "bgp.bfd.multiplier"]);
+        assert!(toml::from_str::<BgpConfig>("asn = 1\n[bfd]\nx = 1\n").is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum Error {
         /// OS error.
         source: io::Error,
     },
+    /// Binding the BFD sockets failed.
+    #[error("starting BFD: {0}")]
+    Bfd(io::Error),
     /// The speaker task is gone.
     #[error("the BGP speaker has shut down")]
     Closed,

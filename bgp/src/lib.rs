@@ -24,7 +24,7 @@ pub mod rib;
 pub mod speaker;
 pub mod wire;
 
-pub use config::{BgpConfig, PeerConfig, SpeakerConfig};
+pub use config::{BfdTimersConfig, BgpConfig, PeerConfig, SpeakerConfig};
 pub use error::Error;
 pub use prefix::Prefix;
 pub use rib::RouteEvent;

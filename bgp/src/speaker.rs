@@ -12,6 +12,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::bfd::BfdState;
+use crate::bfd::driver::{self as bfd_driver, BFD_PORT, BfdEvent, BfdHandle, BfdTimers};
 use crate::config::{PeerConfig, SpeakerConfig, parse_community};
 use crate::driver::session::{self, PeerParams};
 use crate::driver::{PeerCmd, PeerEvent, Task, listener};
@@ -45,6 +47,8 @@ pub struct PeerStatus {
     pub routes_advertised: usize,
     /// Last reason the session went down.
     pub last_error: Option<String>,
+    /// BFD session state, when BFD runs with this peer.
+    pub bfd: Option<BfdState>,
 }
 
 enum Command {
@@ -124,6 +128,7 @@ impl Speaker {
                     password: pc.password.clone(),
                     local: pc.local_address,
                     connect_timeout: Duration::from_secs(b.connect_retry.max(1)),
+                    ttl_security: pc.ttl_security,
                 },
                 session,
                 rx,
@@ -142,9 +147,28 @@ impl Speaker {
                 adj_out: HashSet::new(),
                 last_error: None,
                 eor: Vec::new(),
+                bfd: pc.bfd.then_some(BfdState::Down),
+                bfd_reset: false,
             });
         }
         drop(peer_tx);
+
+        let bfd = if b.peers.iter().any(|p| p.bfd) {
+            let (h, rx) = bfd_driver::spawn(
+                BfdTimers {
+                    interval: Duration::from_millis(u64::from(b.bfd.interval_ms)),
+                    multiplier: b.bfd.multiplier,
+                },
+                BFD_PORT,
+            )
+            .map_err(Error::Bfd)?;
+            for p in b.peers.iter().filter(|p| p.bfd) {
+                h.add(p.address);
+            }
+            Some((h, rx))
+        } else {
+            None
+        };
 
         let mut listeners = Vec::new();
         let mut listening = Vec::new();
@@ -157,7 +181,15 @@ impl Speaker {
                 }
             }
             for a in addrs {
-                let l = listener::bind(SocketAddr::new(a, b.listen_port), &keys)?;
+                // The listener's TTL floor applies to every connection on
+                // it: set only when every peer of its family uses GTSM.
+                let family: Vec<_> = b
+                    .peers
+                    .iter()
+                    .filter(|p| p.address.to_canonical().is_ipv6() == a.is_ipv6())
+                    .collect();
+                let gtsm = !family.is_empty() && family.iter().all(|p| p.ttl_security);
+                let l = listener::bind(SocketAddr::new(a, b.listen_port), &keys, gtsm)?;
                 listening.push(l.local_addr().map_err(|source| Error::Listen {
                     addr: SocketAddr::new(a, b.listen_port),
                     source,
@@ -196,8 +228,13 @@ impl Speaker {
             markers: Vec::new(),
             out: VecDeque::new(),
             _listeners: listeners,
+            _bfd: bfd.as_ref().map(|(h, _)| h.clone()),
         };
-        tokio::spawn(task.run(cmd_rx, peer_rx).instrument(info_span!("bgp")));
+        let bfd_rx = bfd.map(|(_, rx)| rx);
+        tokio::spawn(
+            task.run(cmd_rx, peer_rx, bfd_rx)
+                .instrument(info_span!("bgp")),
+        );
         Ok((
             SpeakerHandle {
                 tx: cmd_tx,
@@ -267,6 +304,10 @@ struct PeerSlot {
     last_error: Option<String>,
     /// Families the peer sent End-of-RIB for in this session.
     eor: Vec<Family>,
+    /// BFD state, when BFD runs with this peer.
+    bfd: Option<BfdState>,
+    /// The session is being reset because BFD went down.
+    bfd_reset: bool,
 }
 
 struct SpeakerTask {
@@ -285,6 +326,8 @@ struct SpeakerTask {
     /// (status, announce, shutdown) are still served.
     out: VecDeque<Vec<RouteEvent>>,
     _listeners: Vec<Task>,
+    /// Keeps the BFD driver running while the speaker runs.
+    _bfd: Option<BfdHandle>,
 }
 
 impl SpeakerTask {
@@ -292,6 +335,7 @@ impl SpeakerTask {
         mut self,
         mut cmds: mpsc::Receiver<Command>,
         mut peer_rx: mpsc::Receiver<PeerEvent>,
+        mut bfd_rx: Option<mpsc::UnboundedReceiver<BfdEvent>>,
     ) {
         let events = self.events.clone();
         loop {
@@ -313,6 +357,7 @@ impl SpeakerTask {
                         return;
                     }
                 },
+                Some(ev) = recv_bfd(bfd_rx.as_mut()) => self.bfd_event(ev).await,
                 permit = events.reserve(), if ready => {
                     if let (Ok(permit), Some(batch)) = (permit, self.out.pop_front()) {
                         permit.send(batch);
@@ -381,6 +426,7 @@ impl SpeakerTask {
                 routes_received: self.rib.received(p.key),
                 routes_advertised: p.adj_out.len(),
                 last_error: p.last_error.clone(),
+                bfd: p.bfd,
             })
             .collect()
     }
@@ -436,15 +482,18 @@ impl SpeakerTask {
                 p.info = None;
                 p.negotiated = None;
                 p.adj_out.clear();
-                p.last_error = Some(match &reason {
-                    DownReason::PeerNotification(n) => {
-                        format!("peer sent NOTIFICATION {}/{}", n.code, n.subcode)
-                    }
-                    DownReason::LocalNotification(n) => {
-                        format!("sent NOTIFICATION {}/{}", n.code, n.subcode)
-                    }
-                    r => format!("{r:?}"),
-                });
+                let bfd_reset = std::mem::take(&mut p.bfd_reset);
+                if !(bfd_reset && reason == DownReason::Stopped) {
+                    p.last_error = Some(match &reason {
+                        DownReason::PeerNotification(n) => {
+                            format!("peer sent NOTIFICATION {}/{}", n.code, n.subcode)
+                        }
+                        DownReason::LocalNotification(n) => {
+                            format!("sent NOTIFICATION {}/{}", n.code, n.subcode)
+                        }
+                        r => format!("{r:?}"),
+                    });
+                }
                 if graceful.is_empty() {
                     changes.extend(self.rib.peer_down(key));
                 } else {
@@ -473,7 +522,33 @@ impl SpeakerTask {
         }
     }
 
+    /// A BFD state change: a failure (Up to Down, not the peer's
+    /// AdminDown) takes the peer's BGP session down at once.
+    async fn bfd_event(&mut self, ev: BfdEvent) {
+        let Some(p) = self
+            .peers
+            .iter_mut()
+            .find(|p| p.cfg.address.to_canonical() == ev.peer)
+        else {
+            return;
+        };
+        p.bfd = Some(ev.to);
+        if ev.is_failure() {
+            warn!(peer = %ev.peer, diag = ?ev.diag, "BFD down: dropping the BGP session");
+            p.last_error = Some(format!("BFD down ({:?})", ev.diag));
+            p.bfd_reset = true;
+            let _ = p.cmd.send(PeerCmd::BfdDown).await;
+        }
+    }
+
     fn slot(&mut self, key: PeerKey) -> Option<&mut PeerSlot> {
         self.peers.get_mut(usize::try_from(key.0).ok()?)
+    }
+}
+
+async fn recv_bfd(rx: Option<&mut mpsc::UnboundedReceiver<BfdEvent>>) -> Option<BfdEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -33,6 +33,7 @@ fn config() -> SpeakerConfig {
         next_hop_v4: None,
         next_hop_v6: None,
         communities: vec![],
+        bfd: Default::default(),
         peers: vec![PeerConfig {
             local_address: Some(ip(US4)),
             ..PeerConfig::new(ip(PEER4), ASN)

@@ -45,6 +45,7 @@ fn speaker_cfg(me: &str, peer: &str, port: u16, password: Option<&str>) -> Speak
         next_hop_v4: None,
         next_hop_v6: Some(format!("fd00::{}", &me[me.len() - 1..]).parse().unwrap()),
         communities: vec!["64512:7".into()],
+        bfd: Default::default(),
         peers: vec![PeerConfig {
             port,
             password: password.map(str::to_owned),

@@ -13,7 +13,7 @@ use std::fmt;
 pub const CONTROL_LEN: usize = 24;
 
 /// BFD session state (§4.1 "Sta").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum BfdState {
     /// Administratively down.
     AdminDown = 0,

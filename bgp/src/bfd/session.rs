@@ -9,6 +9,9 @@
 //!   the longer of the old and new detection times apply (§6.8.3).
 //! - Periodic packets are jittered to 75–100 % of the interval (75–90 %
 //!   with a detect multiplier of 1), §6.8.7.
+//! - While the peer polls, a lower Desired Min TX from it does not shorten
+//!   the detection time yet (it may send at the old rate until our Final);
+//!   our own next packet is pulled in when our Final arrives.
 //! - Detection time = the peer's Detect Mult × max(our Required Min RX,
 //!   the peer's Desired Min TX) (§6.8.4). When it expires in Init or Up
 //!   the session goes Down with diag 1 and forgets the peer's
@@ -184,13 +187,26 @@ impl BfdSession {
         self.remote_disc = p.my_disc;
         self.remote_state = p.state;
         self.remote_min_rx = from_us(p.required_min_rx_us);
-        self.remote_desired_tx = from_us(p.desired_min_tx_us);
+        // The peer may keep sending at its old, slower rate until it gets
+        // our Final: while it polls, a lower Desired Min TX does not yet
+        // shorten the detection time.
+        let desired_tx = from_us(p.desired_min_tx_us);
+        if !(p.poll && desired_tx < self.remote_desired_tx) {
+            self.remote_desired_tx = desired_tx;
+        }
         self.remote_detect_mult = p.detect_mult;
         self.remote_cpi = p.cpi;
         if p.fin && self.polling {
             self.polling = false;
             self.tx_in_use = self.tx_advertised;
             self.rx_in_use = self.cfg.required_min_rx;
+            // The faster rate applies now, not after a packet already
+            // scheduled at the slow rate: the peer's detection time has
+            // shrunk with the Final.
+            let next = now + self.tx_in_use.max(self.remote_min_rx);
+            if self.next_tx.is_some_and(|t| t > next) {
+                self.next_tx = Some(now + self.jittered_interval());
+            }
         }
         if self.state == BfdState::AdminDown {
             return;

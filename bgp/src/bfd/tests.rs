@@ -272,3 +272,27 @@ fn detection_uses_the_slower_side_and_its_multiplier() {
     s.handle(now, Input::Received(p));
     assert!(sent(&s.handle(now + Duration::from_secs(2), Input::Tick)).is_empty());
 }
+
+#[test]
+fn a_polling_peer_that_speeds_up_keeps_its_old_detection_time_until_done() {
+    let t0 = Instant::now();
+    let mut s = BfdSession::new(cfg(1), t0);
+    let mut p = peer(BfdState::Init, 9, 1);
+    p.desired_min_tx_us = 1_000_000;
+    let _ = s.handle(t0, Input::Received(p));
+    assert_eq!(s.state(), BfdState::Up);
+    assert_eq!(s.detection_time(), Some(3000 * MS));
+    // The peer polls for 300 ms: until it stops polling it may still send
+    // at 1 s, so the 3 s detection time stays.
+    let mut poll = peer(BfdState::Up, 9, 1);
+    poll.desired_min_tx_us = 300_000;
+    poll.poll = true;
+    let _ = s.handle(t0 + 900 * MS, Input::Received(poll));
+    assert_eq!(s.detection_time(), Some(3000 * MS));
+    let _ = s.handle(t0 + 1900 * MS, Input::Tick);
+    assert_eq!(s.state(), BfdState::Up);
+    // Done polling: 3 × 300 ms.
+    poll.poll = false;
+    let _ = s.handle(t0 + 2000 * MS, Input::Received(poll));
+    assert_eq!(s.detection_time(), Some(900 * MS));
+}

@@ -9,11 +9,18 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{PeerCmd, md5};
+use super::{PeerCmd, md5, minttl};
 use crate::error::Error;
 
 /// Binds `addr` and installs the MD5 keys of `keys` (peer address, key).
-pub(crate) fn bind(addr: SocketAddr, keys: &[(IpAddr, String)]) -> Result<TcpListener, Error> {
+/// With `gtsm` the listening socket sends with TTL 255 and gets the TTL
+/// floor of 255 before `listen()`, so a SYN from farther away never
+/// completes a handshake.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    keys: &[(IpAddr, String)],
+    gtsm: bool,
+) -> Result<TcpListener, Error> {
     let err = |source| Error::Listen { addr, source };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;
@@ -30,6 +37,9 @@ pub(crate) fn bind(addr: SocketAddr, keys: &[(IpAddr, String)]) -> Result<TcpLis
                 source,
             }
         })?;
+    }
+    if gtsm {
+        minttl::set_gtsm(&sock, addr.is_ipv6()).map_err(err)?;
     }
     sock.set_nonblocking(true).map_err(err)?;
     sock.bind(&addr.into()).map_err(err)?;

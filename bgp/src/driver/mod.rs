@@ -18,6 +18,7 @@
 
 pub(crate) mod listener;
 pub(crate) mod md5;
+pub(crate) mod minttl;
 pub(crate) mod session;
 
 use std::net::IpAddr;
@@ -46,6 +47,9 @@ pub(crate) enum PeerCmd {
     Incoming(TcpStream),
     /// Encoded UPDATEs for the established session.
     Send(Vec<Vec<u8>>),
+    /// BFD detected a failure: drop the session now (its routes are
+    /// withdrawn) and start again.
+    BfdDown,
     /// Stop the session: with `graceful`, close the TCP connection without
     /// a NOTIFICATION so that GR helpers keep our routes.
     Stop {

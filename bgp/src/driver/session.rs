@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::{PeerCmd, PeerEvent, Task, md5};
+use super::{PeerCmd, PeerEvent, Task, md5, minttl};
 use crate::fsm::{ConnId, Input, Output, Session, State};
 use crate::rib::PeerKey;
 use crate::wire::{self, DecodeError, Message, SessionCaps, Update};
@@ -44,6 +44,8 @@ pub(crate) struct PeerParams {
     pub(crate) password: Option<String>,
     pub(crate) local: Option<IpAddr>,
     pub(crate) connect_timeout: Duration,
+    /// GTSM: TTL 255 out, nothing below 255 in.
+    pub(crate) ttl_security: bool,
 }
 
 /// Spawns the peer task; it runs until [`PeerCmd::Stop`] or until the
@@ -107,6 +109,14 @@ impl Peer {
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(PeerCmd::Incoming(stream)) => {
+                        if self.params.ttl_security {
+                            // The listener has the floor too when every peer
+                            // on it uses GTSM; otherwise this is the guard.
+                            if let Err(e) = minttl::set_gtsm(&stream, self.params.addr.is_ipv6()) {
+                                warn!(error = %e, "GTSM on an accepted connection failed");
+                                continue;
+                            }
+                        }
                         let conn = self.add_conn(stream);
                         self.input(Input::Connected { conn, outgoing: false }).await;
                     }
@@ -116,6 +126,11 @@ impl Peer {
                                 let _ = io.writer.send(m);
                             }
                         }
+                    }
+                    Some(PeerCmd::BfdDown) => {
+                        warn!("BFD down: resetting the session");
+                        self.input(Input::Stop).await;
+                        self.input(Input::Start).await;
                     }
                     Some(PeerCmd::Stop { graceful }) => {
                         self.stop(graceful).await;
@@ -349,11 +364,15 @@ impl Peer {
         let addr = self.params.addr;
         let password = self.params.password.clone();
         let local = self.params.local;
+        let gtsm = self.params.ttl_security;
         let timeout = self.params.connect_timeout;
         let tx = self.ctx.clone();
         self.connect = Some(Task(tokio::spawn(async move {
-            let ev = match tokio::time::timeout(timeout, connect(addr, local, password.as_deref()))
-                .await
+            let ev = match tokio::time::timeout(
+                timeout,
+                connect(addr, local, password.as_deref(), gtsm),
+            )
+            .await
             {
                 Ok(Ok(s)) => ConnEvent::Connected(attempt, s),
                 Ok(Err(e)) => {
@@ -378,6 +397,7 @@ async fn connect(
     addr: SocketAddr,
     local: Option<IpAddr>,
     password: Option<&str>,
+    gtsm: bool,
 ) -> std::io::Result<TcpStream> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -389,6 +409,9 @@ async fn connect(
     }
     if let Some(p) = password {
         md5::set_md5(&sock, addr.is_ipv6(), addr.ip(), p.as_bytes())?;
+    }
+    if gtsm {
+        minttl::set_gtsm(&sock, addr.is_ipv6())?;
     }
     sock.connect(addr).await
 }

@@ -132,7 +132,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Self {
+    pub fn spawn(mut cmd: Command) -> Self {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -179,7 +179,7 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn wait_for_file(p: &Path) {
+pub fn wait_for_file(p: &Path) {
     assert!(
         eventually(Duration::from_secs(10), || p.exists()),
         "{} never appeared",
@@ -187,7 +187,7 @@ fn wait_for_file(p: &Path) {
     );
 }
 
-fn output(cmd: &mut Command) -> String {
+pub fn output(cmd: &mut Command) -> String {
     cmd.output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
