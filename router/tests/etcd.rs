@@ -298,56 +298,89 @@ fn vxlan_leases_routes_and_failures() {
     etcd.stop();
 }
 
-#[test]
-fn host_gw_fresh_leases_are_distinct_and_routed() {
-    if !netsim::netns::privileged_or_skip("host_gw_fresh_leases_are_distinct_and_routed", TOOLS) {
+/// Three fresh nodes in `mode`: distinct leases inside SubnetMin/Max,
+/// every pod reaches every other, and the node files follow the lease.
+fn fresh_leases(test: &str, tag: &str, mode: &str) {
+    if !netsim::netns::privileged_or_skip(test, TOOLS) {
         return;
     }
     let (mut c, mut etcd) = cluster_with_etcd(
-        "rtg",
-        2,
-        r#"{"Network":"10.50.0.0/16","SubnetMin":"10.50.10.0","SubnetMax":"10.50.20.0","Backend":{"Type":"host-gw"}}"#,
+        tag,
+        3,
+        &format!(
+            r#"{{"Network":"10.50.0.0/16","SubnetMin":"10.50.10.0","SubnetMax":"10.50.20.0","Backend":{{"Type":"{mode}"}}}}"#
+        ),
     );
-    for n in [1u8, 2] {
+    for n in 1..=3u8 {
         let w = c.spawn_weftd(n, &leased_config(&c, n));
         c.nodes[usize::from(n - 1)].weftd = Some(w);
     }
-    let (k1, v1) = wait_lease(&etcd, 1, &c);
-    let (k2, _) = wait_lease(&etcd, 2, &c);
-    assert_ne!(k1, k2);
-    assert_eq!(v1, r#"{"PublicIP":"172.31.0.1","BackendType":"host-gw"}"#);
-    for k in [&k1, &k2] {
+    let leases: Vec<(String, String)> = (1..=3u8).map(|n| wait_lease(&etcd, n, &c)).collect();
+    let keys: std::collections::BTreeSet<&String> = leases.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 3, "subnets not distinct: {leases:?}");
+    for (k, v) in &leases {
         let third: u8 = k.split('.').nth(2).unwrap().parse().unwrap();
         assert!(k.starts_with("10.50.") && (10..=20).contains(&third), "{k}");
+        assert!(v.contains(&format!("\"BackendType\":\"{mode}\"")), "{v}");
     }
-    let (b1, b2) = (base(&k1), base(&k2));
-    readdress(&c, 1, &b1);
-    readdress(&c, 2, &b2);
-    wait_routes(
-        &c,
-        1,
-        &[format!("{b2}.0/24 via 172.31.0.2")],
-        true,
-        Duration::from_secs(10),
-    );
-    wait_routes(
-        &c,
-        2,
-        &[format!("{b1}.0/24 via 172.31.0.1")],
-        true,
-        Duration::from_secs(10),
-    );
-    assert_ping(&c, 1, &format!("{b2}.2"));
-    assert_ping(&c, 2, &format!("{b1}.2"));
+    if mode == "host-gw" {
+        assert_eq!(
+            leases[0].1,
+            r#"{"PublicIP":"172.31.0.1","BackendType":"host-gw"}"#
+        );
+    } else {
+        assert!(
+            leases[0].1.contains(r#""VtepMAC":"02:57:ac:1f:00:01""#),
+            "{}",
+            leases[0].1
+        );
+    }
+    let bases: Vec<String> = leases.iter().map(|(k, _)| base(k)).collect();
+    for n in 1..=3u8 {
+        readdress(&c, n, &bases[usize::from(n - 1)]);
+    }
+    for n in 1..=3u8 {
+        let others: Vec<String> = (1..=3u8)
+            .filter(|&m| m != n)
+            .map(|m| format!("{}.0/24", bases[usize::from(m - 1)]))
+            .collect();
+        wait_routes(&c, n, &others, true, Duration::from_secs(10));
+    }
+    for a in 1..=3u8 {
+        for b in (1..=3u8).filter(|&b| b != a) {
+            assert_ping(&c, a, &format!("{}.2", bases[usize::from(b - 1)]));
+        }
+    }
     // The node files follow the lease: flannel's subnet.env and the
     // conflist's host-local range.
+    let b1 = &bases[0];
     let env = std::fs::read_to_string(c.dir.join("n1-cni/subnet.env")).unwrap();
     assert!(env.contains("FLANNEL_NETWORK=10.50.0.0/16"), "{env}");
     assert!(env.contains(&format!("FLANNEL_SUBNET={b1}.1/24")), "{env}");
     let conf = std::fs::read_to_string(c.dir.join("n1-cni/net.d/10-weft.conflist")).unwrap();
     assert!(conf.contains(&format!("{b1}.0/24")), "{conf}");
-    running(&mut c, 1);
+    for n in 1..=3u8 {
+        running(&mut c, n);
+    }
     etcd.stop();
+}
+
+#[test]
+fn host_gw_three_fresh_leases_are_distinct_and_routed() {
+    fresh_leases(
+        "host_gw_three_fresh_leases_are_distinct_and_routed",
+        "rtg",
+        "host-gw",
+    );
+}
+
+#[test]
+fn vxlan_three_fresh_leases_are_distinct_and_routed() {
+    fresh_leases(
+        "vxlan_three_fresh_leases_are_distinct_and_routed",
+        "rtx",
+        "vxlan",
+    );
 }
 
 #[test]
