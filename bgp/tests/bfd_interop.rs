@@ -92,17 +92,15 @@ fn our_config() -> SpeakerConfig {
 }
 
 /// BIRD with BFD at 300 ms × 3 on the link and `bfd on` for the session.
-struct BirdBfd {
-    dir: TempDir,
-    _proc: Proc,
-}
+struct BirdBfd(Bird);
 
 impl BfdDaemon for BirdBfd {
     fn name(&self) -> &'static str {
         "BIRD"
     }
     fn bfd_up(&self) -> bool {
-        self.birdc(&["show", "bfd", "sessions"])
+        self.0
+            .birdc(&["show", "bfd", "sessions"])
             .lines()
             .any(|l| l.contains(US4) && l.contains("Up"))
     }
@@ -198,7 +196,6 @@ impl BfdDaemon for FrrBfd {
 
 impl BirdBfd {
     fn start(ns: &Netns) -> Self {
-        let dir = TempDir::new("wbfbird");
         let conf = format!(
             r#"
 router id {PEER4};
@@ -219,34 +216,7 @@ protocol bgp weft {{
 }}
 "#
         );
-        std::fs::write(dir.path("bird.conf"), conf).unwrap();
-        let mut cmd = ns.command("bird");
-        cmd.arg("-c")
-            .arg(dir.path("bird.conf"))
-            .arg("-s")
-            .arg(dir.path("bird.ctl"))
-            .arg("-P")
-            .arg(dir.path("bird.pid"))
-            .arg("-f");
-        let proc = Proc::spawn(cmd);
-        wait_for_file(&dir.path("bird.ctl"));
-        let b = Self { dir, _proc: proc };
-        assert!(
-            eventually(Duration::from_secs(10), || b
-                .birdc(&["show", "status"])
-                .contains("Daemon is up")),
-            "BIRD did not start (config error?)"
-        );
-        b
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        output(
-            std::process::Command::new("birdc")
-                .arg("-s")
-                .arg(self.dir.path("bird.ctl"))
-                .args(args),
-        )
+        Self(Bird::with_config(ns, "wbfbird", &conf))
     }
 }
 

@@ -29,45 +29,6 @@ fn p(s: &str) -> Prefix {
     s.parse().unwrap()
 }
 
-struct Bird {
-    dir: TempDir,
-    _proc: Proc,
-}
-
-impl Bird {
-    fn start(ns: &Netns, tag: &str, conf: &str) -> Self {
-        let dir = TempDir::new(tag);
-        std::fs::write(dir.path("bird.conf"), conf).unwrap();
-        let mut cmd = ns.command("bird");
-        cmd.arg("-c")
-            .arg(dir.path("bird.conf"))
-            .arg("-s")
-            .arg(dir.path("bird.ctl"))
-            .arg("-P")
-            .arg(dir.path("bird.pid"))
-            .arg("-f");
-        let proc = Proc::spawn(cmd);
-        wait_for_file(&dir.path("bird.ctl"));
-        let b = Self { dir, _proc: proc };
-        assert!(
-            eventually(Duration::from_secs(10), || b
-                .birdc(&["show", "status"])
-                .contains("Daemon is up")),
-            "BIRD did not start (config error?)"
-        );
-        b
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        output(
-            Command::new("birdc")
-                .arg("-s")
-                .arg(self.dir.path("bird.ctl"))
-                .args(args),
-        )
-    }
-}
-
 fn bird_conf(id: &str, asn: u32, route: &str, session: &str) -> String {
     format!(
         r#"
@@ -125,12 +86,12 @@ fn gtsm_refuses_a_peer_two_hops_away() {
         .ip(&["route", "add", "10.98.0.0/24", "via", PEER4])
         .unwrap();
 
-    let near = Bird::start(
+    let near = Bird::with_config(
         &topo.peer,
         "wbgnear",
         &bird_conf(PEER4, NEAR_ASN, NEAR_ROUTE, "direct; ttl security on;"),
     );
-    let far_bird = Bird::start(
+    let far_bird = Bird::with_config(
         &far,
         "wbgfar",
         &bird_conf(FAR4, FAR_ASN, FAR_ROUTE, "multihop 255;"),

@@ -202,7 +202,6 @@ pub struct Bird {
 
 impl Bird {
     pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
-        let dir = TempDir::new("bgbird");
         let pw = o
             .password
             .as_ref()
@@ -247,6 +246,13 @@ protocol bgp weft {{
                 ""
             },
         );
+        Self::with_config(ns, "bgbird", &conf)
+    }
+
+    /// BIRD in `ns` with the config `conf`, its files in a fresh
+    /// directory named after `tag`; waits until it answers.
+    pub fn with_config(ns: &Netns, tag: &str, conf: &str) -> Self {
+        let dir = TempDir::new(tag);
         std::fs::write(dir.path("bird.conf"), conf).unwrap();
         let mut cmd = ns.command("bird");
         cmd.arg("-c")
@@ -268,7 +274,8 @@ protocol bgp weft {{
         b
     }
 
-    fn birdc(&self, args: &[&str]) -> String {
+    /// `birdc` against this BIRD; its stdout.
+    pub fn birdc(&self, args: &[&str]) -> String {
         output(
             Command::new("birdc")
                 .arg("-s")
