@@ -244,6 +244,12 @@ impl ControlPacket {
 mod tests {
     use super::*;
 
+    /// Captured from BIRD 2.0.12 (`protocol bfd`, 300 ms × 3, a neighbor
+    /// not yet heard): Down, your discriminator 0, the slow 1 s TX.
+    const BIRD_DOWN_CAPTURED: [u8; 24] = [
+        0x20, 0x40, 0x03, 0x18, 0x84, 0x75, 0xee, 0xe1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
+        0x40, 0x00, 0x04, 0x93, 0xe0, 0x00, 0x00, 0x00, 0x00,
+    ];
     /// A control packet in Init as BIRD 2 sends it with `interval 100 ms;
     /// multiplier 5` (built by hand from the RFC layout).
     const BIRD_INIT: [u8; 24] = [
@@ -256,6 +262,20 @@ mod tests {
         0x20, 0x48, 0x03, 0x18, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x42,
         0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
     ];
+
+    #[test]
+    fn captured_bird_packet_decodes_and_encodes_back() {
+        let p = ControlPacket::decode(&BIRD_DOWN_CAPTURED).expect("valid");
+        assert_eq!(p.state, BfdState::Down);
+        assert_eq!(p.diag, Diag::None);
+        assert_eq!(p.detect_mult, 3);
+        assert_eq!(p.my_disc, 0x8475_eee1);
+        assert_eq!(p.your_disc, 0);
+        assert_eq!(p.desired_min_tx_us, 1_000_000);
+        assert_eq!(p.required_min_rx_us, 300_000);
+        assert!(!p.poll && !p.fin && !p.cpi);
+        assert_eq!(p.encode(), BIRD_DOWN_CAPTURED);
+    }
 
     #[test]
     fn vectors_decode_and_encode_back() {
