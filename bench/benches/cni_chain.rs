@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 mod cni_exec;
 
-use cni_exec::{REFERENCE, Rss, env_usize, exec, median, note_rss, ours_dir};
+use cni_exec::{REFERENCE, Rss, env_usize, exec, median, note_rss, ours_dir, run_runner};
 
 fn confs(data_dir: &str, i: usize) -> (Value, Value) {
     let bridge = json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni0",
@@ -153,27 +153,7 @@ fn run(dir: &Path, n: usize, tag: &str) -> Run {
         .map(|i| Netns::create(&format!("{prefix}-{i}")).unwrap())
         .collect();
     let data = tempfile::tempdir().unwrap();
-    let names: Vec<&str> = pods.iter().map(Netns::name).collect();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("WEFT_BENCH_RUNNER", "1")
-        .env("WEFT_BENCH_PLUGINS", dir)
-        .env("WEFT_BENCH_HOST", host.name())
-        .env("WEFT_BENCH_PODS", names.join(","))
-        .env("WEFT_BENCH_DATA", data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "runner failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .find(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let v = run_runner(dir, &host, &pods, data.path());
     let nums = |k: &str| -> Vec<f64> {
         v[k].as_array()
             .unwrap()
@@ -184,7 +164,7 @@ fn run(dir: &Path, n: usize, tag: &str) -> Run {
     let children = children_per_add(
         dir,
         host.name(),
-        names[0],
+        pods[0].name(),
         &data.path().display().to_string(),
     );
     Run {

@@ -16,9 +16,10 @@
 mod cni_exec;
 
 use std::path::Path;
-use std::process::Command;
 
-use cni_exec::{REFERENCE, Rss, env_usize, exec, exec_floor, median, note_rss, ours_dir};
+use cni_exec::{
+    REFERENCE, Rss, env_usize, exec, exec_floor, median, note_rss, ours_dir, run_runner,
+};
 use netsim::netns::{Netns, unique_prefix};
 use serde_json::{Value, json};
 
@@ -147,27 +148,7 @@ fn run(dir: &Path, n: usize, tag: &str) -> Run {
         .map(|i| Netns::create(&format!("{prefix}-{i}")).unwrap())
         .collect();
     let data = tempfile::tempdir().unwrap();
-    let names: Vec<&str> = pods.iter().map(Netns::name).collect();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("WEFT_BENCH_RUNNER", "1")
-        .env("WEFT_BENCH_PLUGINS", dir)
-        .env("WEFT_BENCH_HOST", host.name())
-        .env("WEFT_BENCH_PODS", names.join(","))
-        .env("WEFT_BENCH_DATA", data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "runner failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .find(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let v = run_runner(dir, &host, &pods, data.path());
     Run {
         t: serde_json::from_value(v["t"].clone()).unwrap(),
         rss: serde_json::from_value(v["rss"].clone()).unwrap(),

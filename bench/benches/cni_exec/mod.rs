@@ -133,6 +133,38 @@ pub fn exec_if(
     }
 }
 
+/// Runs this bench binary again as its runner (`WEFT_BENCH_RUNNER=1`)
+/// on `host` and `pods`, with `dir`'s plugins and `data` as the plugins'
+/// data directory; returns the JSON line the runner prints.
+pub fn run_runner(
+    dir: &Path,
+    host: &netsim::netns::Netns,
+    pods: &[netsim::netns::Netns],
+    data: &Path,
+) -> Value {
+    let names: Vec<&str> = pods.iter().map(netsim::netns::Netns::name).collect();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("WEFT_BENCH_RUNNER", "1")
+        .env("WEFT_BENCH_PLUGINS", dir)
+        .env("WEFT_BENCH_HOST", host.name())
+        .env("WEFT_BENCH_PODS", names.join(","))
+        .env("WEFT_BENCH_DATA", data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runner failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// Makes std spawn with fork(2)+exec instead of vfork/posix_spawn. With
 /// vfork the child borrows our address space until exec, and Linux folds that
 /// mm's high-water mark into the child's ru_maxrss: every plugin would report
