@@ -177,6 +177,28 @@ pub fn parse_community(s: &str) -> Option<u32> {
 }
 
 impl BgpConfig {
+    /// AS `asn` with `peers` and every other field at its serde default
+    /// (kernel-chosen router id, port 179 on every address, hold time,
+    /// graceful restart on, default BFD timers, no communities).
+    pub fn new(asn: u32, peers: Vec<PeerConfig>) -> Self {
+        Self {
+            asn,
+            router_id: None,
+            listen_port: default_listen_port(),
+            listen_addresses: Vec::new(),
+            hold_time: default_hold_time(),
+            graceful_restart: default_true(),
+            restart_time: default_restart_time(),
+            connect_retry: default_connect_retry(),
+            cluster_id: None,
+            next_hop_v4: None,
+            next_hop_v6: None,
+            communities: Vec::new(),
+            bfd: BfdTimersConfig::default(),
+            peers,
+        }
+    }
+
     /// Every problem found, empty when the config is usable.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errs = Vec::new();
@@ -271,6 +293,12 @@ impl SpeakerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_is_the_serde_defaults() {
+        let parsed: BgpConfig = toml::from_str("asn = 64512").expect("valid");
+        assert_eq!(BgpConfig::new(64512, Vec::new()), parsed);
+    }
 
     #[test]
     fn parses_the_issue_example_with_defaults() {

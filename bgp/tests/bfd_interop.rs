@@ -60,27 +60,22 @@ fn p(s: &str) -> Prefix {
 
 fn our_config() -> SpeakerConfig {
     let bgp = BgpConfig {
-        asn: OUR_ASN,
-        router_id: None,
-        listen_port: 179,
-        listen_addresses: vec![],
         hold_time: 90,
         graceful_restart: false,
         restart_time: 30,
         connect_retry: 1,
-        cluster_id: None,
-        next_hop_v4: None,
-        next_hop_v6: None,
-        communities: vec![],
         bfd: BfdTimersConfig {
             interval_ms: 300,
             multiplier: 3,
         },
-        peers: vec![PeerConfig {
-            local_address: Some(ip(US4)),
-            bfd: true,
-            ..PeerConfig::new(ip(PEER4), PEER_ASN)
-        }],
+        ..BgpConfig::new(
+            OUR_ASN,
+            vec![PeerConfig {
+                local_address: Some(ip(US4)),
+                bfd: true,
+                ..PeerConfig::new(ip(PEER4), PEER_ASN)
+            }],
+        )
     };
     let mut c = SpeakerConfig::new(
         bgp,

@@ -128,20 +128,14 @@ async fn scenario(far_gtsm: bool) -> (HashSet<Prefix>, bool) {
         ..PeerConfig::new(ip(addr), asn)
     };
     let bgp = BgpConfig {
-        asn: OUR_ASN,
-        router_id: None,
-        listen_port: 179,
-        listen_addresses: vec![],
         hold_time: 9,
         graceful_restart: false,
         restart_time: 30,
         connect_retry: 1,
-        cluster_id: None,
-        next_hop_v4: None,
-        next_hop_v6: None,
-        communities: vec![],
-        bfd: Default::default(),
-        peers: vec![peer(PEER4, NEAR_ASN, true), peer(FAR4, FAR_ASN, far_gtsm)],
+        ..BgpConfig::new(
+            OUR_ASN,
+            vec![peer(PEER4, NEAR_ASN, true), peer(FAR4, FAR_ASN, far_gtsm)],
+        )
     };
     let mut cfg = SpeakerConfig::new(
         bgp,

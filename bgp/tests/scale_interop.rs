@@ -21,23 +21,17 @@ const N: u32 = 100_000;
 
 fn config() -> SpeakerConfig {
     let bgp = BgpConfig {
-        asn: ASN,
-        router_id: None,
-        listen_port: 179,
-        listen_addresses: vec![],
         hold_time: 30,
         graceful_restart: false,
         restart_time: 30,
         connect_retry: 1,
-        cluster_id: None,
-        next_hop_v4: None,
-        next_hop_v6: None,
-        communities: vec![],
-        bfd: Default::default(),
-        peers: vec![PeerConfig {
-            local_address: Some(ip(US4)),
-            ..PeerConfig::new(ip(PEER4), ASN)
-        }],
+        ..BgpConfig::new(
+            ASN,
+            vec![PeerConfig {
+                local_address: Some(ip(US4)),
+                ..PeerConfig::new(ip(PEER4), ASN)
+            }],
+        )
     };
     SpeakerConfig::new(
         bgp,
