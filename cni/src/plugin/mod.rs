@@ -11,6 +11,7 @@ pub mod masq;
 pub mod names;
 pub mod netns;
 pub mod portmap;
+pub mod private_file;
 pub mod ptp;
 pub mod static_ipam;
 pub mod tuning;

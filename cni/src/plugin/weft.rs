@@ -56,29 +56,6 @@ fn kept_path(conf: &WeftConf, cid: &str) -> Result<PathBuf, CniError> {
     Ok(Path::new(&conf.data_dir()).join(cid))
 }
 
-fn keep(path: &Path, body: &[u8]) -> Result<(), CniError> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let io = |e| CniError::io(format!("saving delegate config {}", path.display()), e);
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(body).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
 fn delegate_type(body: &[u8]) -> Result<String, CniError> {
     let n = NetConf::parse(body)?;
     if n.plugin_type.is_empty() {
@@ -121,7 +98,7 @@ impl Plugin for Weft {
             .to_string();
         let body = serde_json::to_vec(&d).map_err(|e| CniError::internal(e.to_string(), ""))?;
         let path = kept_path(&conf, &inv.container_id)?;
-        keep(&path, &body)?;
+        crate::plugin::private_file::write_private(&path, &body, "delegate config")?;
         match delegate::add_with(Mode::Auto, &t, &body, inv) {
             Ok(r) => Ok(r),
             Err(e) => {

@@ -129,27 +129,8 @@ pub struct HostState {
 impl HostState {
     /// Writes the record (directory created 0700, file 0600).
     pub fn save(&self, path: &Path) -> Result<(), CniError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let io = |e| CniError::io(format!("saving host-device state {}", path.display()), e);
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
         let body = serde_json::to_vec(self).unwrap_or_default();
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(&body).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::plugin::private_file::write_private(path, &body, "host-device state")
     }
 
     /// Reads the record; `None` when there is none (or it is unreadable).
