@@ -1,7 +1,10 @@
 //! etcd members inside namespaces (Debian's `etcd-server`), for weftd's
 //! subnet leases: one member, or a cluster of several. Each member is a
 //! child process stopped by pid; its data directory lives in the caller's
-//! scratch directory so a restarted member keeps its keys.
+//! scratch directory so a restarted member keeps its keys. With a
+//! [`Pki`], clients reach it over `https` and must show a certificate the
+//! CA signed (`--client-cert-auth`); members talk to each other over
+//! plain `http`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
+use crate::pki::Pki;
 use crate::process::ChildGuard;
 
 /// One etcd member.
@@ -20,7 +24,8 @@ pub struct Etcd {
     log_base: PathBuf,
     starts: u32,
     log: PathBuf,
-    /// Its client URL, `http://IP:2379`.
+    tls: Option<Pki>,
+    /// Its client URL, `http://IP:2379` (`https` with TLS).
     pub client_url: String,
 }
 
@@ -43,16 +48,37 @@ impl Etcd {
         Self::member(ns, &m, std::slice::from_ref(&m), dir)
     }
 
+    /// [`Etcd::single`] serving clients over TLS with `pki`'s server
+    /// certificate and requiring client certificates signed by its CA.
+    pub fn single_tls(ns: &Netns, ip: &str, dir: &Path, pki: &Pki) -> Result<Self> {
+        let m = Member {
+            name: "e0".into(),
+            ip: ip.into(),
+        };
+        Self::start(ns, &m, std::slice::from_ref(&m), dir, Some(pki))
+    }
+
     /// Starts member `me` of the cluster `all` in `ns`. The members of a
     /// new cluster start concurrently; each waits for a quorum by itself.
     pub fn member(ns: &Netns, me: &Member, all: &[Member], dir: &Path) -> Result<Self> {
+        Self::start(ns, me, all, dir, None)
+    }
+
+    fn start(
+        ns: &Netns,
+        me: &Member,
+        all: &[Member],
+        dir: &Path,
+        tls: Option<&Pki>,
+    ) -> Result<Self> {
         let initial: Vec<String> = all
             .iter()
             .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
             .collect();
         let data = dir.join(format!("etcd-{}", me.name));
-        let client_url = format!("http://{}:2379", me.ip);
-        let args = vec![
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{}:2379", me.ip);
+        let mut args = vec![
             "--name".into(),
             me.name.clone(),
             "--data-dir".into(),
@@ -74,6 +100,17 @@ impl Etcd {
             "--election-timeout".into(),
             "500".into(),
         ];
+        if let Some(p) = tls {
+            for (flag, path) in [
+                ("--cert-file", &p.server_cert),
+                ("--key-file", &p.server_key),
+                ("--trusted-ca-file", &p.ca),
+            ] {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+            args.push("--client-cert-auth".into());
+        }
         let mut me = Self {
             child: None,
             cmd_args: args,
@@ -81,6 +118,7 @@ impl Etcd {
             log_base: dir.join(format!("etcd-{}", me.name)),
             starts: 0,
             log: PathBuf::new(),
+            tls: tls.cloned(),
             client_url,
         };
         me.spawn()?;
@@ -120,10 +158,16 @@ impl Etcd {
     /// Runs `etcdctl` (API v3) against this member from inside its
     /// namespace; stdout on success.
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns_name, "etcdctl"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns_name, "etcdctl"])
             .arg(format!("--endpoints={}", self.client_url))
-            .arg("--command-timeout=3s")
+            .arg("--command-timeout=3s");
+        if let Some(p) = &self.tls {
+            cmd.arg(format!("--cacert={}", p.ca.display()))
+                .arg(format!("--cert={}", p.client_cert.display()))
+                .arg(format!("--key={}", p.client_key.display()));
+        }
+        let out = cmd
             .args(args)
             .env("ETCDCTL_API", "3")
             .output()

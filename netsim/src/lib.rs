@@ -22,6 +22,7 @@ pub mod health;
 pub mod measure;
 pub mod mode;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod report;
 pub mod run;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, KernelVtep, Opts, own_routes, underlay};
 use netsim::etcd::{Etcd, Member};
+use netsim::pki::Pki;
 
-const TOOLS: &[&str] = &["ip", "ping", "kill", "etcd", "etcdctl", "bridge"];
+const TOOLS: &[&str] = &["ip", "ping", "kill", "etcd", "etcdctl", "bridge", "openssl"];
 const PREFIX: &str = "/coreos.com/network";
 const ETCD_IP: &str = "172.31.0.254";
 
@@ -295,6 +296,16 @@ fn vxlan_leases_routes_and_failures() {
     wait_routes(&c, 1, &all(1), true, Duration::from_secs(20));
     assert_eq!(lease_of(&etcd, 1).unwrap().0, "10.244.1.0-24");
     assert_ping(&c, 1, "10.244.3.2");
+
+    // Its lease gone while it was stopped (expired): the subnet in
+    // subnet.env is asked for first, so it comes back, not a random one.
+    c.stop_weftd(1);
+    etcd.ctl(&["del", &format!("{subnets}10.244.1.0-24")])
+        .unwrap();
+    assert_eq!(lease_of(&etcd, 1), None);
+    let w = c.spawn_weftd(1, &leased_config(&c, 1));
+    c.nodes[0].weftd = Some(w);
+    assert_eq!(wait_lease(&etcd, 1, &c).0, "10.244.1.0-24");
     etcd.stop();
 }
 
@@ -482,4 +493,74 @@ fn one_of_three_etcd_members_killed_changes_nothing() {
     for e in &mut etcd {
         e.stop();
     }
+}
+
+/// etcd over TLS with client certificates (`--client-cert-auth`): nodes
+/// given the CA, a certificate and a key lease and route each other; a
+/// node without a client certificate is refused by etcd, leases nothing
+/// and keeps retrying.
+#[test]
+fn tls_etcd_with_client_certificates() {
+    if !netsim::netns::privileged_or_skip("tls_etcd_with_client_certificates", TOOLS) {
+        return;
+    }
+    let mut c = Cluster::new("rts", 3, Opts::default());
+    c.sw.ip(&["addr", "add", &format!("{ETCD_IP}/24"), "dev", "br0"])
+        .unwrap();
+    let pki = Pki::generate(&c.dir, &[ETCD_IP]).unwrap();
+    let mut etcd = Etcd::single_tls(&c.sw, ETCD_IP, &c.dir, &pki).unwrap();
+    etcd.wait_healthy(Duration::from_secs(30)).unwrap();
+    etcd.put(
+        &format!("{PREFIX}/config"),
+        r#"{"Network":"10.60.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    )
+    .unwrap();
+    let endpoints = format!("\"https://{ETCD_IP}:2379\"");
+    let ca = format!("etcd_ca_file = {:?}\n", pki.ca.display().to_string());
+    let identity = format!(
+        "etcd_cert_file = {:?}\netcd_key_file = {:?}\n",
+        pki.client_cert.display().to_string(),
+        pki.client_key.display().to_string()
+    );
+    for n in 1..=3u8 {
+        let tls = if n == 3 {
+            ca.clone()
+        } else {
+            format!("{ca}{identity}")
+        };
+        // The TLS keys go into the [subnet] table, right after the endpoints.
+        let config =
+            config_with(&c, n, &endpoints).replacen("]\n\n[cni]", &format!("]\n{tls}\n[cni]"), 1);
+        assert!(config.contains("etcd_ca_file"), "{config}");
+        let w = c.spawn_weftd(n, &config);
+        c.nodes[usize::from(n - 1)].weftd = Some(w);
+    }
+    let bases: Vec<String> = (1..=2u8)
+        .map(|n| base(&wait_lease(&etcd, n, &c).0))
+        .collect();
+    for n in 1..=2u8 {
+        readdress(&c, n, &bases[usize::from(n - 1)]);
+    }
+    wait_routes(
+        &c,
+        1,
+        &[format!("{}.0/24", bases[1])],
+        true,
+        Duration::from_secs(10),
+    );
+    wait_routes(
+        &c,
+        2,
+        &[format!("{}.0/24", bases[0])],
+        true,
+        Duration::from_secs(10),
+    );
+    assert_ping(&c, 1, &format!("{}.2", bases[1]));
+    assert_ping(&c, 2, &format!("{}.2", bases[0]));
+    // Node 3 has no client certificate: etcd refuses it.
+    assert_eq!(lease_of(&etcd, 3), None);
+    running(&mut c, 3);
+    let log3 = c.nodes[2].weftd.as_ref().unwrap().log_text();
+    assert!(log3.contains("etcd not ready"), "node 3 log:\n{log3}");
+    etcd.stop();
 }

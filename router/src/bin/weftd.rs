@@ -207,7 +207,10 @@ async fn leased_config(
         cfg.dataplane.vxlan_vni,
         cfg.vtep_mac(),
     );
-    let own = subnet::start::lease(&store, &net, &attrs).await?;
+    let previous = std::fs::read_to_string(&cfg.cni.subnet_env)
+        .ok()
+        .and_then(|env| subnet::previous_subnet(&env));
+    let own = subnet::start::lease(&store, &net, &attrs, previous).await?;
     let cfg = Config::parse_leased(text, &net.lease_defaults(), own.subnet)?;
     Ok((
         cfg,

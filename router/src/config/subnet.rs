@@ -63,15 +63,22 @@ impl SubnetConfig {
                 "needs at least one URL".into(),
             );
         }
+        let tls = self
+            .etcd_endpoints
+            .first()
+            .is_some_and(|e| e.starts_with("https://"));
+        let scheme = if tls { "https://" } else { "http://" };
         for (i, e) in self.etcd_endpoints.iter().enumerate() {
             let path = format!("subnet.etcd_endpoints[{i}]");
-            if e.starts_with("https://") {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                err(path, format!("{e:?} is not an http:// or https:// URL"));
+            } else if !e.starts_with(scheme) {
                 err(
                     path,
-                    format!("{e}: TLS to etcd is not supported yet; use http://"),
+                    format!("{e}: every member must use {scheme} like the first one"),
                 );
-            } else if !e.starts_with("http://") || e.len() <= "http://".len() {
-                err(path, format!("{e:?} is not an http:// URL"));
+            } else if e.len() <= scheme.len() {
+                err(path, format!("{e:?} has no host"));
             }
         }
         if !self.etcd_prefix.starts_with('/') || self.etcd_prefix.trim_matches('/').is_empty() {
@@ -83,16 +90,45 @@ impl SubnetConfig {
                 ),
             );
         }
-        for (f, v) in [
+        let files = [
             ("etcd_ca_file", &self.etcd_ca_file),
             ("etcd_cert_file", &self.etcd_cert_file),
             ("etcd_key_file", &self.etcd_key_file),
-        ] {
-            if v.is_some() {
+        ];
+        if tls {
+            if self.etcd_ca_file.is_none() {
                 err(
-                    format!("subnet.{f}"),
-                    "TLS to etcd is not supported yet".into(),
+                    "subnet.etcd_ca_file".into(),
+                    "https:// endpoints need the CA bundle that signs the members' certificates"
+                        .into(),
                 );
+            }
+            match (&self.etcd_cert_file, &self.etcd_key_file) {
+                (Some(_), None) => err(
+                    "subnet.etcd_key_file".into(),
+                    "needed with subnet.etcd_cert_file".into(),
+                ),
+                (None, Some(_)) => err(
+                    "subnet.etcd_cert_file".into(),
+                    "needed with subnet.etcd_key_file".into(),
+                ),
+                _ => {}
+            }
+            for (f, v) in files {
+                if let Some(p) = v
+                    && let Err(e) = std::fs::metadata(p)
+                {
+                    err(format!("subnet.{f}"), format!("{}: {e}", p.display()));
+                }
+            }
+        } else {
+            for (f, v) in files {
+                if v.is_some() {
+                    err(
+                        format!("subnet.{f}"),
+                        "only used with https:// endpoints".into(),
+                    );
+                }
             }
         }
         errs
@@ -320,7 +356,19 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
             ),
             (
                 "etcd_endpoints = [\"https://e:2379\"]",
-                "subnet.etcd_endpoints[0]",
+                "subnet.etcd_ca_file",
+            ),
+            (
+                "etcd_endpoints = [\"https://e:2379\", \"http://f:2379\"]\netcd_ca_file = \"/\"",
+                "subnet.etcd_endpoints[1]",
+            ),
+            (
+                "etcd_endpoints = [\"https://e:2379\"]\netcd_ca_file = \"/nonexistent/ca.pem\"",
+                "subnet.etcd_ca_file",
+            ),
+            (
+                "etcd_endpoints = [\"https://e:2379\"]\netcd_ca_file = \"/\"\netcd_cert_file = \"/\"",
+                "subnet.etcd_key_file",
             ),
             (
                 "etcd_endpoints = [\"http://e:2379\"]\netcd_prefix = \"x\"",

@@ -125,6 +125,19 @@ pub fn parse_lease(key: &str, value: &[u8]) -> Result<Lease, BadLease> {
     Ok(Lease { subnet, attrs })
 }
 
+/// The subnet a previous run wrote to flannel's `subnet.env`
+/// (`FLANNEL_SUBNET=10.244.7.1/24` -> `10.244.7.0/24`), asked for first
+/// when no lease carries this node's address any more (its lease expired
+/// or its address changed), as flanneld does. `None` when absent or
+/// unreadable.
+pub fn previous_subnet(subnet_env: &str) -> Option<Cidr> {
+    let value = subnet_env
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("FLANNEL_SUBNET="))?;
+    let cidr: Cidr = value.trim().parse().ok()?;
+    cidr.is_ipv4().then(|| cidr.network())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +240,14 @@ mod tests {
         )
         .expect("lease");
         assert_eq!(l.attrs.vtep_mac(), None);
+    }
+
+    #[test]
+    fn previous_subnet_comes_from_flannel_subnet() {
+        let env = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\n";
+        assert_eq!(previous_subnet(env), Some(c("10.244.7.0/24")));
+        assert_eq!(previous_subnet("FLANNEL_NETWORK=10.244.0.0/16\n"), None);
+        assert_eq!(previous_subnet("FLANNEL_SUBNET=garbage\n"), None);
+        assert_eq!(previous_subnet("FLANNEL_SUBNET=fd00::1/64\n"), None);
     }
 }

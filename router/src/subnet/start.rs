@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::cidr::Cidr;
 use crate::config::SubnetConfig;
 use crate::subnet::lease::LeaseAttrs;
 use crate::subnet::network::Network;
 use crate::subnet::store::{OwnLease, StoreError, SubnetStore};
+use crate::subnet::tls::EtcdTls;
 
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -48,23 +50,28 @@ where
 
 /// Connects and reads the network config, retrying until etcd answers.
 pub async fn network(sc: &SubnetConfig) -> Result<(SubnetStore, Network), StoreError> {
+    let tls = EtcdTls::load(sc)?;
     retrying("reading the network config", || async {
-        let mut store = SubnetStore::connect(&sc.etcd_endpoints, &sc.etcd_prefix).await?;
+        let mut store =
+            SubnetStore::connect(&sc.etcd_endpoints, &sc.etcd_prefix, tls.clone()).await?;
         let net = store.network().await?;
         Ok((store, net))
     })
     .await
 }
 
-/// Leases this node's subnet, retrying until etcd answers.
+/// Leases this node's subnet, retrying until etcd answers. `previous`
+/// (the subnet the last run wrote to `subnet.env`) is asked for when no
+/// lease carries this node's address.
 pub async fn lease(
     store: &SubnetStore,
     net: &Network,
     attrs: &LeaseAttrs,
+    previous: Option<Cidr>,
 ) -> Result<OwnLease, StoreError> {
     let own = retrying("leasing a subnet", || {
         let mut store = store.clone();
-        async move { store.acquire(net, attrs, None).await }
+        async move { store.acquire(net, attrs, previous).await }
     })
     .await?;
     info!(subnet = %own.subnet, public_ip = %attrs.public_ip, ttl_s = own.ttl.as_secs(), "subnet leased");

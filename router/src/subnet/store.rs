@@ -20,6 +20,7 @@ use crate::subnet::SubnetError;
 use crate::subnet::alloc::{Choice, LEASE_TTL, choose};
 use crate::subnet::lease::{BadLease, Lease, LeaseAttrs, parse_lease, subnet_key};
 use crate::subnet::network::Network;
+use crate::subnet::tls::{EtcdTls, TlsFileError};
 
 /// How long one etcd request may take before it counts as a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +37,9 @@ pub enum StoreError {
     /// An etcd request took longer than its timeout.
     #[error("etcd: no answer within {0:?}")]
     Timeout(Duration),
+    /// A certificate or key file could not be read.
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
     /// `<prefix>/config` is absent.
     #[error("no network config at {0} (flannel's JSON, e.g. {{\"Network\":\"10.244.0.0/16\"}})")]
     NoNetworkConfig(String),
@@ -78,28 +82,38 @@ pub struct SubnetStore {
     client: Client,
     prefix: String,
     endpoints: Vec<String>,
+    tls: Option<EtcdTls>,
     current: usize,
 }
 
 /// Connects to `endpoint` and checks that it answers.
-async fn connect_one(endpoint: &str) -> Result<Client, StoreError> {
-    let opts = ConnectOptions::new()
+async fn connect_one(endpoint: &str, tls: Option<&EtcdTls>) -> Result<Client, StoreError> {
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
         .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT);
+    if let Some(tls) = tls {
+        opts = opts.with_tls(tls.options());
+    }
     let mut client = timed(Client::connect([endpoint], Some(opts))).await?;
     timed(client.status()).await?;
     Ok(client)
 }
 
 impl SubnetStore {
-    /// Connects to the first of `endpoints` that answers.
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
-        let (client, current) = Self::first_answering(endpoints, 0).await?;
+    /// Connects to the first of `endpoints` that answers, over TLS when
+    /// `tls` is given (`https` endpoints).
+    pub async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+        tls: Option<EtcdTls>,
+    ) -> Result<Self, StoreError> {
+        let (client, current) = Self::first_answering(endpoints, tls.as_ref(), 0).await?;
         Ok(Self {
             client,
             prefix: prefix.trim_end_matches('/').to_owned(),
             endpoints: endpoints.to_vec(),
+            tls,
             current,
         })
     }
@@ -107,7 +121,8 @@ impl SubnetStore {
     /// Moves to the next member that answers, starting after the current
     /// one (so a dead member is tried last).
     pub async fn reconnect(&mut self) -> Result<(), StoreError> {
-        let (client, current) = Self::first_answering(&self.endpoints, self.current + 1).await?;
+        let (client, current) =
+            Self::first_answering(&self.endpoints, self.tls.as_ref(), self.current + 1).await?;
         self.client = client;
         self.current = current;
         Ok(())
@@ -115,12 +130,13 @@ impl SubnetStore {
 
     async fn first_answering(
         endpoints: &[String],
+        tls: Option<&EtcdTls>,
         start: usize,
     ) -> Result<(Client, usize), StoreError> {
         let mut last = StoreError::Timeout(REQUEST_TIMEOUT);
         for i in 0..endpoints.len() {
             let idx = (start + i) % endpoints.len();
-            match connect_one(&endpoints[idx]).await {
+            match connect_one(&endpoints[idx], tls).await {
                 Ok(c) => return Ok((c, idx)),
                 Err(e) => last = e,
             }
