@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `worker` | the egress and ingress loops: read, ask `weft_encap`'s pipeline (egress plan, formats, TAP frames, coalescing plan), count, write |
 //! | [`peer_table`] | longest-prefix match to peers, anti-spoofing |
+//! | `publish` | handing the workers a changed table without copying it |
 //! | [`counters`] | per-worker counts flushed to metrics once per batch |
 //! | [`io`] | TUN, TX TAP, UDP/raw sockets, batched sends, TUN writes: the only `unsafe` |
 
@@ -18,6 +19,7 @@ pub mod counters;
 pub(crate) mod encap_params;
 pub mod io;
 pub mod peer_table;
+pub(crate) mod publish;
 pub(crate) mod worker;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
@@ -39,6 +41,7 @@ use io::socket::{RawIpip, UdpSock, Underlay};
 use io::tap::{self, TxTap};
 use io::tun::Tun;
 use peer_table::PeerTable;
+use publish::TablePublisher;
 use worker::{Shared, TapQueue};
 
 /// Errors starting the dataplane.
@@ -95,8 +98,8 @@ pub struct Dataplane {
     /// Kept open for the workers' descriptors; closing removes the TAP.
     _tap: Option<TxTap>,
     own: Vec<Cidr>,
-    /// The control side's table; workers get copies of it.
-    table: std::sync::Mutex<PeerTable>,
+    /// The control side's tables; workers read the published one.
+    table: std::sync::Mutex<TablePublisher>,
     /// Offloads in use.
     pub offloads: Offloads,
     /// The TUN's MTU at start.
@@ -256,7 +259,7 @@ impl Dataplane {
             threads,
             _tap: tap,
             own: cfg.own_pod_cidrs(),
-            table: std::sync::Mutex::new(PeerTable::default()),
+            table: std::sync::Mutex::new(TablePublisher::new(PeerTable::default())),
             offloads,
             mtu,
             mtu_fixed: dp.mtu.is_some(),
@@ -267,22 +270,19 @@ impl Dataplane {
     /// Hands the workers a whole new set of routes.
     pub fn set_routes(&self, hops: &[(Cidr, NextHop)]) {
         let table = PeerTable::new(hops, &self.own);
-        self.shared.set_table(table.clone());
-        if let Ok(mut t) = self.table.lock() {
-            *t = table;
+        if let Ok(mut p) = self.table.lock() {
+            self.shared.set_table(p.replace(table));
         }
     }
 
     /// Hands the workers changed routes (`None`: withdrawn); costs the
-    /// same whatever the size of the table, plus one copy of it.
+    /// same whatever the size of the table (see `publish`).
     pub fn update_routes(&self, changes: &[(Cidr, Option<NextHop>)]) {
-        let Ok(mut t) = self.table.lock() else {
+        let Ok(mut p) = self.table.lock() else {
             return;
         };
-        for (cidr, hop) in changes {
-            t.apply(*cidr, hop.as_ref());
-        }
-        self.shared.set_table(t.clone());
+        let (table, _) = p.update(changes);
+        self.shared.set_table(table);
     }
 
     /// Tells the workers the underlay MTU changed; returns the TUN MTU that

@@ -5,11 +5,9 @@
 //! Lookups cost one hash probe per distinct prefix length in the table (one
 //! or two in a cluster: every node's /24, perhaps a /16 aggregate), never a
 //! scan over the peers, so the per-packet cost does not grow with the
-//! cluster. The control loop keeps one table and changes it route by route
+//! cluster. The control loop changes it route by route
 //! ([`PeerTable::apply`]); workers read immutable snapshots of it (an
-//! `Arc<PeerTable>` swapped per change). A snapshot is a copy of flat maps
-//! with no per-peer allocation, so publishing a change at 10 000 peers
-//! costs a few hundred kilobytes of `memcpy`.
+//! `Arc<PeerTable>`), handed over without a copy by `publish`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -46,7 +44,7 @@ pub enum Refusal {
 
 /// Longest-prefix match over one address family, keyed by (length,
 /// masked address) with the lengths in use listed longest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct PrefixIndex {
     /// Distinct prefix lengths in the map, longest first.
     lens: Vec<u8>,
@@ -103,7 +101,7 @@ fn bits(ip: IpAddr) -> (u8, u128) {
 }
 
 /// Peers, a prefix index per family, and this node's ranges.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerTable {
     /// Indices are stable while a peer has ranges; a slot whose peer lost
     /// its last range is reused for the next new peer.

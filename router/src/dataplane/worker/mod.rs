@@ -36,9 +36,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Publishes a new peer table.
-    pub(crate) fn set_table(&self, t: PeerTable) {
+    pub(crate) fn set_table(&self, t: Arc<PeerTable>) {
         if let Ok(mut g) = self.table.lock() {
-            *g = Arc::new(t);
+            *g = t;
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
