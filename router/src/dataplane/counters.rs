@@ -165,6 +165,12 @@ impl LocalCounts {
         }
     }
 
+    /// Room for `peers` peers, keeping the memory; call after a flush
+    /// (the counts are zero then).
+    pub fn resize(&mut self, peers: usize) {
+        self.peers.resize(peers, [0; 5]);
+    }
+
     /// One packet sent to `peer`.
     #[inline]
     pub fn tx(&mut self, peer: usize, bytes: usize) {

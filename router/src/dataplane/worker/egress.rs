@@ -105,6 +105,7 @@ pub(crate) fn egress(
             if reads > 0 {
                 view.flush();
             } else {
+                view.release();
                 let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
             }
             continue;

@@ -37,6 +37,7 @@ pub(crate) fn ingress(
     while !shared.stop.load(Ordering::Relaxed) {
         // WouldBlock or a socket error: wait (bounded) and retry.
         let Ok(n) = rx.recv_batch(&mut batch) else {
+            view.release();
             let _ = wait_readable(fd, IDLE_WAIT);
             continue;
         };

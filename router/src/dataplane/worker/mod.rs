@@ -58,6 +58,9 @@ impl Shared {
 struct View {
     generation: u64,
     table: Arc<PeerTable>,
+    /// Held instead of `table` while the worker sleeps.
+    empty: Arc<PeerTable>,
+    released: bool,
     handles: CounterHandles,
     counts: LocalCounts,
 }
@@ -70,19 +73,32 @@ impl View {
             handles: CounterHandles::new(),
             counts: LocalCounts::new(table.peers().len()),
             table,
+            empty: Arc::default(),
+            released: false,
         }
     }
 
     /// One atomic load per batch; takes the new table only when routes
-    /// changed (the counter handles stay).
+    /// changed or the worker let go of it to sleep (the counter handles
+    /// and the counts' memory stay).
     fn refresh(&mut self, shared: &Shared) {
-        if shared.generation.load(Ordering::Acquire) != self.generation {
+        if self.released || shared.generation.load(Ordering::Acquire) != self.generation {
             self.flush();
             let (generation, table) = shared.snapshot();
-            self.counts = LocalCounts::new(table.peers().len());
+            self.counts.resize(table.peers().len());
             self.generation = generation;
             self.table = table;
+            self.released = false;
         }
+    }
+
+    /// Lets go of the table before sleeping, so that the control side can
+    /// bring it up to date in place instead of copying (see `publish`);
+    /// the next [`View::refresh`] takes the current one.
+    fn release(&mut self) {
+        self.flush();
+        self.table = Arc::clone(&self.empty);
+        self.released = true;
     }
 
     /// Hands the local counts to the metrics registry.
