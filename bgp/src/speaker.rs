@@ -27,8 +27,8 @@ use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 mod export;
 mod stats;
 
-pub use stats::{Direction, NotificationCount, PeerKind};
 use stats::PeerStats;
+pub use stats::{Direction, NotificationCount, PeerKind};
 
 /// Most route events in one batch on the consumer channel.
 const EVENT_BATCH: usize = 2048;
@@ -450,8 +450,7 @@ impl SpeakerTask {
                 updates_received: p.stats.updates_received(),
                 notifications: p.stats.notifications(),
                 end_of_rib: p.state == State::Established
-                    && p
-                        .negotiated
+                    && p.negotiated
                         .as_ref()
                         .is_some_and(|n| n.families.iter().all(|f| p.eor.contains(f))),
                 last_error: p.last_error.clone(),

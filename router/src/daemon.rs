@@ -337,7 +337,10 @@ impl Driver<'_> {
         }
         if matches!(
             event,
-            Event::Applied | Event::ApplyFailed { .. } | Event::Dumped { .. } | Event::DumpFailed { .. }
+            Event::Applied
+                | Event::ApplyFailed { .. }
+                | Event::Dumped { .. }
+                | Event::DumpFailed { .. }
         ) {
             p.busy = false;
             p.in_flight = None;

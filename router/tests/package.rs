@@ -152,7 +152,10 @@ fn deb_installs_checks_config_and_removes_cleanly() {
     // VERSION like a plugin, not like the CLI).
     let out = run(Command::new(root.join("usr/bin/weft")).arg("--help"));
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("status") && help.contains("--socket"), "{help}");
+    assert!(
+        help.contains("status") && help.contains("--socket"),
+        "{help}"
+    );
     let out = run(Command::new(root.join("opt/cni/bin/weft"))
         .env("CNI_COMMAND", "VERSION")
         .stdin(std::process::Stdio::null()));

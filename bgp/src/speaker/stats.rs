@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(s.prefixes_received(), 0);
         let n = s.notifications();
         assert_eq!(n.len(), 2);
-        assert_eq!((n[0].direction, n[0].code, n[0].count), (Direction::Sent, 4, 1));
+        assert_eq!(
+            (n[0].direction, n[0].code, n[0].count),
+            (Direction::Sent, 4, 1)
+        );
         assert_eq!(
             (n[1].direction, n[1].code, n[1].count),
             (Direction::Received, 6, 2)

@@ -37,7 +37,9 @@ impl ControlConfig {
     /// Every problem in `[control]`, with field paths.
     pub fn validate(&self) -> Vec<ConfigError> {
         match &self.socket {
-            Some(p) if !p.as_os_str().is_empty() && (!p.is_absolute() || p.file_name().is_none()) => {
+            Some(p)
+                if !p.as_os_str().is_empty() && (!p.is_absolute() || p.file_name().is_none()) =>
+            {
                 vec![ConfigError {
                     path: "control.socket".into(),
                     msg: format!("{} is not an absolute file path", p.display()),
@@ -104,7 +106,13 @@ mod tests {
         assert_eq!(c.validate()[0].path, "control.socket");
 
         let m = MetricsConfig::default();
-        assert_eq!(m.endpoint(), Some((DEFAULT_METRICS.parse().unwrap_or_else(|_| unreachable!()), false)));
+        assert_eq!(
+            m.endpoint(),
+            Some((
+                DEFAULT_METRICS.parse().unwrap_or_else(|_| unreachable!()),
+                false
+            ))
+        );
         let m = MetricsConfig {
             listen: Some(String::new()),
         };

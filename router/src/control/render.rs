@@ -36,10 +36,19 @@ pub fn status(s: &NodeStatus) -> String {
 
 /// `weft peers`: one line per BGP peer.
 pub fn peers(p: &[PeerReport]) -> String {
-    let mut rows = vec![[
-        "PEER", "ASN", "TYPE", "STATE", "SINCE", "RECV/ACC/ADV", "BFD", "LAST ERROR",
-    ]
-    .map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "PEER",
+            "ASN",
+            "TYPE",
+            "STATE",
+            "SINCE",
+            "RECV/ACC/ADV",
+            "BFD",
+            "LAST ERROR",
+        ]
+        .map(str::to_owned),
+    ];
     for p in p {
         rows.push([
             p.address.to_string(),
@@ -60,11 +69,13 @@ pub fn peers(p: &[PeerReport]) -> String {
 
 /// `weft routes`: one line per pod range.
 pub fn routes(r: &[RouteReport]) -> String {
-    let mut rows = vec![[
-        "POD CIDR", "NEXT HOP", "MODE", "SOURCE", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES",
-        "DROPS",
-    ]
-    .map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "POD CIDR", "NEXT HOP", "MODE", "SOURCE", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES",
+            "DROPS",
+        ]
+        .map(str::to_owned),
+    ];
     for r in r {
         let source = serde_json::to_value(r.source)
             .ok()
@@ -180,7 +191,10 @@ mod tests {
         let t = status(&s);
         assert!(t.contains("offloads  none\n"), "{t}");
         assert!(t.contains("uptime    1m1s\n"), "{t}");
-        assert!(t.contains("ready     no: routes not programmed yet\n"), "{t}");
+        assert!(
+            t.contains("ready     no: routes not programmed yet\n"),
+            "{t}"
+        );
         assert!(t.contains("172.31.0.2  64512"), "{t}");
     }
 
@@ -204,7 +218,10 @@ mod tests {
             ),
         ]);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[1].ends_with("host-gw  bgp     -        -         -        -         -"), "{t}");
+        assert!(
+            lines[1].ends_with("host-gw  bgp     -        -         -        -         -"),
+            "{t}"
+        );
         assert!(lines[2].contains("vxlan    bgp     5        0"), "{t}");
         assert_eq!(duration(90_000), "1d1h");
     }

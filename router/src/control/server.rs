@@ -190,9 +190,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         return serde_json::from_value::<Command>(quoted)
             .map(|command| Request { command })
             .map_err(|_| {
-                format!(
-                    "unknown command {text:?}: expected status, peers, routes or reload"
-                )
+                format!("unknown command {text:?}: expected status, peers, routes or reload")
             });
     }
     serde_json::from_str(text).map_err(|e| {
@@ -201,7 +199,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
 }
 
 async fn serve_one(stream: &mut UnixStream, source: &StatusSource) {
-    let response = match read_request(stream).await {
+    let read = read_request(stream).await;
+    let too_long = read == Read::TooLong;
+    let response = match read {
         Read::Line(line) => match parse_request(&line) {
             Ok(req) => answer(req.command, source).await,
             Err(e) => Response::error(e),
@@ -219,7 +219,25 @@ async fn serve_one(stream: &mut UnixStream, source: &StatusSource) {
         }
     };
     write_response(stream, &response).await;
+    if too_long {
+        // Closing with unread bytes would reset the connection before the
+        // client reads the error: discard a bounded rest first.
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            let mut left = DRAIN_LIMIT;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
 }
+
+/// Most bytes of an oversized request discarded before closing.
+const DRAIN_LIMIT: usize = 1 << 20;
 
 async fn answer(command: Command, source: &StatusSource) -> Response {
     if command == Command::Reload {
@@ -289,6 +307,10 @@ mod tests {
         let e = parse_request(b"hello").unwrap_err();
         assert!(e.contains("unknown command \"hello\""), "{e}");
         assert!(parse_request(b"\xff").unwrap_err().contains("UTF-8"));
-        assert!(parse_request(b"  ").unwrap_err().starts_with("empty request"));
+        assert!(
+            parse_request(b"  ")
+                .unwrap_err()
+                .starts_with("empty request")
+        );
     }
 }

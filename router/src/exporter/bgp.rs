@@ -76,10 +76,19 @@ pub(super) fn describe() {
         Unit::Seconds,
         "How long the BGP session has been established (0 when it is not)."
     );
-    describe_gauge!(PREFIXES_RECEIVED, "Prefixes the peer announces, before import policy.");
+    describe_gauge!(
+        PREFIXES_RECEIVED,
+        "Prefixes the peer announces, before import policy."
+    );
     describe_gauge!(PREFIXES_ACCEPTED, "Prefixes accepted from the peer.");
     describe_gauge!(PREFIXES_ADVERTISED, "Prefixes advertised to the peer.");
-    describe_counter!(UPDATES_RECEIVED, "BGP UPDATE messages received from the peer.");
-    describe_counter!(NOTIFICATIONS, "BGP NOTIFICATIONs sent to or received from the peer.");
+    describe_counter!(
+        UPDATES_RECEIVED,
+        "BGP UPDATE messages received from the peer."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        "BGP NOTIFICATIONs sent to or received from the peer."
+    );
     describe_gauge!(BFD_UP, "BFD session with the peer up (1) or not (0).");
 }

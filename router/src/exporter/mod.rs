@@ -43,13 +43,24 @@ pub fn install() -> Option<PrometheusHandle> {
 /// HELP lines for every series weftd exports.
 fn describe() {
     describe_counter!(TX_PACKETS, "Inner packets encapsulated to an overlay peer.");
-    describe_counter!(TX_BYTES, Unit::Bytes, "Inner bytes encapsulated to an overlay peer.");
+    describe_counter!(
+        TX_BYTES,
+        Unit::Bytes,
+        "Inner bytes encapsulated to an overlay peer."
+    );
     describe_counter!(RX_PACKETS, "Inner packets accepted from an overlay peer.");
-    describe_counter!(RX_BYTES, Unit::Bytes, "Inner bytes accepted from an overlay peer.");
+    describe_counter!(
+        RX_BYTES,
+        Unit::Bytes,
+        "Inner bytes accepted from an overlay peer."
+    );
     describe_counter!(DROPS, "Packets the dataplane dropped, by reason.");
     describe_counter!(PEER_DROPS, "Drops of packets from a known overlay peer.");
     describe_counter!(ICMP_TOO_BIG, "ICMP too-big replies sent to pods.");
-    describe_gauge!(ROUTES_INSTALLED, "Pod ranges of other nodes routed in the kernel.");
+    describe_gauge!(
+        ROUTES_INSTALLED,
+        "Pod ranges of other nodes routed in the kernel."
+    );
     describe_histogram!(
         ROUTE_PROGRAMMING,
         Unit::Seconds,
