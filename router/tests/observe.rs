@@ -373,3 +373,77 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
     assert!(err.starts_with("weft: cannot reach weftd at "), "{err}");
     eprintln!("observe test took {:?}", t0.elapsed());
 }
+
+/// Median of `curl` timings of `/metrics` (and the CLI's `routes`) on a
+/// node routing 10 000 pod ranges (static routes to fake vxlan peers).
+/// Ignored: a measurement, run with `--ignored --nocapture`.
+#[test]
+#[ignore = "measurement"]
+fn scrape_cost_at_10k_routes() {
+    if !privileged_or_skip("scrape_cost_at_10k_routes", TOOLS) {
+        return;
+    }
+    let c = Topology::builder()
+        .nodes(1)
+        .pods_per_node(0)
+        .prefix_tag("ho")
+        .build()
+        .unwrap();
+    let topo = Topology {
+        fake_peers: 10_000,
+        ..c.topology().clone()
+    };
+    let cfg = WeftdConfig::for_node(&topo, 0, WeftMode::Vxlan).unwrap();
+    let name = c.node(0).ns().name().to_owned();
+    let text = node_local_files(&cfg.to_toml().unwrap(), c.run_dir(), &name);
+    let path = c.run_dir().join("scrape.toml");
+    std::fs::write(&path, text).unwrap();
+    let log = c.run_dir().join("scrape.log");
+    let mut cmd = c.node(0).ns().command(env!("CARGO_BIN_EXE_weftd"));
+    cmd.arg("--config").arg(&path);
+    let _child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
+    let n = Node {
+        child: None,
+        socket: control_socket(c.run_dir(), &name),
+        log,
+    };
+    wait(Duration::from_secs(60), "10 000 routes", &[&n], || {
+        let out = weft(&n.socket, &["--json", "status"]);
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["routes"] == 10_000
+    });
+    let ns = c.node(0).ns();
+    let mut runs: Vec<(f64, u64)> = (0..21)
+        .map(|_| {
+            let out = ns
+                .command("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{time_total} %{size_download}",
+                ])
+                .arg("http://127.0.0.1:9420/metrics")
+                .output()
+                .unwrap();
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (t, b) = s.split_once(' ').unwrap();
+            (t.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let t = Instant::now();
+    let out = weft(&n.socket, &["--json", "routes"]);
+    let routes_took = t.elapsed();
+    assert!(out.status.success());
+    eprintln!(
+        "/metrics at 10 000 routes: median {:.1} ms (min {:.1}, max {:.1}), {} bytes; \
+         weft --json routes: {routes_took:?}, {} bytes",
+        runs[10].0 * 1e3,
+        runs[0].0 * 1e3,
+        runs[20].0 * 1e3,
+        runs[10].1,
+        out.stdout.len()
+    );
+}

@@ -73,3 +73,48 @@ fn describe() {
     );
     bgp::describe();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    use metrics::counter;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    /// The scrape's worst case at 10 000 routes: every route's overlay
+    /// peer has carried traffic, so each has its five per-peer series
+    /// (50 000 series). Ignored: run with `--ignored --nocapture` to print
+    /// the render time and size.
+    #[test]
+    #[ignore = "measurement"]
+    fn render_cost_with_10k_overlay_peers() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for i in 0..10_000u32 {
+                let peer = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 1)) + i).to_string();
+                for name in [TX_PACKETS, TX_BYTES, RX_PACKETS, RX_BYTES, PEER_DROPS] {
+                    counter!(name, "peer" => peer.clone()).increment(u64::from(i) * 1500 + 1);
+                }
+            }
+        });
+        let mut times: Vec<Duration> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                let text = handle.render();
+                let took = t.elapsed();
+                assert!(text.len() > 1_000_000);
+                took
+            })
+            .collect();
+        times.sort();
+        let bytes = handle.render().len();
+        eprintln!(
+            "render of 50 000 per-peer series (10 000 overlay peers): median {:?} (min {:?}, max {:?}), {bytes} bytes",
+            times[5], times[0], times[10]
+        );
+    }
+}
