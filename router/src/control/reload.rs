@@ -33,3 +33,40 @@ pub async fn request_reload(hook: Option<&mpsc::Sender<ReloadRequest>>) -> Reloa
     rx.await
         .unwrap_or_else(|_| Err(vec!["the reload ended without an answer".to_owned()]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_hook_reload_is_not_available() {
+        let e = request_reload(None).await.unwrap_err();
+        assert_eq!(e, vec!["reload not available in this weftd"]);
+        let (tx, rx) = reload_hook();
+        drop(rx);
+        assert_eq!(request_reload(Some(&tx)).await.unwrap_err(), e);
+    }
+
+    #[tokio::test]
+    async fn the_daemon_answers_through_the_hook() {
+        let (tx, mut rx) = reload_hook();
+        let daemon = tokio::spawn(async move {
+            let first = rx.recv().await.unwrap_or_else(|| unreachable!());
+            let _ = first.reply.send(Ok("1 peer added".into()));
+            let second = rx.recv().await.unwrap_or_else(|| unreachable!());
+            let _ = second.reply.send(Err(vec!["bgp.asn: must not be 0".into()]));
+            let third = rx.recv().await.unwrap_or_else(|| unreachable!());
+            drop(third);
+        });
+        assert_eq!(request_reload(Some(&tx)).await, Ok("1 peer added".into()));
+        assert_eq!(
+            request_reload(Some(&tx)).await,
+            Err(vec!["bgp.asn: must not be 0".into()])
+        );
+        assert_eq!(
+            request_reload(Some(&tx)).await,
+            Err(vec!["the reload ended without an answer".into()])
+        );
+        let _ = daemon.await;
+    }
+}
