@@ -54,7 +54,9 @@ mod tests {
             let first = rx.recv().await.unwrap_or_else(|| unreachable!());
             let _ = first.reply.send(Ok("1 peer added".into()));
             let second = rx.recv().await.unwrap_or_else(|| unreachable!());
-            let _ = second.reply.send(Err(vec!["bgp.asn: must not be 0".into()]));
+            let _ = second
+                .reply
+                .send(Err(vec!["bgp.asn: must not be 0".into()]));
             let third = rx.recv().await.unwrap_or_else(|| unreachable!());
             drop(third);
         });

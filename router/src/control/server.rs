@@ -104,9 +104,10 @@ impl ControlServer {
 
 async fn serve(listener: UnixListener, source: StatusSource) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let refusals = Arc::new(Semaphore::new(4 * MAX_CLIENTS));
     loop {
-        let mut stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (mut stream, _) = match listener.accept().await {
+            Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "control socket accept");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -123,12 +124,17 @@ async fn serve(listener: UnixListener, source: StatusSource) {
             }
             Err(_) => {
                 debug!("control socket busy");
-                tokio::spawn(async move {
-                    let busy = Response::error(format!(
-                        "busy: {MAX_CLIENTS} control clients are connected, try again"
-                    ));
-                    write_response(&mut stream, &busy).await;
-                });
+                // Telling a client it is over the cap takes a short task;
+                // those are capped too (beyond, the connection just closes).
+                if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        let busy = Response::error(format!(
+                            "busy: {MAX_CLIENTS} control clients are connected, try again"
+                        ));
+                        refuse(&mut stream, &busy).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
@@ -218,22 +224,29 @@ async fn serve_one(stream: &mut UnixStream, source: &StatusSource) {
             return;
         }
     };
-    write_response(stream, &response).await;
     if too_long {
-        // Closing with unread bytes would reset the connection before the
-        // client reads the error: discard a bounded rest first.
-        let mut sink = [0u8; 4096];
-        let drain = async {
-            let mut left = DRAIN_LIMIT;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        refuse(stream, &response).await;
+    } else {
+        write_response(stream, &response).await;
     }
+}
+
+/// Answers a client whose request was not read (too long, or over the
+/// cap), then discards a bounded amount of what it sent: closing with
+/// unread bytes would reset the connection before it reads the answer.
+async fn refuse(stream: &mut UnixStream, r: &Response) {
+    write_response(stream, r).await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = DRAIN_LIMIT;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Most bytes of an oversized request discarded before closing.
