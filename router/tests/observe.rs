@@ -8,8 +8,9 @@
 //! `/metrics` counters move under a short ping; node 3's unwritable
 //! `conf_dir` makes its `/readyz` say why while it routes; bad input on
 //! the control socket (malformed, oversized, silent, over the client cap)
-//! gets a one-line error and weftd keeps answering; and once weftd is
-//! stopped, `weft status` fails with one line and exit 1.
+//! gets a one-line error and weftd keeps answering; a second weftd whose
+//! configured socket or metrics address is taken exits 1 saying so; and
+//! once weftd is stopped, `weft status` fails with one line and exit 1.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -356,6 +357,49 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
         2,
         "{peers}"
     );
+
+    // An endpoint set in the config that cannot be served stops a weftd
+    // at start: node 2's socket and metrics port are taken.
+    let static_cfg = WeftdConfig::for_node(c.topology(), 1, WeftMode::Vxlan)
+        .unwrap()
+        .to_toml()
+        .unwrap();
+    let ns2 = c.node(1).ns();
+    for (extra, want) in [
+        (
+            format!(
+                "[control]\nsocket = {:?}\n",
+                n2.socket.display().to_string()
+            ),
+            "another process is serving this control socket",
+        ),
+        (
+            "[control]\nsocket = \"\"\n[metrics]\nlisten = \"127.0.0.1:9420\"\n".to_owned(),
+            "metrics.listen 127.0.0.1:9420",
+        ),
+    ] {
+        let text = node_local_files(&format!("{static_cfg}\n{extra}"), c.run_dir(), "second");
+        let path = c.run_dir().join("second.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new("timeout")
+            .args([
+                "20",
+                "ip",
+                "netns",
+                "exec",
+                ns2.name(),
+                env!("CARGO_BIN_EXE_weftd"),
+            ])
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{want} missing:\n{err}");
+    }
+    assert!(weft(&n2.socket, &["status"]).status.success());
+    assert_eq!(http_get(ns2, "/healthz").0, 200);
 
     // Stopped: the socket is gone and the CLI says so in one line.
     let (st, graceful) = n1
