@@ -206,6 +206,8 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
     assert_eq!(s["mtu"], 1450, "{s}");
     assert_eq!(s["pod_cidrs"][0], c.node(0).pod_cidr().to_string(), "{s}");
     assert_eq!(s["ready"], true, "{s}");
+    let text = String::from_utf8(weft(&n1.socket, &["status"]).stdout).unwrap();
+    eprintln!("weft status on node 1:\n{text}");
     // Node 3 routes but says why it is not ready.
     let (code, body) = http_get(c.node(2).ns(), "/readyz");
     assert_eq!(code, 503, "{body}");
@@ -268,6 +270,8 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
         routes[0]["tunnel"]["tx_packets"].as_u64().unwrap() >= 20,
         "{routes}"
     );
+    let text = String::from_utf8(weft(&n1.socket, &["routes"]).stdout).unwrap();
+    eprintln!("weft routes on node 1:\n{text}");
     for want in [
         format!("weft_bgp_session_state{{peer=\"{peer2}\",asn=\"64512\",type=\"ibgp\"}} 6"),
         format!("weft_bgp_prefixes_received{{peer=\"{peer2}\"}} 1"),
