@@ -1,10 +1,10 @@
 //! The operator interface against real weftds: a 3-node netsim cluster in
 //! vxlan mode whose nodes learn each other over BGP (full mesh of weftds),
 //! each with its own control socket and the default metrics endpoint
-//! (127.0.0.1:9420 in its namespace). One cluster, one test, in order:
+//! (127.0.0.1:9420 in its namespace), BFD on every session. One cluster, one test, in order:
 //! `/readyz` 503 (no End-of-RIB: the peers are not up yet) then 200; `weft
 //! status --json` on every node shows every peer Established with one
-//! prefix received, accepted and advertised; `weft routes --json`;
+//! prefix received, accepted and advertised and BFD up; `weft routes --json`;
 //! `/metrics` counters move under a short ping; node 3's unwritable
 //! `conf_dir` makes its `/readyz` say why while it routes; bad input on
 //! the control socket (malformed, oversized, silent, over the client cap)
@@ -80,13 +80,18 @@ impl Node {
 /// `[cni]` table when given.
 fn start(c: &Cluster, i: usize, cni: Option<&str>) -> Node {
     let topo = c.topology();
-    let cfg = with_bgp(
+    let mut cfg = with_bgp(
         WeftdConfig::for_node(topo, i, WeftMode::Vxlan).unwrap(),
         topo,
         i,
         BgpSetup::FullMesh,
     )
     .unwrap();
+    // BFD with every peer: its state shows per peer.
+    let bgp = cfg.bgp.as_mut().unwrap();
+    for p in bgp["peers"].as_array_mut().unwrap() {
+        p.as_table_mut().unwrap().insert("bfd".into(), true.into());
+    }
     let name = c.node(i).ns().name().to_owned();
     let mut text = cfg.to_toml().unwrap();
     if let Some(cni) = cni {
@@ -192,6 +197,7 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
                             && p["prefixes_accepted"] == 1
                             && p["prefixes_advertised"] == 1
                             && p["end_of_rib"] == true
+                            && p["bfd"] == "up"
                     })
                     && s["routes"] == 2
             },
@@ -277,6 +283,7 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
         format!("weft_bgp_prefixes_received{{peer=\"{peer2}\"}} 1"),
         format!("weft_bgp_prefixes_accepted{{peer=\"{peer2}\"}} 1"),
         format!("weft_bgp_prefixes_advertised{{peer=\"{peer2}\"}} 1"),
+        format!("weft_bgp_bfd_up{{peer=\"{peer2}\"}} 1"),
         "weft_routes_installed 2".to_owned(),
         format!(
             "weft_build_info{{version=\"{}\"}} 1",
