@@ -28,4 +28,4 @@ pub use config::{BfdTimersConfig, BgpConfig, PeerConfig, SpeakerConfig};
 pub use error::Error;
 pub use prefix::Prefix;
 pub use rib::RouteEvent;
-pub use speaker::{PeerStatus, Speaker, SpeakerHandle};
+pub use speaker::{Direction, NotificationCount, PeerKind, PeerStatus, Speaker, SpeakerHandle};

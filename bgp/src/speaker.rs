@@ -6,7 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +25,10 @@ use crate::rib::{self, Change, PeerInfo, PeerKey, Rib, RouteEvent};
 use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
 mod export;
+mod stats;
+
+use stats::PeerStats;
+pub use stats::{Direction, NotificationCount, PeerKind};
 
 /// Most route events in one batch on the consumer channel.
 const EVENT_BATCH: usize = 2048;
@@ -39,12 +43,24 @@ pub struct PeerStatus {
     pub address: IpAddr,
     /// Peer AS.
     pub asn: u32,
+    /// iBGP, eBGP or iBGP to a route-reflector client.
+    pub kind: PeerKind,
     /// Session state.
     pub state: State,
-    /// Routes accepted from the peer.
+    /// How long the session has been in `state`.
+    pub state_for: Duration,
+    /// Prefixes the peer announces now, before import policy.
+    pub prefixes_received: usize,
+    /// Routes accepted from the peer (import policy and loop checks passed).
     pub routes_received: usize,
     /// Prefixes we advertise to it.
     pub routes_advertised: usize,
+    /// UPDATE messages received since the speaker started.
+    pub updates_received: u64,
+    /// NOTIFICATIONs sent and received since the speaker started.
+    pub notifications: Vec<NotificationCount>,
+    /// The peer sent End-of-RIB for every family of the current session.
+    pub end_of_rib: bool,
     /// Last reason the session went down.
     pub last_error: Option<String>,
     /// BFD session state, when BFD runs with this peer.
@@ -149,6 +165,7 @@ impl Speaker {
                 eor: Vec::new(),
                 bfd: pc.bfd.then_some(BfdState::Down),
                 bfd_reset: false,
+                stats: PeerStats::new(Instant::now()),
             });
         }
         drop(peer_tx);
@@ -308,6 +325,7 @@ struct PeerSlot {
     bfd: Option<BfdState>,
     /// The session is being reset because BFD went down.
     bfd_reset: bool,
+    stats: PeerStats,
 }
 
 struct SpeakerTask {
@@ -417,14 +435,24 @@ impl SpeakerTask {
     }
 
     fn status(&self) -> Vec<PeerStatus> {
+        let now = Instant::now();
         self.peers
             .iter()
             .map(|p| PeerStatus {
                 address: p.cfg.address,
                 asn: p.cfg.asn,
+                kind: PeerKind::of(self.cfg.bgp.asn, p.cfg.asn, p.cfg.route_reflector_client),
                 state: p.state,
+                state_for: now.saturating_duration_since(p.stats.since),
+                prefixes_received: p.stats.prefixes_received(),
                 routes_received: self.rib.received(p.key),
                 routes_advertised: p.adj_out.len(),
+                updates_received: p.stats.updates_received(),
+                notifications: p.stats.notifications(),
+                end_of_rib: p.state == State::Established
+                    && p.negotiated
+                        .as_ref()
+                        .is_some_and(|n| n.families.iter().all(|f| p.eor.contains(f))),
                 last_error: p.last_error.clone(),
                 bfd: p.bfd,
             })
@@ -435,6 +463,7 @@ impl SpeakerTask {
         match ev {
             PeerEvent::State(key, st) => {
                 if let Some(p) = self.slot(key) {
+                    p.stats.state(p.state, st, Instant::now());
                     p.state = st;
                 }
             }
@@ -457,13 +486,18 @@ impl SpeakerTask {
                 p.last_info = Some(info);
                 p.negotiated = Some(negotiated);
                 p.local = Some(local);
+                p.stats.state(p.state, State::Established, Instant::now());
                 p.state = State::Established;
                 p.adj_out.clear();
                 p.eor.clear();
                 self.export_table(key, None).await;
             }
             PeerEvent::Updates(key, updates) => {
-                let Some(info) = self.slot(key).and_then(|p| p.info.clone()) else {
+                let Some(p) = self.slot(key) else { return };
+                for u in &updates {
+                    p.stats.update(u);
+                }
+                let Some(info) = p.info.clone() else {
                     return;
                 };
                 for u in &updates {
@@ -482,6 +516,7 @@ impl SpeakerTask {
                 p.info = None;
                 p.negotiated = None;
                 p.adj_out.clear();
+                p.stats.down(&reason);
                 let bfd_reset = std::mem::take(&mut p.bfd_reset);
                 if !(bfd_reset && reason == DownReason::Stopped) {
                     p.last_error = Some(match &reason {

@@ -1,6 +1,6 @@
 //! Black-box tests of the `weft` meta-plugin in flannel's place: a conflist
 //! written for flannel (`"type": "flannel"`) run against a `flannel`
-//! symlink to the weft binary, a subnet.env the test writes, pods really
+//! symlink to the meta-plugin binary (and `weft`, another), a subnet.env the test writes, pods really
 //! attached through the delegated bridge + host-local and pinging the
 //! gateway and each other, DEL after the subnet changed, and the errors.
 #![allow(clippy::unwrap_used)]
@@ -21,11 +21,15 @@ const SUBNET_ENV: &str = "FLANNEL_NETWORK=10.80.0.0/16\nFLANNEL_SUBNET=10.80.3.1
     FLANNEL_IPV6_NETWORK=fd80::/56\nFLANNEL_IPV6_SUBNET=fd80:0:0:3::1/64\n\
     FLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n";
 
-/// A CNI_PATH directory with `flannel` -> our `weft`, first in the path.
+/// A CNI_PATH directory, first in the path, with the meta-plugin (cargo's
+/// `weft-meta`) installed as `weft` and as `flannel`, as the package
+/// installs it (in target/, `weft` is the CLI).
 fn flannel_dir(lab: &Lab) -> PathBuf {
     let d = lab.data_dir().join("bin");
     std::fs::create_dir_all(&d).unwrap();
-    std::os::unix::fs::symlink(ours_dir().join("weft"), d.join("flannel")).unwrap();
+    for name in ["weft", "flannel"] {
+        std::os::unix::fs::symlink(ours_dir().join("weft-meta"), d.join(name)).unwrap();
+    }
     d
 }
 

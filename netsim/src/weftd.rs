@@ -128,9 +128,11 @@ fn fake_route(i: usize) -> StaticRoute {
 /// `text` with weftd's node-service files kept inside the run: a `[cni]`
 /// table putting the conflist and subnet.env under `dir/<node>-cni/` (not
 /// the host's `/etc/cni/net.d` and `/run/weft`, which every namespace
-/// shares), and `ip_masq = false`: netsim's pods talk only to pods, and a
-/// nat table would put conntrack on every packet of a benchmark. Either is
-/// left alone when `text` sets it.
+/// shares), a `[control]` socket at [`control_socket`] (not the shared
+/// `/run/weft/weftd.sock`), and `ip_masq = false`: netsim's pods talk only
+/// to pods, and a nat table would put conntrack on every packet of a
+/// benchmark. Each is left alone when `text` sets it. (`[metrics]` keeps
+/// its default, 127.0.0.1:9420, which is the node namespace's own.)
 pub fn node_local_files(text: &str, dir: &Path, node: &str) -> String {
     let mut out = String::new();
     if !text.lines().any(|l| l.trim_start().starts_with("ip_masq")) {
@@ -145,7 +147,18 @@ pub fn node_local_files(text: &str, dir: &Path, node: &str) -> String {
             files.join("subnet.env").display().to_string(),
         ));
     }
+    if !text.lines().any(|l| l.trim() == "[control]") {
+        out.push_str(&format!(
+            "\n[control]\nsocket = {:?}\n",
+            control_socket(dir, node).display().to_string()
+        ));
+    }
     out
+}
+
+/// The control socket of the weftd on `node` (for `weft --socket`).
+pub fn control_socket(dir: &Path, node: &str) -> PathBuf {
+    dir.join(format!("{node}-weftd.sock"))
 }
 
 /// The default weftd path: next to the running executable, or one level
@@ -347,9 +360,13 @@ mod tests {
             Some("/run/x/n1-cni/subnet.env")
         );
         assert_eq!(v["dataplane"]["mode"].as_str(), Some("vxlan"));
+        assert_eq!(
+            v["control"]["socket"].as_str(),
+            Some("/run/x/n1-weftd.sock")
+        );
         // Set by the caller: left alone.
         let own = format!(
-            "ip_masq = true\n{}\n[cni]\nconf_dir = \"/d\"\n",
+            "ip_masq = true\n{}\n[cni]\nconf_dir = \"/d\"\n[control]\nsocket = \"\"\n",
             c.to_toml().unwrap()
         );
         assert_eq!(node_local_files(&own, Path::new("/run/x"), "n1"), own);

@@ -12,7 +12,9 @@ use crate::mode::Mode;
 use crate::vtep;
 
 mod cni;
+mod observe;
 pub use cni::{Attach, CniConfig};
+pub use observe::{ControlConfig, DEFAULT_METRICS, DEFAULT_SOCKET, MetricsConfig};
 
 /// The whole `weftd --config FILE` document.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -49,6 +51,12 @@ pub struct Config {
     /// Optional pod range leases from etcd, flannel's way (`[subnet]`).
     #[serde(default)]
     pub subnet: Option<SubnetConfig>,
+    /// The control socket for the `weft` CLI.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// Prometheus metrics and health endpoints.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// The `[dataplane]` table.
@@ -406,6 +414,8 @@ impl Config {
             errs.extend(validate_bgp(self, b));
         }
         errs.extend(self.cni.validate());
+        errs.extend(self.control.validate());
+        errs.extend(self.metrics.validate());
         if let Some(s) = &self.subnet {
             errs.extend(s.validate());
         }

@@ -38,6 +38,7 @@ use crate::feed::{FeedItem, RouteUpdates};
 use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
 use crate::reconcile::{KernelEvent, RouteOp};
 use crate::route_table::NextHop;
+use crate::snapshot::{RouterQuery, RouterSnapshot};
 
 /// Why weftd stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,8 @@ pub struct RunOptions {
     /// node service then writes the CNI config, tells systemd READY, and
     /// rewrites the config when the MTU changes.
     pub programmed: Option<watch::Sender<u32>>,
+    /// Status queries (see [`crate::snapshot`]), answered between events.
+    pub queries: Option<mpsc::Receiver<RouterQuery>>,
 }
 
 /// [`run`] with graceful-restart and readiness options.
@@ -179,8 +182,9 @@ pub async fn run_with(
         answers: VecDeque::new(),
         peer_backlog: Vec::new(),
         exit: None,
+        programming: Programming::default(),
     };
-    let result = driver.run(updates, kernel, stop).await;
+    let result = driver.run(updates, kernel, stop, opts.queries).await;
     if let Some(dp) = dataplane {
         dp.stop();
     }
@@ -207,7 +211,25 @@ struct Driver<'a> {
     peer_backlog: Vec<(Cidr, Option<NextHop>)>,
     /// Set by [`Action::Exit`].
     exit: Option<Option<String>>,
+    programming: Programming,
 }
+
+/// Route programming time for `weft_route_programming_seconds`: from the
+/// first route change a netlink request covers to its ACK.
+#[derive(Debug, Default)]
+struct Programming {
+    /// The oldest route change not yet in a netlink request.
+    waiting: Option<Instant>,
+    /// The oldest change the request in flight covers.
+    in_flight: Option<Instant>,
+    /// A netlink request (dump or apply) is in flight.
+    busy: bool,
+}
+
+/// The histogram of route programming times.
+pub const ROUTE_PROGRAMMING: &str = "weft_route_programming_seconds";
+/// The gauge of pod ranges routed.
+pub const ROUTES_INSTALLED: &str = "weft_routes_installed";
 
 impl Driver<'_> {
     /// Node service hook: the routes are programmed, at this underlay MTU.
@@ -223,6 +245,7 @@ impl Driver<'_> {
         mut updates: RouteUpdates,
         mut kernel: mpsc::UnboundedReceiver<KernelEvent>,
         stop: impl Future<Output = ()>,
+        mut queries: Option<mpsc::Receiver<RouterQuery>>,
     ) -> Result<(), DaemonError> {
         tokio::pin!(stop);
         let mut feed_open = true;
@@ -262,6 +285,10 @@ impl Driver<'_> {
                     },
                     Some(k) = kernel.recv() => Event::Kernel(k),
                     () = sleep_until(deadline) => Event::Timeout,
+                    Some(q) = recv_query(queries.as_mut()) => {
+                        let _ = q.send(self.snapshot());
+                        continue;
+                    }
                 }
             };
             self.handle(event).await;
@@ -283,10 +310,58 @@ impl Driver<'_> {
         self.peer_backlog.clear();
     }
 
+    /// The core's state for a status query.
+    fn snapshot(&self) -> RouterSnapshot {
+        RouterSnapshot {
+            readiness: self.core.readiness(),
+            underlay_mtu: self.underlay_mtu,
+            offloads: self.dataplane.map(|d| d.offloads),
+            routes: self.core.table().sourced(),
+        }
+    }
+
     /// Hands one event to the core and executes what it returns.
     async fn handle(&mut self, event: Event) {
         let now = self.t0.elapsed();
-        for action in self.core.handle(now, event) {
+        let p = &mut self.programming;
+        match &event {
+            Event::Routes(_) => {
+                p.waiting.get_or_insert_with(Instant::now);
+            }
+            Event::Applied => {
+                if let Some(t) = p.in_flight.take() {
+                    metrics::histogram!(ROUTE_PROGRAMMING).record(t.elapsed().as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+        if matches!(
+            event,
+            Event::Applied
+                | Event::ApplyFailed { .. }
+                | Event::Dumped { .. }
+                | Event::DumpFailed { .. }
+        ) {
+            p.busy = false;
+            p.in_flight = None;
+        }
+        let actions = self.core.handle(now, event);
+        let p = &mut self.programming;
+        for a in &actions {
+            match a {
+                Action::ApplyRoutes { .. } => {
+                    p.busy = true;
+                    p.in_flight = p.waiting.take();
+                }
+                Action::DumpRoutes { .. } => p.busy = true,
+                _ => {}
+            }
+        }
+        if !p.busy {
+            // Nothing in flight: the changes needed no kernel update.
+            p.waiting = None;
+        }
+        for action in actions {
             self.execute(action).await;
         }
     }
@@ -365,7 +440,7 @@ impl Driver<'_> {
                 if installed + removed > LOG_EACH_UP_TO {
                     info!(installed, removed, routes, "routes reconciled");
                 }
-                metrics::gauge!("weft_router_routes").set(routes as f64);
+                metrics::gauge!(ROUTES_INSTALLED).set(routes as f64);
             }
             Action::Log(note) => log_note(&note),
             Action::Exit { error } => self.exit = Some(error),
@@ -377,6 +452,14 @@ fn feed_event(item: FeedItem) -> Event {
     match item {
         FeedItem::Routes(batch) => Event::Routes(batch),
         FeedItem::EndOfRib { peer } => Event::EndOfRib { peer },
+    }
+}
+
+/// The next status query; never without a query channel.
+async fn recv_query(rx: Option<&mut mpsc::Receiver<RouterQuery>>) -> Option<RouterQuery> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,16 +1,18 @@
 //! weftd: config, route sources, the pure router core (route table,
 //! reconciliation), its driver and the netlink edge, the dataplane
 //! (host-gw and TUN overlay), and the node service around them (CNI
-//! config, masquerade, systemd notify).
+//! config, masquerade, systemd notify, the control socket, metrics).
 #![warn(missing_docs)]
 
 pub mod bgp_feed;
 pub mod cidr;
 pub mod cni_conf;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod dataplane;
+pub mod exporter;
 pub mod feed;
 pub mod masquerade;
 pub mod mode;
@@ -20,6 +22,7 @@ pub mod reconcile;
 pub mod route_table;
 pub mod service;
 pub mod shutdown;
+pub mod snapshot;
 pub mod subnet;
 pub mod vtep;
 

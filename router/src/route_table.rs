@@ -344,15 +344,23 @@ impl RouteTable {
 
     /// Every pod range with its resolved next hop, in prefix order.
     pub fn next_hops(&self) -> Vec<(Cidr, NextHop)> {
-        let mut out: Vec<(Cidr, NextHop)> = self
+        self.sourced().into_iter().map(|(c, h, _)| (c, h)).collect()
+    }
+
+    /// Every pod range with its resolved next hop and the source it comes
+    /// from, in prefix order (for status queries).
+    pub fn sourced(&self) -> Vec<(Cidr, NextHop, RouteSource)> {
+        let mut out: Vec<(Cidr, NextHop, RouteSource)> = self
             .statics
             .values()
+            .map(|r| (r, RouteSource::Static))
             .chain(
                 self.leases
                     .values()
-                    .filter(|r| !self.statics.contains_key(&r.pod_cidr)),
+                    .filter(|r| !self.statics.contains_key(&r.pod_cidr))
+                    .map(|r| (r, RouteSource::Etcd)),
             )
-            .map(|r| (r.pod_cidr, self.resolve(r)))
+            .map(|(r, s)| (r.pod_cidr, self.resolve(r), s))
             .collect();
         for (cidr, id) in self.bgp.iter() {
             if self.statics.contains_key(&cidr) || self.leases.contains_key(&cidr) {
@@ -364,9 +372,9 @@ impl RouteTable {
                 via,
                 vtep_mac,
             };
-            out.push((cidr, self.resolve(&r)));
+            out.push((cidr, self.resolve(&r), RouteSource::Bgp));
         }
-        out.sort_unstable_by_key(|(c, _)| *c);
+        out.sort_unstable_by_key(|(c, ..)| *c);
         out
     }
 

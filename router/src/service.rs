@@ -29,13 +29,19 @@ use crate::notify::{Notifier, watchdog_interval};
 #[derive(Debug)]
 pub struct NodeService {
     notifier: Arc<Notifier>,
+    files: watch::Receiver<Option<NodeFiles>>,
     stop: Option<oneshot::Sender<bool>>,
     task: Option<JoinHandle<()>>,
     watchdog: Option<JoinHandle<()>>,
 }
 
-/// Writes the CNI files for `underlay_mtu`; returns the status line.
-async fn write_files(cfg: &Config, underlay_mtu: u32) -> String {
+/// Writes the CNI files for `underlay_mtu`, publishes their state on
+/// `state`; returns the status line.
+async fn write_files(
+    cfg: &Config,
+    underlay_mtu: u32,
+    state: &watch::Sender<Option<NodeFiles>>,
+) -> String {
     let mtu = pod_mtu(&cfg.dataplane, underlay_mtu);
     let files = {
         let cfg = cfg.clone();
@@ -43,6 +49,7 @@ async fn write_files(cfg: &Config, underlay_mtu: u32) -> String {
             .await
             .unwrap_or_default()
     };
+    state.send_replace(Some(files.clone()));
     let mut status = if files.errors.is_empty() {
         "routes programmed, CNI config written".to_owned()
     } else {
@@ -63,6 +70,7 @@ async fn node_task(
     notifier: Arc<Notifier>,
     mut programmed: watch::Receiver<u32>,
     mut stop: oneshot::Receiver<bool>,
+    files: watch::Sender<Option<NodeFiles>>,
 ) {
     let first = tokio::select! {
         m = programmed.wait_for(|m| *m != 0) => match m {
@@ -75,7 +83,7 @@ async fn node_task(
     let mut keeper = MasqKeeper::new(masquerade::install(MasqPlan::from_config(&cfg)));
     // READY even when a file failed: routing works, and systemd would
     // otherwise kill weftd at its start timeout.
-    let status = write_files(&cfg, first).await;
+    let status = write_files(&cfg, first, &files).await;
     info!(%status, notify = notifier.enabled(), "ready");
     notifier.ready(&status);
     let mut feed_open = true;
@@ -87,7 +95,7 @@ async fn node_task(
                 // The underlay MTU changed: the pod MTU follows.
                 Ok(()) => {
                     let mtu = *programmed.borrow_and_update();
-                    let status = write_files(&cfg, mtu).await;
+                    let status = write_files(&cfg, mtu, &files).await;
                     notifier.status(&status);
                 }
                 Err(_) => feed_open = false,
@@ -105,11 +113,13 @@ impl NodeService {
         let notifier = Arc::new(Notifier::from_env());
         let (prog_tx, prog_rx) = watch::channel(0);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (files_tx, files) = watch::channel(None);
         let task = tokio::spawn(node_task(
             cfg.clone(),
             Arc::clone(&notifier),
             prog_rx,
             stop_rx,
+            files_tx,
         ));
         let watchdog = watchdog_interval(
             std::env::var("WATCHDOG_USEC").ok().as_deref(),
@@ -131,12 +141,18 @@ impl NodeService {
         (
             Self {
                 notifier,
+                files,
                 stop: Some(stop_tx),
                 task: Some(task),
                 watchdog,
             },
             prog_tx,
         )
+    }
+
+    /// The CNI files' state: None until first written (for `/readyz`).
+    pub fn files(&self) -> watch::Receiver<Option<NodeFiles>> {
+        self.files.clone()
     }
 
     /// A stop begins: tells the service manager.

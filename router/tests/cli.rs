@@ -1,5 +1,6 @@
-//! weftd's command line: `--check-config` on good and bad files, and
-//! `--version`. Runs the built binary; needs no privileges.
+//! weftd's command line (`--check-config` on good and bad files,
+//! `--version`) and the `weft` CLI's without a weftd (one error line, exit
+//! 1). Runs the built binaries; needs no privileges.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -98,4 +99,59 @@ fn version_and_usage() {
             .code(),
         Some(2)
     );
+}
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn weft_without_weftd_says_so_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("weft-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // No socket at all, and a socket file nobody listens on.
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for (socket, why) in [
+        (dir.join("none.sock"), "No such file or directory"),
+        (stale, "Connection refused"),
+    ] {
+        for cmd in ["status", "peers", "routes", "reload"] {
+            for json in [false, true] {
+                let mut args = vec!["--socket", socket.to_str().unwrap(), cmd];
+                if json {
+                    args.insert(0, "--json");
+                }
+                let out = weft(&args);
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+                assert!(out.stdout.is_empty(), "{out:?}");
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(err.lines().count(), 1, "{err}");
+                assert!(
+                    err.starts_with(&format!(
+                        "weft: cannot reach weftd at {}: ",
+                        socket.display()
+                    )) && err.contains(why),
+                    "{err}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn weft_help_and_usage() {
+    let out = weft(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["status", "peers", "routes", "reload", "--json", "--socket"] {
+        assert!(help.contains(word), "{word} missing:\n{help}");
+    }
+    assert!(help.contains("/run/weft/weftd.sock"), "{help}");
+    assert_eq!(weft(&[]).status.code(), Some(2));
+    assert_eq!(weft(&["explode"]).status.code(), Some(2));
 }

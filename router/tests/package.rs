@@ -2,7 +2,8 @@
 //! the binaries `cargo test --workspace` already built (no release
 //! rebuild), then dpkg installs it into a private root (`dpkg --root`: the
 //! host's /usr/bin and /opt/cni/bin stay untouched), the installed weftd
-//! checks the installed example config, `dpkg -r` leaves only the conffile,
+//! checks the installed example config, the installed `weft --help` runs,
+//! `/opt/cni/bin/weft` is the CNI meta-plugin, `dpkg -r` leaves only the conffile,
 //! and `dpkg -P` removes that too.
 #![allow(clippy::unwrap_used)]
 
@@ -118,6 +119,7 @@ fn deb_installs_checks_config_and_removes_cleanly() {
     let installed = files(&root);
     for want in [
         "usr/bin/weftd",
+        "usr/bin/weft",
         "usr/lib/systemd/system/weftd.service",
         "etc/weft/weftd.toml",
         "opt/cni/bin/bridge",
@@ -146,6 +148,19 @@ fn deb_installs_checks_config_and_removes_cleanly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
     let out = run(Command::new(root.join("usr/bin/weftd")).arg("--version"));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("weftd "));
+    // The CLI, and the meta-plugin installed as CNI type `weft` (answers
+    // VERSION like a plugin, not like the CLI).
+    let out = run(Command::new(root.join("usr/bin/weft")).arg("--help"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("status") && help.contains("--socket"),
+        "{help}"
+    );
+    let out = run(Command::new(root.join("opt/cni/bin/weft"))
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(std::process::Stdio::null()));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.contains("supportedVersions"), "{version}");
 
     // Remove: only the conffile stays; purge: nothing.
     run(dpkg().args(["-r", "weft"]));

@@ -11,7 +11,10 @@ use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::{self, BgpFeed};
 use weft_router::cidr::Cidr;
 use weft_router::config::{Config, SubnetConfig};
+use weft_router::control::server::ControlServer;
+use weft_router::control::status::StatusSource;
 use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::exporter::{self, http::MetricsServer};
 use weft_router::feed::RouteFeed;
 use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
@@ -19,6 +22,7 @@ use weft_router::netlink::RouteSync;
 use weft_router::route_table::RouteTable;
 use weft_router::service::NodeService;
 use weft_router::shutdown;
+use weft_router::snapshot::RouterQueries;
 use weft_router::subnet::{self, LeaseAttrs, keeper::LeaseKeeper};
 
 /// weft's node router: routes to other nodes' pods (host-gw, vxlan, udp,
@@ -105,6 +109,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting tokio runtime")?;
+    // Before any series is registered.
+    let prom = exporter::install();
     rt.block_on(async move {
         let (feed, updates) = feed::route_channel();
         let mut signals = shutdown::StopSignals::install().context("installing signal handlers")?;
@@ -150,11 +156,22 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .context("starting BGP")?;
         // Masquerade, CNI config, systemd notify (see `service`).
         let (service, programmed) = NodeService::start(&cfg);
+        // The operator's endpoints: control socket and metrics.
+        let (queries, query_rx) = RouterQueries::channel();
+        let source = StatusSource::new(&cfg, queries, service.files())
+            .with_bgp(bgp.as_ref().map(|b| b.handle().clone()))
+            .with_metrics(prom.clone());
+        let control = start_control(&cfg, &source)?;
+        let metrics = match prom {
+            Some(h) => start_metrics(&cfg, source, h)?,
+            None => None,
+        };
         let opts = RunOptions {
             keep_routes_on_stop: gr,
             stale_hold: restarting.then(|| bgp_feed::stale_hold(&cfg)).flatten(),
             readiness: None,
             programmed: Some(programmed),
+            queries: Some(query_rx),
         };
         let stop = async {
             let sig = signals.wait().await;
@@ -170,6 +187,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
         };
         // `feed` stays alive for the daemon's lifetime (BGP gets clones).
         let res = daemon::run_with(cfg, updates, stop, opts).await;
+        if let Some(c) = control {
+            c.stop();
+        }
+        if let Some(m) = metrics {
+            m.stop();
+        }
         service.stop(gr && res.is_ok()).await;
         drop(feed);
         if let Some(k) = keeper {
@@ -182,6 +205,43 @@ fn run(path: &Path) -> anyhow::Result<()> {
             e => anyhow::Error::new(e),
         })
     })
+}
+
+/// Serves the control socket. A socket set in the config that cannot be
+/// served stops weftd; the default one is only a warning (routing matters
+/// more than the CLI).
+fn start_control(cfg: &Config, source: &StatusSource) -> anyhow::Result<Option<ControlServer>> {
+    let Some((path, explicit)) = cfg.control.endpoint() else {
+        return Ok(None);
+    };
+    match ControlServer::start(&path, source.clone()) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if explicit => Err(anyhow::Error::new(e).context("control.socket")),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `weft` cannot reach this weftd");
+            Ok(None)
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz`; like [`start_control`], a
+/// failure is fatal only for an address set in the config.
+fn start_metrics(
+    cfg: &Config,
+    source: StatusSource,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<Option<MetricsServer>> {
+    let Some((addr, explicit)) = cfg.metrics.endpoint() else {
+        return Ok(None);
+    };
+    match MetricsServer::start(addr, source, handle) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if explicit => Err(anyhow::Error::new(e).context(format!("metrics.listen {addr}"))),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "no metrics endpoint");
+            Ok(None)
+        }
+    }
 }
 
 /// Reads flannel's network config from etcd, leases this node's subnet

@@ -13,7 +13,7 @@
 //! | `weft_dataplane_drops_total` | reason | packets dropped, by reason |
 //! | `weft_dataplane_peer_drops_total` | peer | drops of packets from a known peer |
 //! | `weft_dataplane_icmp_too_big_total` | | ICMP too-big replies sent to pods |
-//! | `weft_router_routes` (gauge) | | kernel routes weftd keeps |
+//! | `weft_routes_installed` (gauge) | | pod ranges weftd routes in the kernel (set by the driver) |
 
 use std::net::Ipv4Addr;
 

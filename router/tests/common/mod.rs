@@ -256,6 +256,12 @@ impl Cluster {
             files.join("net.d").display().to_string(),
             files.join("subnet.env").display().to_string()
         );
+        // The control socket too (the metrics endpoint's default address
+        // is the node namespace's own loopback).
+        s += &format!(
+            "\n[control]\nsocket = {:?}\n",
+            self.dir.join(format!("n{n}.sock")).display().to_string()
+        );
         s += &format!("\n[dataplane]\nmode = \"{mode}\"\n{dataplane_extra}\n");
         for other in &self.nodes {
             if other.n == n {

@@ -93,7 +93,12 @@ impl NodeRig {
             .to_toml()
             .unwrap();
         format!(
-            "{top}\n{base}\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\nnetwork_name = {:?}\n{cni}\n",
+            "{top}\n{base}\n[control]\nsocket = {:?}\n\n[cni]\nconf_dir = {:?}\nsubnet_env = {:?}\nnetwork_name = {:?}\n{cni}\n",
+            self.cluster
+                .run_dir()
+                .join(format!("n{i}.sock"))
+                .display()
+                .to_string(),
             self.files_dir(i).join("net.d").display().to_string(),
             self.subnet_env_path(i).display().to_string(),
             self.net,
