@@ -75,9 +75,7 @@ pub fn compare(a: &Path, b: &Path) -> Ordering {
 pub fn select(paths: &[Path], max_paths: usize) -> Option<(usize, Vec<usize>)> {
     let best = (0..paths.len()).min_by(|i, j| compare(&paths[*i], &paths[*j]))?;
     let mut ties: Vec<usize> = (0..paths.len())
-        .filter(|i| {
-            *i != best && compare_multipath(&paths[*i], &paths[best]) == Ordering::Equal
-        })
+        .filter(|i| *i != best && compare_multipath(&paths[*i], &paths[best]) == Ordering::Equal)
         .collect();
     ties.sort_by(|i, j| compare(&paths[*i], &paths[*j]));
     ties.truncate(max_paths.saturating_sub(1));

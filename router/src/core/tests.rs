@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::mode::Mode;
-use crate::reconcile::RouteVia;
+use crate::reconcile::{RouteVia, overlaps};
 use crate::route_table::{NextHop, PeerRoute, RouteSource};
 
 fn c(s: &str) -> Cidr {
@@ -225,7 +225,7 @@ impl World {
                         self.resyncs += 1;
                     }
                     self.answers.push_back(Event::Dumped {
-                        routes: self.kernel.iter().copied().collect(),
+                        routes: self.kernel.iter().cloned().collect(),
                     });
                 }
                 Action::ApplyRoutes { ops } => {
@@ -235,10 +235,12 @@ impl World {
                     for op in &ops[..n] {
                         match op {
                             RouteOp::Replace(r) => {
-                                if r.dst.is_ipv4() {
-                                    self.kernel.retain(|k| k.dst != r.dst);
-                                }
-                                self.kernel.insert(*r);
+                                // IPv4 replaces in place; IPv6 replaces a
+                                // route sharing a next hop, keeps others.
+                                self.kernel.retain(|k| {
+                                    k.dst != r.dst || !(r.dst.is_ipv4() || overlaps(k, r))
+                                });
+                                self.kernel.insert(r.clone());
                             }
                             RouteOp::Delete(r) => {
                                 self.kernel.remove(r);
@@ -350,7 +352,7 @@ fn random_changes_converge_to_the_table() {
                 7 => {
                     // Someone else deletes one of weftd's routes.
                     let k = rng.below(w.kernel.len().max(1) as u64) as usize;
-                    if let Some(r) = w.kernel.iter().nth(k).copied() {
+                    if let Some(r) = w.kernel.iter().nth(k).cloned() {
                         w.kernel.remove(&r);
                         w.feed(Event::Kernel(KernelEvent::RouteGone(r)));
                     }
