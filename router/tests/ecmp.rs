@@ -38,9 +38,6 @@ const SERVER: &str = "10.244.9.1";
 /// Pings per second.
 const RATE: u64 = 100;
 
-/// The tests measure sub-second timings: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Node side of the link to ToR `i` (1 or 2).
 fn node_addr(i: u8) -> String {
     format!("10.98.{i}.1")
@@ -360,9 +357,6 @@ fn ecmp_failover_with_frr_tors() {
 }
 
 fn failover(name: &str, start: fn(&Netns, u8) -> Tor) {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let t = Topo::new();
     let _tors: Vec<Tor> = (1..=2)
         .map(|i| start(&t.tors[usize::from(i) - 1], i))
