@@ -493,5 +493,16 @@ fn failover(name: &str, start: fn(&Netns, u8) -> Tor) {
         events.contains(PREFIX),
         "{name}: ip monitor saw nothing:\n{events}"
     );
+    // Someone else deletes the multipath route: weftd sees it go (the
+    // watcher parses RTA_MULTIPATH), dumps and puts it back.
+    t.node.ip(&["route", "del", PREFIX, "proto", "87"]).unwrap();
+    assert!(
+        wait_hops(&t.node, &both(), Duration::from_secs(5)).is_some(),
+        "{name}: the deleted multipath route was not repaired: {:?}\n{}",
+        next_hops(&t.node),
+        log()
+    );
+    // SIGTERM removes it (a delete with both next hops).
     weftd.stop().unwrap();
+    assert!(next_hops(&t.node).is_empty(), "{name}: route left after stop");
 }
