@@ -504,5 +504,8 @@ fn failover(name: &str, start: fn(&Netns, u8) -> Tor) {
     );
     // SIGTERM removes it (a delete with both next hops).
     weftd.stop().unwrap();
-    assert!(next_hops(&t.node).is_empty(), "{name}: route left after stop");
+    assert!(
+        next_hops(&t.node).is_empty(),
+        "{name}: route left after stop"
+    );
 }
