@@ -91,7 +91,8 @@ impl std::ops::Deref for Path {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteEvent {
     /// The prefix is reachable (new, or its next hops changed) via these
-    /// next hops: the ECMP set of the best path, sorted.
+    /// next hops, sorted: the best path's and, with multipath, those of the
+    /// paths tying with it ([`MAX_PATHS`] at most).
     Reachable {
         /// Prefix.
         prefix: Prefix,
