@@ -308,6 +308,7 @@ fn random_changes_converge_to_the_table() {
         w.kernel.insert(gw("10.250.0.0/24", "172.31.0.99"));
         w.feed(Event::Start);
         w.settle();
+        let mut multipath_seen = false;
         for step in 0..2000 {
             w.now += Duration::from_millis(rng.below(50));
             let cidr = if rng.below(4) == 0 {
@@ -333,6 +334,24 @@ fn random_changes_converge_to_the_table() {
                             if rng.below(3) == 0 {
                                 RouteUpdate::Withdraw {
                                     pod_cidr: c(&cidr),
+                                    source,
+                                }
+                            } else if k == 0 && source == RouteSource::Bgp && rng.below(3) == 0 {
+                                // Equal-cost paths (BGP multipath).
+                                let n = rng.below(3) + 1;
+                                let via = (0..n)
+                                    .map(|_| {
+                                        let h = rng.below(5) + 2;
+                                        if cidr.contains(':') {
+                                            format!("fd00::{h}").parse().unwrap()
+                                        } else {
+                                            format!("172.31.0.{h}").parse().unwrap()
+                                        }
+                                    })
+                                    .collect();
+                                RouteUpdate::UpsertMultipath {
+                                    pod_cidr: c(&cidr),
+                                    via,
                                     source,
                                 }
                             } else if k == 0 {
@@ -370,6 +389,10 @@ fn random_changes_converge_to_the_table() {
                         .into_iter()
                         .collect();
                 assert_eq!(w.kernel, desired, "seed {seed} step {step}: kernel");
+                multipath_seen |= w
+                    .kernel
+                    .iter()
+                    .any(|r| matches!(r.via, RouteVia::Multipath(_)));
                 if tun.is_some() {
                     let table: BTreeMap<Cidr, NextHop> =
                         w.core.table().next_hops().into_iter().collect();
@@ -377,7 +400,9 @@ fn random_changes_converge_to_the_table() {
                 }
             }
         }
-        // The run did exercise the repairs.
+        // The run did exercise the repairs, and multipath where the mode
+        // has it.
+        assert_eq!(multipath_seen, mode == Mode::HostGw, "seed {seed}");
         assert!(w.failed > 10, "seed {seed}: {} failed flushes", w.failed);
         assert!(w.resyncs > 10, "seed {seed}: {} repair resyncs", w.resyncs);
         w.feed(Event::Stop { graceful: true });
