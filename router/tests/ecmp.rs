@@ -9,8 +9,9 @@
 //!  172.31.0.1  └ tor2 (10.98.2.2 | 10.97.2.1) ┘
 //! ```
 //!
-//! The kernel route has both next hops. A 100 Hz ping runs from the node
-//! to 10.244.9.1; the ToR that carries it goes silent (nftables drops
+//! The kernel route has both next hops. A 100 Hz ping (raw ICMP socket,
+//! absolute deadlines) runs from the node to 10.244.9.1; the ToR that
+//! carries it goes silent (nftables drops
 //! everything in its namespace, the link stays up). Within the BFD target
 //! the route has one next hop, replaced in place (`ip monitor` must never
 //! see it deleted), and the pings lost are at most those sent into the dead
@@ -23,13 +24,17 @@
 mod peers;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
 use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess};
 use peers::{Bird, Proc, TempDir, output, wait_for_file};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const NODE: &str = "172.31.0.1";
 const ASN: u32 = 64512;
@@ -49,7 +54,8 @@ fn tor_addr(i: u8) -> String {
 }
 
 struct Topo {
-    node: Netns,
+    /// Shared with the pinger's thread.
+    node: Arc<Netns>,
     tors: [Netns; 2],
     server: Netns,
 }
@@ -82,7 +88,7 @@ impl Topo {
         let pfx = unique_prefix("he");
         let ns = |s: &str| Netns::create(&format!("{pfx}-{s}")).unwrap();
         let t = Self {
-            node: ns("n"),
+            node: Arc::new(ns("n")),
             tors: [ns("t1"), ns("t2")],
             server: ns("s"),
         };
@@ -199,6 +205,66 @@ fn wait_hops(node: &Netns, want: &[String], within: Duration) -> Option<Duration
         std::thread::sleep(Duration::from_millis(5));
     }
     None
+}
+
+/// ICMP echo requests from the node to the server, `RATE` a second on
+/// absolute deadlines (so the rate holds on a busy machine, which iputils
+/// `ping -i 0.01` does not: it manages about 60 a second here), from a raw
+/// socket bound to the node's address; stopped and joined on drop.
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pinger {
+    fn start(node: Arc<Netns>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let thread = std::thread::spawn(move || node.run_in(move || ping(&st)).unwrap());
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ping(stop: &AtomicBool) {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+    sock.bind(&SocketAddr::new(NODE.parse().unwrap(), 0).into())
+        .unwrap();
+    let to: SockAddr = SocketAddr::new(SERVER.parse().unwrap(), 0).into();
+    let period = Duration::from_micros(1_000_000 / RATE);
+    let mut next = Instant::now();
+    let mut seq: u16 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let [hi, lo] = seq.to_be_bytes();
+        // Echo request, id 0x5745, then a checksum over the 8 bytes.
+        let mut p = [8, 0, 0, 0, 0x57, 0x45, hi, lo];
+        let sum: u32 = p
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        p[2..4].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+        // A failed send is a lost ping too (never expected: the route stays).
+        let _ = sock.send_to(&p, &to);
+        seq = seq.wrapping_add(1);
+        next += period;
+        match next.checked_duration_since(Instant::now()) {
+            Some(d) => std::thread::sleep(d),
+            // Late (the machine is busy): no burst to catch up.
+            None => next = Instant::now(),
+        }
+    }
 }
 
 /// A child killed on drop.
@@ -341,7 +407,6 @@ fn frr_tor(ns: &Netns, i: u8) -> Tor {
 
 const FRR_TOOLS: &[&str] = &[
     "nft",
-    "ping",
     "/usr/lib/frr/zebra",
     "/usr/lib/frr/bfdd",
     "/usr/lib/frr/bgpd",
@@ -349,10 +414,7 @@ const FRR_TOOLS: &[&str] = &[
 
 #[test]
 fn ecmp_failover_with_bird_tors() {
-    if !privileged_or_skip(
-        "ecmp_failover_with_bird_tors",
-        &["bird", "birdc", "nft", "ping"],
-    ) {
+    if !privileged_or_skip("ecmp_failover_with_bird_tors", &["bird", "birdc", "nft"]) {
         return;
     }
     failover("BIRD", true, &|ns, i| bird_tor(ns, i, true));
@@ -372,7 +434,7 @@ fn ecmp_failover_with_frr_tors() {
 fn ecmp_failover_without_bfd_takes_the_hold_time() {
     if !privileged_or_skip(
         "ecmp_failover_without_bfd_takes_the_hold_time",
-        &["bird", "birdc", "nft", "ping"],
+        &["bird", "birdc", "nft"],
     ) {
         return;
     }
@@ -413,14 +475,7 @@ fn failover(name: &str, bfd: bool, start: &dyn Fn(&Netns, u8) -> Tor) {
         .stdout(std::fs::File::create(dir.path("monitor")).unwrap())
         .spawn()
         .unwrap());
-    let _ping = Bg(t
-        .node
-        .command("ping")
-        .args(["-q", "-i", "0.01", "-I", NODE, SERVER])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let ping = Pinger::start(t.node.clone());
     std::thread::sleep(Duration::from_secs(1));
     let lost = |from: (u64, u64)| {
         let sent = pings(&t.node) - from.0;
@@ -464,6 +519,9 @@ fn failover(name: &str, bfd: bool, start: &dyn Fn(&Netns, u8) -> Tor) {
                 log()
             )
         });
+    // Every ping sent from the drop until the route changed went (or may
+    // have gone) to the dead ToR: the most that may be lost.
+    let in_flight = pings(&t.node) - before.0;
     std::thread::sleep(Duration::from_secs(1));
     let lost_failover = lost(before);
     let after = at();
@@ -482,7 +540,7 @@ fn failover(name: &str, bfd: bool, start: &dyn Fn(&Netns, u8) -> Tor) {
     });
     std::thread::sleep(Duration::from_secs(2));
     let lost_restore = lost(restore);
-    drop(_ping);
+    drop(ping);
     std::thread::sleep(Duration::from_millis(200));
     drop(monitor);
     let events = std::fs::read_to_string(dir.path("monitor")).unwrap_or_default();
@@ -494,17 +552,15 @@ fn failover(name: &str, bfd: bool, start: &dyn Fn(&Netns, u8) -> Tor) {
             Duration::from_secs(u64::from(HOLD_WITHOUT_BFD)) + Duration::from_millis(1500),
         )
     };
-    // Up to the in-flight ones of the last 10 ms, as measured.
-    let in_flight = failover.as_millis() as u64 * RATE / 1000 + 2;
     eprintln!(
         "ECMP with {name} ToRs: failover to one next hop {failover:?} ({how}); \
-         pings at {RATE} Hz lost: {lost_failover} during failover (bound {in_flight}), \
+         pings at {RATE} Hz lost: {lost_failover} during failover (of {in_flight} sent until the route changed), \
          {lost_after} after it, {lost_restore} while ToR {dead} came back \
          (multipath again after {back:?})"
     );
     assert!(failover <= limit, "{name}: failover {failover:?}");
     assert!(
-        lost_failover <= in_flight,
+        lost_failover <= in_flight + 1,
         "{name}: lost {lost_failover} > {in_flight} in flight"
     );
     assert_eq!(lost_after, 0, "{name}: pings lost after the failover");
