@@ -11,13 +11,13 @@
 //!
 //! The kernel route has both next hops. A 100 Hz ping (raw ICMP socket,
 //! absolute deadlines) runs from the node to 10.244.9.1; the ToR that
-//! carries it goes silent (nftables drops
-//! everything in its namespace, the link stays up). Within the BFD target
-//! the route has one next hop, replaced in place (`ip monitor` must never
-//! see it deleted), and the pings lost are at most those sent into the dead
-//! path before that (counted by nftables on the node and on the server).
-//! The ToR comes back: multipath again, nothing lost. Without BFD (BIRD,
-//! hold time 3 s) the same takes the hold time.
+//! carries it goes silent (nftables drops everything in its namespace, the
+//! link stays up). Within the BFD target the route has one next hop,
+//! replaced in place (`ip monitor` must never see it deleted), and the
+//! pings lost are at most those sent into the dead path before that
+//! (counted by nftables on the node and on the server). The ToR comes
+//! back: multipath again, nothing lost. Without BFD (BIRD, hold time 3 s)
+//! the same takes the hold time.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../bgp/tests/common/mod.rs"]
