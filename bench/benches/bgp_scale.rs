@@ -121,6 +121,7 @@ fn injector(n: u32, with_bird: bool, mut cmds: mpsc::Receiver<Cmd>) {
             next_hop_v4: None,
             next_hop_v6: None,
             communities: vec![],
+            multipath: false,
             bfd: Default::default(),
             peers: if with_bird {
                 vec![peer(WEFTD, INJ_W), peer(BIRD, INJ_B)]

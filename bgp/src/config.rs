@@ -64,6 +64,11 @@ pub struct BgpConfig {
     /// Communities ("65000:100") attached to our prefixes.
     #[serde(default)]
     pub communities: Vec<String>,
+    /// Equal-cost paths from different peers become one multipath route
+    /// (at most [`crate::rib::MAX_PATHS`] next hops); off: the best path's
+    /// next hop only.
+    #[serde(default)]
+    pub multipath: bool,
     /// BFD timers for the peers with `bfd = true`.
     #[serde(default)]
     pub bfd: BfdTimersConfig,
@@ -194,6 +199,7 @@ impl BgpConfig {
             next_hop_v4: None,
             next_hop_v6: None,
             communities: Vec::new(),
+            multipath: false,
             bfd: BfdTimersConfig::default(),
             peers,
         }
@@ -326,6 +332,9 @@ mod tests {
         assert!(b.validate().is_empty());
         assert_eq!(b.bfd, BfdTimersConfig::default());
         assert!(!b.peers[0].bfd);
+        assert!(!b.multipath);
+        let m: BgpConfig = toml::from_str("asn = 1\nmultipath = true\n").unwrap();
+        assert!(m.multipath && m.validate().is_empty());
     }
 
     #[test]

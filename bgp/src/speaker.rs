@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::fsm::{Backoff, DownReason, GrConfig, Negotiated, Session, SessionConfig, State};
 use crate::policy::{self, ExportPolicy, ImportPolicy, Loops, Source};
 use crate::prefix::Prefix;
-use crate::rib::{self, Change, PeerInfo, PeerKey, Rib, RouteEvent};
+use crate::rib::{self, Change, MAX_PATHS, PeerInfo, PeerKey, Rib, RouteEvent};
 use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
 mod export;
@@ -225,7 +225,7 @@ impl Speaker {
         };
         let rr = b.peers.iter().any(|p| p.route_reflector_client);
         let task = SpeakerTask {
-            rib: Rib::new(
+            rib: Rib::with_max_paths(
                 ImportPolicy {
                     allow: cfg.import.clone(),
                 },
@@ -234,6 +234,7 @@ impl Speaker {
                     router_id: cfg.router_id,
                     cluster_id,
                 },
+                if b.multipath { MAX_PATHS } else { 1 },
             ),
             cfg,
             cluster_id,

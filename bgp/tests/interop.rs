@@ -44,6 +44,7 @@ fn our_config(peer_asn: u32, password: Option<&str>, v6_transport: bool) -> Spea
         next_hop_v4: v6_transport.then(|| US4.parse().unwrap()),
         next_hop_v6: Some(US6.parse().unwrap()),
         communities: vec![],
+        multipath: false,
         bfd: Default::default(),
         peers: vec![PeerConfig {
             password: password.map(str::to_owned),

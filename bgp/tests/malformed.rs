@@ -48,6 +48,7 @@ fn cfg(me: &str, port: u16, peers: Vec<PeerConfig>) -> SpeakerConfig {
         next_hop_v4: None,
         next_hop_v6: None,
         communities: vec![],
+        multipath: false,
         bfd: Default::default(),
         peers,
     };

@@ -33,25 +33,22 @@ fn p(s: &str) -> Prefix {
 
 fn speaker_cfg(me: &str, peer: &str, port: u16, password: Option<&str>) -> SpeakerConfig {
     let bgp = BgpConfig {
-        asn: 64512,
-        router_id: None,
         listen_port: port,
         listen_addresses: vec![ip(me)],
         hold_time: 9,
-        graceful_restart: true,
         restart_time: 30,
         connect_retry: 1,
-        cluster_id: None,
-        next_hop_v4: None,
         next_hop_v6: Some(format!("fd00::{}", &me[me.len() - 1..]).parse().unwrap()),
         communities: vec!["64512:7".into()],
-        bfd: Default::default(),
-        peers: vec![PeerConfig {
-            port,
-            password: password.map(str::to_owned),
-            local_address: Some(ip(me)),
-            ..PeerConfig::new(ip(peer), 64512)
-        }],
+        ..BgpConfig::new(
+            64512,
+            vec![PeerConfig {
+                port,
+                password: password.map(str::to_owned),
+                local_address: Some(ip(me)),
+                ..PeerConfig::new(ip(peer), 64512)
+            }],
+        )
     };
     let IpAddr::V4(rid) = ip(me) else { panic!() };
     let mut c = SpeakerConfig::new(bgp, rid, vec![p("10.0.0.0/8"), p("fd00:244::/48")]);

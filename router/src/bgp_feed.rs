@@ -71,31 +71,31 @@ pub fn speaker_config(cfg: &Config, restarting: bool) -> Option<SpeakerConfig> {
 }
 
 /// Route table updates for a batch of speaker events. Routes to our own
-/// pod ranges or via our own underlay IP are dropped (withdrawn).
+/// pod ranges are dropped (withdrawn), and so are next hops that are our
+/// own underlay IP. Several next hops (`[bgp] multipath`) make one
+/// multipath update; the route table decides whether the mode can use
+/// them all.
 pub fn to_updates(cfg: &Config, events: Vec<RouteEvent>) -> Vec<RouteUpdate> {
     let own = cfg.own_pod_cidrs();
     events
         .into_iter()
         .filter_map(|e| {
-            let (prefix, hop) = match e {
-                RouteEvent::Reachable { prefix, next_hops } => {
-                    // The kernel route table holds one gateway per range:
-                    // take the lowest of equal-cost next hops, stable
-                    // across batches.
-                    let hop = next_hops
-                        .iter()
-                        .filter(|h| **h != cfg.underlay_ip && !h.is_unspecified())
-                        .min()
-                        .copied();
-                    (prefix, hop)
-                }
-                RouteEvent::Unreachable { prefix } => (prefix, None),
+            let (prefix, mut hops) = match e {
+                RouteEvent::Reachable { prefix, next_hops } => (prefix, next_hops),
+                RouteEvent::Unreachable { prefix } => (prefix, Vec::new()),
                 RouteEvent::EndOfRib { .. } => return None,
             };
             let pod_cidr = cidr_of(&prefix)?;
-            let hop = hop.filter(|_| !own.iter().any(|o| o.overlaps(&pod_cidr)));
-            Some(match hop {
-                Some(via) => RouteUpdate::Upsert {
+            hops.retain(|h| *h != cfg.underlay_ip && !h.is_unspecified());
+            if own.iter().any(|o| o.overlaps(&pod_cidr)) {
+                hops.clear();
+            }
+            Some(match hops[..] {
+                [] => RouteUpdate::Withdraw {
+                    pod_cidr,
+                    source: RouteSource::Bgp,
+                },
+                [via] => RouteUpdate::Upsert {
                     route: PeerRoute {
                         pod_cidr,
                         via,
@@ -103,8 +103,9 @@ pub fn to_updates(cfg: &Config, events: Vec<RouteEvent>) -> Vec<RouteUpdate> {
                     },
                     source: RouteSource::Bgp,
                 },
-                None => RouteUpdate::Withdraw {
+                _ => RouteUpdate::UpsertMultipath {
                     pod_cidr,
+                    via: hops,
                     source: RouteSource::Bgp,
                 },
             })
@@ -278,6 +279,11 @@ mode = "host-gw"
                     prefix: p("10.244.4.0/24"),
                     next_hops: vec![ip("172.31.0.1")],
                 },
+                // Our own IP leaves the set.
+                RouteEvent::Reachable {
+                    prefix: p("10.244.5.0/24"),
+                    next_hops: vec![ip("172.31.0.1"), ip("172.31.0.5")],
+                },
                 RouteEvent::Unreachable {
                     prefix: p("10.244.3.0/24"),
                 },
@@ -287,12 +293,9 @@ mode = "host-gw"
         assert_eq!(
             ups,
             vec![
-                RouteUpdate::Upsert {
-                    route: PeerRoute {
-                        pod_cidr: c2("10.244.2.0/24"),
-                        via: ip("172.31.0.2"),
-                        vtep_mac: None
-                    },
+                RouteUpdate::UpsertMultipath {
+                    pod_cidr: c2("10.244.2.0/24"),
+                    via: vec![ip("172.31.0.3"), ip("172.31.0.2")],
                     source: RouteSource::Bgp
                 },
                 RouteUpdate::Withdraw {
@@ -301,6 +304,14 @@ mode = "host-gw"
                 },
                 RouteUpdate::Withdraw {
                     pod_cidr: c2("10.244.4.0/24"),
+                    source: RouteSource::Bgp
+                },
+                RouteUpdate::Upsert {
+                    route: PeerRoute {
+                        pod_cidr: c2("10.244.5.0/24"),
+                        via: ip("172.31.0.5"),
+                        vtep_mac: None
+                    },
                     source: RouteSource::Bgp
                 },
                 RouteUpdate::Withdraw {

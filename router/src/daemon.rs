@@ -441,6 +441,8 @@ impl Driver<'_> {
                     info!(installed, removed, routes, "routes reconciled");
                 }
                 metrics::gauge!(ROUTES_INSTALLED).set(routes as f64);
+                metrics::gauge!("weft_router_bgp_gateways")
+                    .set(self.core.table().gateways() as f64);
             }
             Action::Log(note) => log_note(&note),
             Action::Exit { error } => self.exit = Some(error),

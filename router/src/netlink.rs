@@ -14,7 +14,8 @@ use netlink_packet_core::{
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
@@ -458,11 +459,13 @@ fn parse_route(m: &RouteMessage) -> Option<KernelRoute> {
     let mut dst = None;
     let mut gw = None;
     let mut oif = None;
+    let mut multipath = None;
     for a in &m.attributes {
         match a {
             RouteAttribute::Destination(d) => dst = addr_of(d),
             RouteAttribute::Gateway(g) => gw = addr_of(g),
             RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::MultiPath(hops) => multipath = Some(multipath_gateways(hops)?),
             _ => {}
         }
     }
@@ -472,32 +475,75 @@ fn parse_route(m: &RouteMessage) -> Option<KernelRoute> {
         (None, _) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     };
     let dst = Cidr::new(dst, m.header.destination_prefix_length)?;
-    let via = match (gw, oif) {
-        (Some(g), _) => RouteVia::Gateway(g),
-        (None, Some(i)) => RouteVia::Dev(i),
-        (None, None) => return None,
+    let via = match (multipath, gw, oif) {
+        (Some(mut gws), _, _) => {
+            gws.sort_unstable();
+            match gws[..] {
+                [one] => RouteVia::Gateway(one),
+                _ => RouteVia::Multipath(gws),
+            }
+        }
+        (None, Some(g), _) => RouteVia::Gateway(g),
+        (None, None, Some(i)) => RouteVia::Dev(i),
+        (None, None, None) => return None,
     };
     Some(KernelRoute { dst, via })
 }
 
+/// The gateways of an `RTA_MULTIPATH` list; `None` when a next hop has
+/// none (not a route weftd made).
+fn multipath_gateways(hops: &[RouteNextHop]) -> Option<Vec<IpAddr>> {
+    let gws: Option<Vec<IpAddr>> = hops
+        .iter()
+        .map(|h| {
+            h.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => addr_of(g),
+                _ => None,
+            })
+        })
+        .collect();
+    gws.filter(|g| !g.is_empty())
+}
+
+/// One `RTA_MULTIPATH` entry: a gateway, the device left to the kernel.
+fn next_hop(gw: IpAddr) -> RouteNextHop {
+    let mut h = RouteNextHop::default();
+    h.attributes.push(RouteAttribute::Gateway(match gw {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }));
+    h
+}
+
 fn build(r: &KernelRoute) -> Result<RouteMessage, NetlinkError> {
-    let bad = |_| NetlinkError::InvalidRoute(*r);
+    let bad = |_| NetlinkError::InvalidRoute(r.clone());
     let b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(r.dst.addr(), r.dst.prefix_len())
         .map_err(bad)?
         .protocol(RouteProtocol::Other(WEFT_RTPROTO))
         .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
         .kind(RouteType::Unicast);
-    let b = match r.via {
-        RouteVia::Gateway(g) => b.gateway(g).map_err(bad)?.scope(RouteScope::Universe),
-        RouteVia::Dev(i) => b.output_interface(i).scope(RouteScope::Link),
+    let b = match &r.via {
+        RouteVia::Gateway(g) => b.gateway(*g).map_err(bad)?.scope(RouteScope::Universe),
+        RouteVia::Multipath(gws) => {
+            if gws.iter().any(|g| g.is_ipv4() != r.dst.is_ipv4()) {
+                return Err(NetlinkError::InvalidRoute(r.clone()));
+            }
+            b.multipath(gws.iter().map(|g| next_hop(*g)).collect())
+                .scope(RouteScope::Universe)
+        }
+        RouteVia::Dev(i) => b.output_interface(*i).scope(RouteScope::Link),
     };
     Ok(b.build())
 }
 
 fn show(r: &KernelRoute) -> String {
-    match r.via {
+    match &r.via {
         RouteVia::Gateway(g) => format!("{} via {g}", r.dst),
+        RouteVia::Multipath(gws) => {
+            let hops: Vec<String> = gws.iter().map(|g| format!("nexthop via {g}")).collect();
+            format!("{} {}", r.dst, hops.join(" "))
+        }
         RouteVia::Dev(i) => format!("{} dev #{i}", r.dst),
     }
 }

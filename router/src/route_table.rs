@@ -1,8 +1,15 @@
 //! The pure route table: which peer serves each remote pod range, and how
 //! packets get there (`NextHop`). Fed by `RouteUpdate` batches from the
 //! static config and BGP (see `feed`), through the router core.
+//!
+//! BGP may give a range several equal-cost next hops (`[bgp] multipath`).
+//! They become one multipath route when every one of them is a plain
+//! gateway (host-gw, or direct routing on the underlay subnet); an overlay
+//! range keeps one owner, the lowest next hop.
 
-use std::collections::{BTreeMap, HashMap};
+mod gateways;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +21,7 @@ use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::mode::Mode;
 use crate::vtep::derived_mac;
+use gateways::{Gateway, GatewayId, Gateways};
 
 /// A peer's pod range as learned from config or BGP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,13 +53,23 @@ pub enum RouteSource {
 }
 
 /// A change to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteUpdate {
     /// Add or replace the route `source` knows for `route.pod_cidr`.
     Upsert {
         /// The route.
         route: PeerRoute,
+        /// Who says so.
+        source: RouteSource,
+    },
+    /// Add or replace the route `source` knows for `pod_cidr` with
+    /// equal-cost next hops (BGP multipath).
+    UpsertMultipath {
+        /// The pod range.
+        pod_cidr: Cidr,
+        /// The next hops: sorted, unique, two or more.
+        via: Vec<IpAddr>,
         /// Who says so.
         source: RouteSource,
     },
@@ -72,11 +90,14 @@ impl RouteUpdate {
 }
 
 /// How packets for a remote pod range leave this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NextHop {
     /// A plain kernel route via the peer's underlay address.
     HostGw(IpAddr),
+    /// A plain kernel route over equal-cost gateways (sorted, two or more):
+    /// one route with `RTA_MULTIPATH` next hops.
+    Multipath(Vec<IpAddr>),
     /// Encapsulated to the peer through weft's TUN.
     Overlay(OverlayPeer),
 }
@@ -96,7 +117,7 @@ pub struct OverlayPeer {
 
 /// A pod range packed for the big per-source maps: an IPv4 key is 5
 /// unaligned bytes (address, length) instead of `Cidr`'s 18, so a BGP
-/// route with its 16-bit gateway id takes 8 bytes per slot.
+/// route with its 32-bit gateway id takes 9 bytes per slot.
 #[derive(Debug, Clone, Default)]
 struct CidrMap<V> {
     v4: FastMap<[u8; 5], V>,
@@ -153,56 +174,6 @@ impl<V: Copy> CidrMap<V> {
     }
 }
 
-/// Where a route goes, without its pod range: interned, since a whole
-/// BGP table shares a handful of next hops.
-type Gateway = (IpAddr, Option<MacAddr>);
-
-/// Interned gateways with reference counts; freed slots are reused. A
-/// 16-bit id keeps an IPv4 BGP route at 8 bytes; 65 536 distinct gateways
-/// at once (next hops: nodes of one cluster) is the limit.
-#[derive(Debug, Clone, Default)]
-struct Gateways {
-    slots: Vec<(Gateway, u32)>,
-    ids: HashMap<Gateway, u16>,
-    free: Vec<u16>,
-}
-
-impl Gateways {
-    fn get(&self, id: u16) -> Gateway {
-        self.slots[usize::from(id)].0
-    }
-
-    /// The id of `g`, one more reference; `None` when every id is taken.
-    fn acquire(&mut self, g: Gateway) -> Option<u16> {
-        if let Some(&id) = self.ids.get(&g) {
-            self.slots[usize::from(id)].1 += 1;
-            return Some(id);
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[usize::from(id)] = (g, 1);
-                id
-            }
-            None => {
-                let id = u16::try_from(self.slots.len()).ok()?;
-                self.slots.push((g, 1));
-                id
-            }
-        };
-        self.ids.insert(g, id);
-        Some(id)
-    }
-
-    fn release(&mut self, id: u16) {
-        let slot = &mut self.slots[usize::from(id)];
-        slot.1 -= 1;
-        if slot.1 == 0 {
-            self.ids.remove(&slot.0);
-            self.free.push(id);
-        }
-    }
-}
-
 /// Pod range -> next hop, resolved from every source's routes. Static
 /// routes (few) sit in a sorted map; BGP routes (up to a full table) in a
 /// compact hash map of pod range -> interned gateway.
@@ -213,7 +184,7 @@ pub struct RouteTable {
     direct_subnet: Option<Cidr>,
     statics: BTreeMap<Cidr, PeerRoute>,
     leases: BTreeMap<Cidr, PeerRoute>,
-    bgp: CidrMap<u16>,
+    bgp: CidrMap<GatewayId>,
     gateways: Gateways,
 }
 
@@ -255,7 +226,7 @@ impl RouteTable {
     /// next hop before (`Some(None)`: it had none).
     pub fn apply_change(&mut self, update: RouteUpdate) -> Option<Option<NextHop>> {
         let cidr = update_cidr(&update);
-        let before = self.best(&cidr);
+        let before = self.next_hop(&cidr);
         match update {
             RouteUpdate::Upsert {
                 route,
@@ -284,53 +255,87 @@ impl RouteTable {
             RouteUpdate::Upsert {
                 route,
                 source: RouteSource::Bgp,
+            } => self.set_bgp(
+                &route.pod_cidr,
+                Some(Gateway::One(route.via, route.vtep_mac)),
+            ),
+            RouteUpdate::UpsertMultipath {
+                pod_cidr,
+                mut via,
+                source,
             } => {
-                let old = match self.gateways.acquire((route.via, route.vtep_mac)) {
-                    Some(id) => self.bgp.insert(&route.pod_cidr, id),
-                    None => {
-                        tracing::warn!(pod_cidr = %route.pod_cidr, via = %route.via,
-                            "too many distinct BGP gateways, route dropped");
-                        self.bgp.remove(&route.pod_cidr)
-                    }
+                via.sort_unstable();
+                via.dedup();
+                let gw = match via[..] {
+                    [] => None,
+                    [one] => Some(Gateway::One(one, None)),
+                    _ => Some(Gateway::Many(via.into())),
                 };
-                if let Some(old) = old {
-                    self.gateways.release(old);
+                match source {
+                    RouteSource::Bgp => self.set_bgp(&pod_cidr, gw),
+                    // Static routes and leases name one node each.
+                    RouteSource::Static | RouteSource::Etcd => {}
                 }
             }
             RouteUpdate::Withdraw {
                 pod_cidr,
                 source: RouteSource::Bgp,
-            } => {
-                if let Some(old) = self.bgp.remove(&pod_cidr) {
-                    self.gateways.release(old);
+            } => self.set_bgp(&pod_cidr, None),
+        }
+        let after = self.next_hop(&cidr);
+        (before != after).then_some(before)
+    }
+
+    /// Sets (or with `None` removes) the BGP route of `cidr`.
+    fn set_bgp(&mut self, cidr: &Cidr, gw: Option<Gateway>) {
+        let old = match gw {
+            Some(g) => {
+                let id = self.gateways.acquire(g);
+                self.bgp.insert(cidr, id)
+            }
+            None => self.bgp.remove(cidr),
+        };
+        if let Some(old) = old {
+            self.gateways.release(old);
+        }
+    }
+
+    /// The next hop of a BGP route in this table's mode: several
+    /// gateways make a multipath route when every one is a plain gateway;
+    /// otherwise the lowest one owns the range alone.
+    fn resolve_bgp(&self, cidr: Cidr, gw: &Gateway) -> NextHop {
+        match gw {
+            Gateway::One(via, vtep_mac) => self.resolve(&PeerRoute {
+                pod_cidr: cidr,
+                via: *via,
+                vtep_mac: *vtep_mac,
+            }),
+            Gateway::Many(vias) => {
+                let plain = vias.iter().all(|v| self.plain_gateway(cidr, *v));
+                match vias.first() {
+                    Some(first) if !plain => self.resolve(&PeerRoute {
+                        pod_cidr: cidr,
+                        via: *first,
+                        vtep_mac: None,
+                    }),
+                    _ => NextHop::Multipath(vias.to_vec()),
                 }
             }
         }
-        (before != self.best(&cidr)).then(|| before.map(|r| self.resolve(&r)))
     }
 
-    fn best(&self, cidr: &Cidr) -> Option<PeerRoute> {
-        if let Some(r) = self.statics.get(cidr).or_else(|| self.leases.get(cidr)) {
-            return Some(*r);
-        }
-        self.bgp.get(cidr).map(|id| {
-            let (via, vtep_mac) = self.gateways.get(id);
-            PeerRoute {
-                pod_cidr: *cidr,
-                via,
-                vtep_mac,
-            }
-        })
+    /// True when `via` is reached by a plain kernel route (no overlay).
+    fn plain_gateway(&self, cidr: Cidr, via: IpAddr) -> bool {
+        self.mode == Mode::HostGw
+            || self
+                .direct_subnet
+                .is_some_and(|s| s.contains(via) && via.is_ipv4() == cidr.is_ipv4())
     }
 
     /// How a route is reached in this table's mode.
     pub fn resolve(&self, r: &PeerRoute) -> NextHop {
-        let direct = self
-            .direct_subnet
-            .is_some_and(|s| s.contains(r.via) && r.via.is_ipv4() == r.pod_cidr.is_ipv4());
         match (self.mode, r.via) {
-            (Mode::HostGw, via) => NextHop::HostGw(via),
-            (_, via) if direct => NextHop::HostGw(via),
+            (_, via) if self.plain_gateway(r.pod_cidr, via) => NextHop::HostGw(via),
             (mode, IpAddr::V4(underlay)) => NextHop::Overlay(OverlayPeer {
                 underlay,
                 vtep_mac: r.vtep_mac.unwrap_or_else(|| derived_mac(underlay)),
@@ -366,13 +371,11 @@ impl RouteTable {
             if self.statics.contains_key(&cidr) || self.leases.contains_key(&cidr) {
                 continue;
             }
-            let (via, vtep_mac) = self.gateways.get(id);
-            let r = PeerRoute {
-                pod_cidr: cidr,
-                via,
-                vtep_mac,
-            };
-            out.push((cidr, self.resolve(&r), RouteSource::Bgp));
+            out.push((
+                cidr,
+                self.resolve_bgp(cidr, self.gateways.get(id)),
+                RouteSource::Bgp,
+            ));
         }
         out.sort_unstable_by_key(|(c, ..)| *c);
         out
@@ -380,7 +383,16 @@ impl RouteTable {
 
     /// The resolved next hop of one pod range, if any source knows it.
     pub fn next_hop(&self, cidr: &Cidr) -> Option<NextHop> {
-        self.best(cidr).map(|r| self.resolve(&r))
+        if let Some(r) = self.statics.get(cidr).or_else(|| self.leases.get(cidr)) {
+            return Some(self.resolve(r));
+        }
+        let id = self.bgp.get(cidr)?;
+        Some(self.resolve_bgp(*cidr, self.gateways.get(id)))
+    }
+
+    /// Number of distinct BGP gateways (next hops and equal-cost sets).
+    pub fn gateways(&self) -> usize {
+        self.gateways.len()
     }
 
     /// Number of pod ranges known.
@@ -405,175 +417,11 @@ impl RouteTable {
 fn update_cidr(u: &RouteUpdate) -> Cidr {
     match u {
         RouteUpdate::Upsert { route, .. } => route.pod_cidr,
-        RouteUpdate::Withdraw { pod_cidr, .. } => *pod_cidr,
+        RouteUpdate::UpsertMultipath { pod_cidr, .. } | RouteUpdate::Withdraw { pod_cidr, .. } => {
+            *pod_cidr
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn c(s: &str) -> Cidr {
-        s.parse().unwrap()
-    }
-    fn up(cidr: &str, via: &str, source: RouteSource) -> RouteUpdate {
-        RouteUpdate::Upsert {
-            route: PeerRoute {
-                pod_cidr: c(cidr),
-                via: via.parse().unwrap(),
-                vtep_mac: None,
-            },
-            source,
-        }
-    }
-
-    #[test]
-    fn host_gw_resolves_to_gateway() {
-        let mut t = RouteTable::new(Mode::HostGw, None);
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static)));
-        assert_eq!(
-            t.next_hops(),
-            vec![(
-                c("10.244.2.0/24"),
-                NextHop::HostGw("172.31.0.2".parse().unwrap())
-            )]
-        );
-    }
-
-    #[test]
-    fn overlay_derives_vtep_mac_unless_set() {
-        let mut t = RouteTable::new(Mode::Vxlan, None);
-        t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static));
-        let mac = MacAddr([2, 0x57, 9, 9, 9, 9]);
-        t.apply(RouteUpdate::Upsert {
-            route: PeerRoute {
-                pod_cidr: c("10.244.3.0/24"),
-                via: "172.31.0.3".parse().unwrap(),
-                vtep_mac: Some(mac),
-            },
-            source: RouteSource::Static,
-        });
-        let hops = t.next_hops();
-        assert_eq!(
-            hops[0].1,
-            NextHop::Overlay(OverlayPeer {
-                underlay: Ipv4Addr::new(172, 31, 0, 2),
-                vtep_mac: MacAddr([2, 0x57, 172, 31, 0, 2]),
-                mode: Mode::Vxlan
-            })
-        );
-        assert!(matches!(hops[1].1, NextHop::Overlay(p) if p.vtep_mac == mac));
-    }
-
-    #[test]
-    fn direct_routing_uses_host_gw_on_the_same_subnet() {
-        let mut t = RouteTable::new(Mode::Vxlan, Some(c("172.31.0.0/24")));
-        t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static));
-        t.apply(up("10.244.3.0/24", "172.31.9.3", RouteSource::Static));
-        let hops = t.next_hops();
-        assert!(matches!(hops[0].1, NextHop::HostGw(_)));
-        assert!(matches!(hops[1].1, NextHop::Overlay(_)));
-    }
-
-    #[test]
-    fn static_wins_over_bgp_and_withdraw_falls_back() {
-        let mut t = RouteTable::new(Mode::HostGw, None);
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static)));
-        // BGP changing its path is invisible while static wins.
-        assert!(!t.apply(up("10.244.2.0/24", "172.31.0.8", RouteSource::Bgp)));
-        assert_eq!(
-            t.next_hops()[0].1,
-            NextHop::HostGw("172.31.0.2".parse().unwrap())
-        );
-        assert!(t.apply(RouteUpdate::Withdraw {
-            pod_cidr: c("10.244.2.0/24"),
-            source: RouteSource::Static
-        }));
-        assert_eq!(
-            t.next_hops()[0].1,
-            NextHop::HostGw("172.31.0.8".parse().unwrap())
-        );
-        assert!(t.apply(RouteUpdate::Withdraw {
-            pod_cidr: c("10.244.2.0/24"),
-            source: RouteSource::Bgp
-        }));
-        assert!(t.is_empty());
-        // Withdrawing something unknown changes nothing.
-        assert!(!t.apply(RouteUpdate::Withdraw {
-            pod_cidr: c("10.244.2.0/24"),
-            source: RouteSource::Bgp
-        }));
-    }
-
-    #[test]
-    fn leases_win_over_bgp_and_lose_to_static() {
-        let mut t = RouteTable::new(Mode::HostGw, None);
-        let hop = |t: &RouteTable| t.next_hop(&c("10.244.2.0/24"));
-        let gw = |s: &str| Some(NextHop::HostGw(s.parse().unwrap()));
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.3", RouteSource::Etcd)));
-        assert_eq!(hop(&t), gw("172.31.0.3"));
-        assert_eq!(t.len(), 1);
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Static)));
-        assert_eq!(hop(&t), gw("172.31.0.2"));
-        assert_eq!(t.next_hops().len(), 1);
-        assert_eq!(t.len(), 1);
-        assert!(t.apply(RouteUpdate::Withdraw {
-            pod_cidr: c("10.244.2.0/24"),
-            source: RouteSource::Static
-        }));
-        assert_eq!(hop(&t), gw("172.31.0.3"));
-        assert!(t.apply(RouteUpdate::Withdraw {
-            pod_cidr: c("10.244.2.0/24"),
-            source: RouteSource::Etcd
-        }));
-        assert_eq!(hop(&t), gw("172.31.0.9"));
-        assert!(t.apply(up("10.244.3.0/24", "172.31.0.3", RouteSource::Etcd)));
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.next_hops().len(), 2);
-    }
-
-    #[test]
-    fn bgp_gateways_are_shared_and_released() {
-        let mut t = RouteTable::new(Mode::HostGw, None);
-        t.apply(up("10.244.2.0/24", "172.31.0.2", RouteSource::Bgp));
-        t.apply(up("10.244.3.0/24", "172.31.0.2", RouteSource::Bgp));
-        t.apply(up("fd10:244:3::/64", "fd00::3", RouteSource::Bgp));
-        assert_eq!(t.gateways.ids.len(), 2);
-        // A changed next hop releases the old gateway once unused.
-        assert!(t.apply(up("10.244.3.0/24", "172.31.0.9", RouteSource::Bgp)));
-        assert_eq!(t.gateways.ids.len(), 3);
-        assert!(t.apply(up("10.244.2.0/24", "172.31.0.9", RouteSource::Bgp)));
-        assert_eq!(t.gateways.ids.len(), 2);
-        assert_eq!(t.len(), 3);
-        assert_eq!(
-            t.next_hops(),
-            vec![
-                (
-                    c("10.244.2.0/24"),
-                    NextHop::HostGw("172.31.0.9".parse().unwrap())
-                ),
-                (
-                    c("10.244.3.0/24"),
-                    NextHop::HostGw("172.31.0.9".parse().unwrap())
-                ),
-                (
-                    c("fd10:244:3::/64"),
-                    NextHop::HostGw("fd00::3".parse().unwrap())
-                ),
-            ]
-        );
-        for cidr in ["10.244.2.0/24", "10.244.3.0/24", "fd10:244:3::/64"] {
-            assert!(t.apply(RouteUpdate::Withdraw {
-                pod_cidr: c(cidr),
-                source: RouteSource::Bgp
-            }));
-        }
-        assert!(t.is_empty());
-        assert!(t.gateways.ids.is_empty());
-        // Freed slots are reused, not appended.
-        t.apply(up("10.244.2.0/24", "172.31.0.7", RouteSource::Bgp));
-        assert_eq!(t.gateways.slots.len(), 3);
-    }
-}
+mod tests;

@@ -263,6 +263,68 @@ mod tests {
         0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
     ];
 
+    /// Captured from FRR 8.4.4 bfdd (single-hop peer, 300 ms × 3) talking
+    /// to weftd, in the order of one session's life: Down with "neighbor
+    /// signaled session down" after weftd's last session went, your
+    /// discriminator 0, 1 s slow timers and bfdd's 50 ms echo interval;
+    /// Init after a detection timeout; Up at 300 ms with Poll (bfdd's timer
+    /// change) and then with Final (its answer to weftd's Poll).
+    const FRR_CAPTURED: [[u8; 24]; 4] = [
+        [
+            0x23, 0x40, 0x03, 0x18, 0x29, 0xf9, 0xfd, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f,
+            0x42, 0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
+        ],
+        [
+            0x21, 0x80, 0x03, 0x18, 0x29, 0xf9, 0xfd, 0xff, 0x4e, 0x57, 0xd2, 0xee, 0x00, 0x0f,
+            0x42, 0x40, 0x00, 0x0f, 0x42, 0x40, 0x00, 0x00, 0xc3, 0x50,
+        ],
+        [
+            0x20, 0xe0, 0x03, 0x18, 0x29, 0xf9, 0xfd, 0xff, 0x4e, 0x57, 0xd2, 0xee, 0x00, 0x04,
+            0x93, 0xe0, 0x00, 0x04, 0x93, 0xe0, 0x00, 0x00, 0xc3, 0x50,
+        ],
+        [
+            0x20, 0xd0, 0x03, 0x18, 0x29, 0xf9, 0xfd, 0xff, 0x4e, 0x57, 0xd2, 0xee, 0x00, 0x04,
+            0x93, 0xe0, 0x00, 0x04, 0x93, 0xe0, 0x00, 0x00, 0xc3, 0x50,
+        ],
+    ];
+
+    #[test]
+    fn captured_frr_packets_decode_and_encode_back() {
+        let p: Vec<ControlPacket> = FRR_CAPTURED
+            .iter()
+            .map(|b| ControlPacket::decode(b).expect("valid"))
+            .collect();
+        assert_eq!(
+            (p[0].state, p[0].diag),
+            (BfdState::Down, Diag::NeighborDown)
+        );
+        assert_eq!((p[0].my_disc, p[0].your_disc), (0x29f9_fdff, 0));
+        assert_eq!(
+            (p[0].desired_min_tx_us, p[0].required_min_rx_us),
+            (1_000_000, 1_000_000)
+        );
+        assert_eq!(p[0].required_min_echo_rx_us, 50_000);
+        assert_eq!((p[1].state, p[1].diag), (BfdState::Init, Diag::TimeExpired));
+        assert_eq!(p[1].your_disc, 0x4e57_d2ee);
+        assert_eq!(
+            (p[2].state, p[2].poll, p[2].fin),
+            (BfdState::Up, true, false)
+        );
+        assert_eq!(
+            (p[2].desired_min_tx_us, p[2].required_min_rx_us),
+            (300_000, 300_000)
+        );
+        assert_eq!(
+            (p[3].state, p[3].poll, p[3].fin),
+            (BfdState::Up, false, true)
+        );
+        for (b, p) in FRR_CAPTURED.iter().zip(&p) {
+            assert_eq!(p.detect_mult, 3);
+            assert!(!p.cpi && !p.demand);
+            assert_eq!(&p.encode(), b);
+        }
+    }
+
     #[test]
     fn captured_bird_packet_decodes_and_encodes_back() {
         let p = ControlPacket::decode(&BIRD_DOWN_CAPTURED).expect("valid");

@@ -69,16 +69,19 @@ pub fn compare(a: &Path, b: &Path) -> Ordering {
         .then_with(|| a.peer_addr.cmp(&b.peer_addr))
 }
 
-/// The index of the best path, and the indices of every path that ties
-/// with it on the multipath steps (the best included, best first).
-pub fn select(paths: &[Path]) -> Option<(usize, Vec<usize>)> {
+/// The index of the best path, and the indices of the paths that tie
+/// with it on the multipath steps (the best included, best first, the
+/// others in decision order), `max_paths` of them at most (at least one).
+pub fn select(paths: &[Path], max_paths: usize) -> Option<(usize, Vec<usize>)> {
     let best = (0..paths.len()).min_by(|i, j| compare(&paths[*i], &paths[*j]))?;
-    let mut multi = vec![best];
-    multi.extend(
-        (0..paths.len()).filter(|i| {
-            *i != best && compare_multipath(&paths[*i], &paths[best]) == Ordering::Equal
-        }),
-    );
+    let mut ties: Vec<usize> = (0..paths.len())
+        .filter(|i| *i != best && compare_multipath(&paths[*i], &paths[best]) == Ordering::Equal)
+        .collect();
+    ties.sort_by(|i, j| compare(&paths[*i], &paths[*j]));
+    ties.truncate(max_paths.saturating_sub(1));
+    let mut multi = Vec::with_capacity(ties.len() + 1);
+    multi.push(best);
+    multi.extend(ties);
     Some((best, multi))
 }
 
@@ -218,6 +221,12 @@ mod tests {
                 vec![1, 0, 2],
             ),
             (
+                "ties come in decision order",
+                vec![path(4, |_, _| {}), path(2, |_, _| {}), path(3, |_, _| {})],
+                1,
+                vec![1, 2, 0],
+            ),
+            (
                 "ORIGINATOR_ID stands in for the router id",
                 vec![
                     path(1, |a, _| a.originator_id = Some(Ipv4Addr::new(10, 9, 9, 9))),
@@ -258,8 +267,19 @@ mod tests {
             ),
         ];
         for (what, paths, best, multi) in cases {
-            assert_eq!(select(&paths), Some((best, multi)), "{what}");
+            assert_eq!(select(&paths, 16), Some((best, multi)), "{what}");
         }
-        assert_eq!(select(&[]), None);
+        assert_eq!(select(&[], 16), None);
+    }
+
+    #[test]
+    fn max_paths_keeps_the_best_of_the_ties() {
+        let paths: Vec<Path> = (1..=20).rev().map(|i| path(i, |_, _| {})).collect();
+        // Path i sits at index 20 - i; router ids 10.0.0.1..20 decide.
+        let (best, multi) = select(&paths, 16).unwrap();
+        assert_eq!(best, 19);
+        assert_eq!(multi, (4..20).rev().collect::<Vec<_>>());
+        assert_eq!(select(&paths, 1), Some((19, vec![19])));
+        assert_eq!(select(&paths, 0), Some((19, vec![19])));
     }
 }

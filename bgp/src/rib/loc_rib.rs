@@ -69,8 +69,10 @@ pub struct Change {
 }
 
 /// The Loc-RIB.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LocRib {
+    /// Next hops of one selection at most (1: no multipath).
+    max_paths: usize,
     /// Prefixes with exactly one candidate.
     one: PrefixMap<Path>,
     /// Prefixes with two or more.
@@ -79,8 +81,15 @@ pub struct LocRib {
     counts: HashMap<PeerKey, usize>,
 }
 
-fn select(c: &[Path]) -> Option<Selected> {
-    let (best, multi) = decision::select(c)?;
+impl Default for LocRib {
+    /// A Loc-RIB with multipath up to [`super::MAX_PATHS`].
+    fn default() -> Self {
+        Self::with_max_paths(super::MAX_PATHS)
+    }
+}
+
+fn select(c: &[Path], max_paths: usize) -> Option<Selected> {
+    let (best, multi) = decision::select(c, max_paths)?;
     let ecmp = (multi.len() > 1).then(|| {
         let mut v: Vec<IpAddr> = multi.iter().map(|i| c[*i].next_hop).collect();
         v.sort_unstable();
@@ -100,6 +109,17 @@ fn change(prefix: Prefix, old: Option<Selected>, new: Option<Selected>) -> Optio
 }
 
 impl LocRib {
+    /// An empty Loc-RIB whose selections have `max_paths` next hops at
+    /// most (1 or 0: the best path's only).
+    pub fn with_max_paths(max_paths: usize) -> Self {
+        Self {
+            max_paths: max_paths.max(1),
+            one: PrefixMap::default(),
+            many: HashMap::new(),
+            counts: HashMap::new(),
+        }
+    }
+
     fn count(&mut self, peer: PeerKey, added: bool) {
         let n = self.counts.entry(peer).or_default();
         if added {
@@ -146,7 +166,7 @@ impl LocRib {
                 self.count(peer, true);
                 let old = Selected::only(&c);
                 let candidates = vec![c, p];
-                let new = select(&candidates);
+                let new = select(&candidates, self.max_paths);
                 self.many.insert(
                     prefix,
                     Multi {
@@ -190,7 +210,7 @@ impl LocRib {
             }
             new
         } else {
-            let new = select(&m.candidates);
+            let new = select(&m.candidates, self.max_paths);
             m.selected.clone_from(&new);
             new
         };

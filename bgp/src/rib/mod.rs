@@ -18,6 +18,11 @@ use crate::policy::{ImportPolicy, Loops};
 use crate::prefix::Prefix;
 use crate::wire::{Family, PathAttrs, Update};
 
+/// Next hops of one multipath route at most (what BIRD's `merge paths`
+/// and FRR's `maximum-paths` default to on Linux: the kernel's own ECMP
+/// width is not limited, but 16 is the common hardware one).
+pub const MAX_PATHS: usize = 16;
+
 /// Index of a peer inside one speaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PeerKey(pub u32);
@@ -86,7 +91,8 @@ impl std::ops::Deref for Path {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteEvent {
     /// The prefix is reachable (new, or its next hops changed) via these
-    /// next hops: the ECMP set of the best path, sorted.
+    /// next hops, sorted: the best path's and, with multipath, those of the
+    /// paths tying with it ([`MAX_PATHS`] at most).
     Reachable {
         /// Prefix.
         prefix: Prefix,
@@ -138,12 +144,18 @@ pub struct Rib {
 }
 
 impl Rib {
-    /// An empty RIB.
+    /// An empty RIB with multipath (up to [`MAX_PATHS`] next hops).
     pub fn new(import: ImportPolicy, loops: Loops) -> Self {
+        Self::with_max_paths(import, loops, MAX_PATHS)
+    }
+
+    /// An empty RIB whose routes carry `max_paths` next hops at most (1:
+    /// the best path's next hop only, no multipath).
+    pub fn with_max_paths(import: ImportPolicy, loops: Loops, max_paths: usize) -> Self {
         Self {
             import,
             loops,
-            loc: LocRib::default(),
+            loc: LocRib::with_max_paths(max_paths),
         }
     }
 

@@ -156,6 +156,30 @@ fn ecmp_across_peers_and_best_path_takeover() {
 }
 
 #[test]
+fn without_multipath_only_the_best_next_hop() {
+    let mut r = Rib::with_max_paths(rib().import, rib().loops, 1);
+    let (a, b) = (peer(3), peer(2));
+    let _ = r.apply_update(&a, &announce(&["10.244.1.0/24"], [192, 0, 2, 3], |_| {}));
+    // B ties and has the lower router id: it wins alone.
+    let ev = events(&r.apply_update(&b, &announce(&["10.244.1.0/24"], [192, 0, 2, 2], |_| {})));
+    assert_eq!(
+        ev,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.1.0/24"),
+            next_hops: vec![ip("192.0.2.2")]
+        }]
+    );
+    let ev = events(&r.peer_down(b.key));
+    assert_eq!(
+        ev,
+        vec![RouteEvent::Reachable {
+            prefix: p("10.244.1.0/24"),
+            next_hops: vec![ip("192.0.2.3")]
+        }]
+    );
+}
+
+#[test]
 fn import_policy_and_loops_filter() {
     let mut r = rib();
     let a = peer(2);

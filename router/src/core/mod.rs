@@ -280,7 +280,11 @@ impl RouterCore {
             // Someone else deleted a route: repair it if weftd wants it
             // (or installed it and has not flushed the change yet).
             KernelEvent::RouteGone(r)
-                if self.wanted(r.dst) == Some(r) || self.changed.get(&r.dst) == Some(&Some(r)) =>
+                if self.wanted(r.dst).as_ref() == Some(&r)
+                    || self
+                        .changed
+                        .get(&r.dst)
+                        .is_some_and(|o| o.as_ref() == Some(&r)) =>
             {
                 SyncReason::RouteDeleted
             }

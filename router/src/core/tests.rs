@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::mode::Mode;
-use crate::reconcile::RouteVia;
+use crate::reconcile::{RouteVia, overlaps};
 use crate::route_table::{NextHop, PeerRoute, RouteSource};
 
 fn c(s: &str) -> Cidr {
@@ -225,7 +225,7 @@ impl World {
                         self.resyncs += 1;
                     }
                     self.answers.push_back(Event::Dumped {
-                        routes: self.kernel.iter().copied().collect(),
+                        routes: self.kernel.iter().cloned().collect(),
                     });
                 }
                 Action::ApplyRoutes { ops } => {
@@ -235,10 +235,12 @@ impl World {
                     for op in &ops[..n] {
                         match op {
                             RouteOp::Replace(r) => {
-                                if r.dst.is_ipv4() {
-                                    self.kernel.retain(|k| k.dst != r.dst);
-                                }
-                                self.kernel.insert(*r);
+                                // IPv4 replaces in place; IPv6 replaces a
+                                // route sharing a next hop, keeps others.
+                                self.kernel.retain(|k| {
+                                    k.dst != r.dst || !(r.dst.is_ipv4() || overlaps(k, r))
+                                });
+                                self.kernel.insert(r.clone());
                             }
                             RouteOp::Delete(r) => {
                                 self.kernel.remove(r);
@@ -306,6 +308,7 @@ fn random_changes_converge_to_the_table() {
         w.kernel.insert(gw("10.250.0.0/24", "172.31.0.99"));
         w.feed(Event::Start);
         w.settle();
+        let mut multipath_seen = false;
         for step in 0..2000 {
             w.now += Duration::from_millis(rng.below(50));
             let cidr = if rng.below(4) == 0 {
@@ -333,6 +336,24 @@ fn random_changes_converge_to_the_table() {
                                     pod_cidr: c(&cidr),
                                     source,
                                 }
+                            } else if k == 0 && source == RouteSource::Bgp && rng.below(3) == 0 {
+                                // Equal-cost paths (BGP multipath).
+                                let n = rng.below(3) + 1;
+                                let via = (0..n)
+                                    .map(|_| {
+                                        let h = rng.below(5) + 2;
+                                        if cidr.contains(':') {
+                                            format!("fd00::{h}").parse().unwrap()
+                                        } else {
+                                            format!("172.31.0.{h}").parse().unwrap()
+                                        }
+                                    })
+                                    .collect();
+                                RouteUpdate::UpsertMultipath {
+                                    pod_cidr: c(&cidr),
+                                    via,
+                                    source,
+                                }
                             } else if k == 0 {
                                 up(&cidr, &via, source)
                             } else {
@@ -350,7 +371,7 @@ fn random_changes_converge_to_the_table() {
                 7 => {
                     // Someone else deletes one of weftd's routes.
                     let k = rng.below(w.kernel.len().max(1) as u64) as usize;
-                    if let Some(r) = w.kernel.iter().nth(k).copied() {
+                    if let Some(r) = w.kernel.iter().nth(k).cloned() {
                         w.kernel.remove(&r);
                         w.feed(Event::Kernel(KernelEvent::RouteGone(r)));
                     }
@@ -368,6 +389,10 @@ fn random_changes_converge_to_the_table() {
                         .into_iter()
                         .collect();
                 assert_eq!(w.kernel, desired, "seed {seed} step {step}: kernel");
+                multipath_seen |= w
+                    .kernel
+                    .iter()
+                    .any(|r| matches!(r.via, RouteVia::Multipath(_)));
                 if tun.is_some() {
                     let table: BTreeMap<Cidr, NextHop> =
                         w.core.table().next_hops().into_iter().collect();
@@ -375,7 +400,9 @@ fn random_changes_converge_to_the_table() {
                 }
             }
         }
-        // The run did exercise the repairs.
+        // The run did exercise the repairs, and multipath where the mode
+        // has it.
+        assert_eq!(multipath_seen, mode == Mode::HostGw, "seed {seed}");
         assert!(w.failed > 10, "seed {seed}: {} failed flushes", w.failed);
         assert!(w.resyncs > 10, "seed {seed}: {} repair resyncs", w.resyncs);
         w.feed(Event::Stop { graceful: true });

@@ -14,6 +14,7 @@
 //! | `weft_dataplane_peer_drops_total` | peer | drops of packets from a known peer |
 //! | `weft_dataplane_icmp_too_big_total` | | ICMP too-big replies sent to pods |
 //! | `weft_routes_installed` (gauge) | | pod ranges weftd routes in the kernel (set by the driver) |
+//! | `weft_router_bgp_gateways` (gauge) | | distinct BGP next hops and next-hop sets |
 
 use std::net::Ipv4Addr;
 
