@@ -87,7 +87,15 @@ pub fn routes(r: &[RouteReport]) -> String {
         let [a, b, c, d, e] = t.unwrap_or_else(|| ["-"; 5].map(str::to_owned));
         rows.push([
             r.pod_cidr.to_string(),
-            r.next_hop.to_string(),
+            if r.next_hops.len() > 1 {
+                r.next_hops
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                r.next_hop.to_string()
+            },
             r.mode.clone(),
             source,
             a,
@@ -203,6 +211,7 @@ mod tests {
         let r = |mode: &str, tunnel| RouteReport {
             pod_cidr: "10.244.2.0/24".parse().unwrap_or_else(|_| unreachable!()),
             next_hop: "172.31.0.2".parse().unwrap_or_else(|_| unreachable!()),
+            next_hops: vec!["172.31.0.2".parse().unwrap_or_else(|_| unreachable!())],
             mode: mode.into(),
             source: RouteSource::Bgp,
             tunnel,

@@ -134,8 +134,12 @@ pub struct PeerReport {
 pub struct RouteReport {
     /// The other node's pod range.
     pub pod_cidr: Cidr,
-    /// The other node's underlay address.
+    /// The other node's underlay address (the first gateway of a
+    /// multipath route).
     pub next_hop: IpAddr,
+    /// Every gateway: one, or the equal-cost set of a BGP multipath route.
+    #[serde(default)]
+    pub next_hops: Vec<IpAddr>,
     /// How packets go there: `host-gw`, `vxlan`, `udp` or `ipip`.
     pub mode: String,
     /// Who says so: `static`, `etcd` or `bgp`.

@@ -154,17 +154,22 @@ impl StatusSource {
         r.routes
             .iter()
             .map(|(cidr, hop, source)| {
-                let (next_hop, mode, tunnel) = match hop {
-                    NextHop::HostGw(via) => (*via, "host-gw".to_owned(), None),
+                let (next_hops, mode, tunnel) = match hop {
+                    NextHop::HostGw(via) => (vec![*via], "host-gw".to_owned(), None),
+                    NextHop::Multipath(vias) => (vias.clone(), "host-gw".to_owned(), None),
                     NextHop::Overlay(p) => (
-                        p.underlay.into(),
+                        vec![p.underlay.into()],
                         p.mode.to_string(),
                         Some(counters.get(&p.underlay).copied().unwrap_or_default()),
                     ),
                 };
                 RouteReport {
                     pod_cidr: *cidr,
-                    next_hop,
+                    next_hop: next_hops
+                        .first()
+                        .copied()
+                        .unwrap_or(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    next_hops,
                     mode,
                     source: *source,
                     tunnel,
