@@ -77,7 +77,7 @@ pub fn with_bgp(
 pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
     let tor = topo.tor_ip()?;
     let mut s = format!(
-        "router id {tor};\nprotocol device {{ }}\n\
+        "log stderr all;\nrouter id {tor};\nprotocol device {{ }}\n\
          template bgp node {{\n  local {tor} as {CLUSTER_ASN};\n  rr client;\n  direct;\n  \
          hold time 3;\n  keepalive time 1;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
          graceful restart on;\n  ipv4 {{ import all; export all; }};\n}}\n"
@@ -96,6 +96,7 @@ pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
 pub struct Bird {
     _child: ChildGuard,
     ctl: std::path::PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl Bird {
@@ -115,7 +116,11 @@ impl Bird {
             .arg(dir.join(format!("{tag}-bird.pid")));
         let log = dir.join(format!("{tag}-bird.log"));
         let child = ChildGuard::spawn(cmd, "bird", Some(&log))?;
-        let me = Self { _child: child, ctl };
+        let me = Self {
+            _child: child,
+            ctl,
+            log: log.clone(),
+        };
         let end = Instant::now() + Duration::from_secs(10);
         while !me.birdc(&["show", "status"]).contains("Daemon is up") {
             if Instant::now() > end {
@@ -146,6 +151,20 @@ impl Bird {
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self._child.pid()
+    }
+
+    /// SIGKILL (a crashed route reflector: no notification to its peers).
+    pub fn kill(mut self) {
+        let _ = self._child.kill();
+    }
+
+    /// BIRD's log and `show protocols`, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.birdc(&["show", "protocols"]),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 }
 

@@ -5,9 +5,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use crate::attach::{AttachRequest, BridgeAttach, PodAttach};
+use crate::bgp::Bird;
 use crate::error::{Error, Result};
 use crate::mode::{self, Mode, Step, UNDERLAY_IF, WeftMode};
 use crate::netns::Netns;
+use crate::routing::Routing;
 use crate::run::{self, RunPrefix};
 use crate::topology::{Ipv4Cidr, NodePlan, Topology};
 use crate::weftd::{WeftdConfig, WeftdProcess, default_weftd_path};
@@ -68,6 +70,7 @@ pub struct Pod {
     ip: Ipv4Addr,
     id: PodId,
     host_veth: String,
+    container_id: String,
 }
 
 impl Pod {
@@ -90,6 +93,11 @@ impl Pod {
     pub fn host_veth(&self) -> &str {
         &self.host_veth
     }
+
+    /// The container id it was attached with (`CNI_CONTAINERID`).
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
 }
 
 /// A cluster in namespaces. Dropping it stops weftd, deletes every namespace
@@ -106,6 +114,12 @@ pub struct Cluster {
     node_modes: Vec<Option<Mode>>,
     weftd_path: PathBuf,
     attach: Box<dyn PodAttach>,
+    pub(crate) routing: Routing,
+    pub(crate) bird: Option<Bird>,
+    /// Nodes routed by something else than weftd or a kernel mode (FRR).
+    pub(crate) external_routes: Vec<usize>,
+    /// How long the last [`Cluster::apply_mode`] took to converge.
+    last_convergence: Option<std::time::Duration>,
     pub(crate) prefix: RunPrefix,
 }
 
@@ -115,6 +129,7 @@ impl std::fmt::Debug for Cluster {
             .field("prefix", &self.prefix.as_str())
             .field("topo", &self.topo)
             .field("node_modes", &self.node_modes)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +139,7 @@ impl Cluster {
         topo: Topology,
         weftd: Option<PathBuf>,
         attach: Option<Box<dyn PodAttach>>,
+        routing: Routing,
     ) -> Result<Self> {
         let prefix = RunPrefix::claim(&topo.prefix_tag)?;
         let mut c = Self {
@@ -135,6 +151,10 @@ impl Cluster {
             node_modes: Vec::new(),
             weftd_path: weftd.unwrap_or_else(default_weftd_path),
             attach: attach.unwrap_or_else(|| Box::new(BridgeAttach)),
+            routing,
+            bird: None,
+            external_routes: Vec::new(),
+            last_convergence: None,
             prefix,
             topo,
         };
@@ -148,8 +168,9 @@ impl Cluster {
         }
         for i in 0..c.topo.nodes {
             c.pods.push(Vec::new());
-            for j in 0..c.topo.pods_per_node {
-                c.build_pod(i, j)?;
+            // Through CNI, pods wait for the conflist of their node's weftd.
+            if !c.attach.needs_node_config() {
+                c.attach_pods(i)?;
             }
         }
         Ok(c)
@@ -236,35 +257,97 @@ impl Cluster {
         Ok(())
     }
 
-    fn build_pod(&mut self, i: usize, j: usize) -> Result<()> {
+    /// Node `i`'s weftd file directory (conflist under `net.d/`,
+    /// `subnet.env`, host-local leases under `ipam/`).
+    pub fn node_files_dir(&self, i: usize) -> PathBuf {
+        self.prefix
+            .dir()
+            .join(format!("{}-cni", self.nodes[i].ns.name()))
+    }
+
+    /// Attaches node `i`'s planned pods that are not attached yet.
+    fn attach_pods(&mut self, i: usize) -> Result<()> {
+        while self.pods[i].len() < self.topo.pods_per_node {
+            self.add_pod(i)?;
+        }
+        Ok(())
+    }
+
+    /// Creates one more pod namespace on node `i` and attaches it (CNI ADD
+    /// through weft's plugins, or the built-in attach); returns its id.
+    pub fn add_pod(&mut self, i: usize) -> Result<PodId> {
+        let j = self.pods[i].len();
         let node = &self.nodes[i];
         let ns = run::create_netns(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
         let host_veth = format!("veth{}", j + 1);
+        let files_dir = self.node_files_dir(i);
+        let ip = node
+            .plan
+            .pod_ips
+            .get(j)
+            .copied()
+            .unwrap_or_else(|| node.plan.pod_cidr.host(j as u32 + 2));
         let req = AttachRequest {
             node: &node.ns,
             pod: &ns,
             container_id: format!("{}-{}", self.prefix.as_str(), ns.name()),
             ifname: POD_IF,
-            host_veth: host_veth.clone(),
+            host_veth,
             pod_cidr: node.plan.pod_cidr,
             gateway: node.plan.gateway,
-            ip: node.plan.pod_ips[j],
+            ip,
             bridge: POD_BRIDGE,
             mtu: self.node_modes[i].map_or(self.topo.underlay_mtu, |m| {
                 m.pod_mtu(self.topo.underlay_mtu)
             }),
+            files_dir: &files_dir,
         };
-        let ip = self.attach.attach(&req)?;
+        let att = self.attach.attach(&req)?;
+        let container_id = req.container_id.clone();
         self.pods[i].push(Pod {
             ns,
-            ip,
+            ip: att.ip,
             id: (i, j),
-            host_veth,
+            host_veth: att.host_veth,
+            container_id,
         });
-        Ok(())
+        Ok((i, j))
     }
 
-    /// The run prefix every resource name starts with.
+    fn pod_request<'a>(&'a self, pod: &'a Pod, files_dir: &'a Path) -> AttachRequest<'a> {
+        let node = &self.nodes[pod.id.0];
+        AttachRequest {
+            node: &node.ns,
+            pod: &pod.ns,
+            container_id: pod.container_id.clone(),
+            ifname: POD_IF,
+            host_veth: pod.host_veth.clone(),
+            pod_cidr: node.plan.pod_cidr,
+            gateway: node.plan.gateway,
+            ip: pod.ip,
+            bridge: POD_BRIDGE,
+            mtu: 0,
+            files_dir,
+        }
+    }
+
+    /// Runs the attach's CHECK for pod `id`.
+    pub fn check_pod(&self, id: PodId) -> Result<()> {
+        let pod = self.pod(id.0, id.1);
+        let dir = self.node_files_dir(id.0);
+        self.attach.check(&self.pod_request(pod, &dir))
+    }
+
+    /// Detaches (CNI DEL) and deletes the last pod of node `i`.
+    pub fn remove_last_pod(&mut self, i: usize) -> Result<()> {
+        let Some(pod) = self.pods[i].pop() else {
+            return Ok(());
+        };
+        let dir = self.node_files_dir(i);
+        self.attach.detach(&self.pod_request(&pod, &dir))
+    }
+
+    /// The run prefix every resource name starts with.    /// The run prefix every resource name starts with.
     pub fn prefix(&self) -> &str {
         self.prefix.as_str()
     }
@@ -354,6 +437,12 @@ impl Cluster {
     /// Removes node `i`'s forwarding state (stops its weftd). Errors when
     /// weftd did not exit 0 on SIGTERM.
     pub fn clear_node_mode(&mut self, i: usize) -> Result<()> {
+        self.stop_node(i, true)
+    }
+
+    /// Stops node `i`'s mode; `flush` also removes routes a weftd left on
+    /// a graceful stop (kept for a restart in the same mode).
+    fn stop_node(&mut self, i: usize, flush: bool) -> Result<()> {
         let Some(old) = self.node_modes.get_mut(i).and_then(Option::take) else {
             return Ok(());
         };
@@ -361,7 +450,21 @@ impl Cluster {
         for step in mode::kernel_teardown(old, &self.topo, i)? {
             let _ = self.run_step(&self.nodes[i].ns, &step);
         }
+        if flush && matches!(old, Mode::Weft(_)) {
+            let _ = self.nodes[i].ns.ip(&["route", "flush", "proto", "87"]);
+        }
         stopped
+    }
+
+    /// SIGKILLs node `i`'s weftd (a node crash): its routes and sessions
+    /// are left for the peers' hold and restart timers to clean up.
+    pub fn kill_weftd(&mut self, i: usize) {
+        if let Some(w) = self.weftds.get_mut(i).and_then(Option::take) {
+            w.kill();
+        }
+        if let Some(m) = self.node_modes.get_mut(i) {
+            *m = None;
+        }
     }
 
     /// Removes every node's forwarding state (stops weftd). Errors when a
@@ -392,12 +495,27 @@ impl Cluster {
 
     /// Switches every node to `mode`: clears the previous mode everywhere,
     /// sets pod MTUs, then programs the kernel or starts weftd on each node.
+    /// With BGP routing, also waits until every node has every other
+    /// node's route ([`Cluster::last_convergence`] says how long that took).
     pub fn apply_mode(&mut self, mode: Mode) -> Result<()> {
         self.clear_mode()?;
+        self.start_route_reflector()?;
+        let t0 = std::time::Instant::now();
         for i in 0..self.nodes.len() {
             self.apply_node_mode(i, mode)?;
         }
+        self.last_convergence = None;
+        if matches!(mode, Mode::Weft(_)) && self.routing != Routing::Static {
+            self.wait_converged(crate::routing::CONVERGE_TIMEOUT)?;
+            self.last_convergence = Some(t0.elapsed());
+        }
         Ok(())
+    }
+
+    /// Time from starting the first weftd to every route everywhere in the
+    /// last [`Cluster::apply_mode`] of a weft mode with BGP routing.
+    pub fn last_convergence(&self) -> Option<std::time::Duration> {
+        self.last_convergence
     }
 
     /// Switches node `i` alone to `mode` (e.g. weft vxlan on one node and
@@ -405,10 +523,18 @@ impl Cluster {
     pub fn apply_node_mode(&mut self, i: usize, mode: Mode) -> Result<()> {
         match mode {
             Mode::Weft(w) => {
-                let cfg = WeftdConfig::for_node(&self.topo, i, w)?;
+                let cfg = self.weftd_config(i, w)?;
                 self.start_weftd(i, &cfg)
             }
             Mode::KernelHostGw | Mode::KernelVxlan => {
+                if self.pods[i].len() < self.topo.pods_per_node {
+                    return Err(Error::Mode {
+                        mode: mode.to_string(),
+                        msg: "pods attach through the conflist of weftd: start a weft mode \
+                              first, or build with the built-in attach"
+                            .into(),
+                    });
+                }
                 self.clear_node_mode(i)?;
                 self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
                 self.node_modes[i] = Some(mode);
@@ -425,18 +551,46 @@ impl Cluster {
     }
 
     /// Starts weftd on node `i` with a caller-made config (start from
-    /// [`WeftdConfig::for_node`] and adjust), after clearing node `i`'s mode.
+    /// [`Cluster::weftd_config`] and adjust), after stopping node `i`'s
+    /// mode (a restart in the same mode keeps the routes weftd left). With
+    /// a CNI attach, the node's pods are attached once weftd has written
+    /// its conflist.
     pub fn start_weftd(&mut self, i: usize, cfg: &WeftdConfig) -> Result<()> {
         let w = WeftMode::from_config_name(&cfg.dataplane.mode).ok_or_else(|| Error::Mode {
             mode: cfg.dataplane.mode.clone(),
             msg: "not a weft dataplane mode".into(),
         })?;
         let mode = Mode::Weft(w);
-        self.clear_node_mode(i)?;
+        let same = self.node_modes[i] == Some(mode);
+        self.stop_node(i, !same)?;
         self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
         self.node_modes[i] = Some(mode);
         let p = WeftdProcess::start(&self.weftd_path, &self.nodes[i].ns, cfg, self.prefix.dir())?;
         self.weftds[i] = Some(p);
+        if self.attach.needs_node_config() && self.pods[i].len() < self.topo.pods_per_node {
+            self.wait_conflist(i)?;
+            self.attach_pods(i)?;
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) for node `i`'s weftd to write its conflist.
+    fn wait_conflist(&self, i: usize) -> Result<()> {
+        let path = self.node_files_dir(i).join(crate::cni::CONFLIST);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !path.exists() {
+            if std::time::Instant::now() > deadline {
+                let log = self.weftds[i]
+                    .as_ref()
+                    .map(WeftdProcess::log_tail)
+                    .unwrap_or_default();
+                return Err(Error::Weftd {
+                    node: self.nodes[i].ns.name().to_owned(),
+                    msg: format!("no conflist at {} after 10 s; log:\n{log}", path.display()),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         Ok(())
     }
 
@@ -455,6 +609,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.weftds.clear();
+        self.bird = None;
         self.pods.clear();
         self.nodes.clear();
         self.tor = None;
