@@ -594,6 +594,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// Leaves everything running and in place (namespaces, weftd, BIRD,
+    /// the run directory): `netsim clean` removes it once this process is
+    /// gone.
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+
     /// Total CPU seconds used so far by this cluster's weftd processes.
     pub fn router_cpu_seconds(&self) -> Option<f64> {
         let mut any = false;

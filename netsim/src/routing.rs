@@ -159,7 +159,10 @@ impl Cluster {
                     .as_ref()
                     .map(Bird::diagnostics)
                     .unwrap_or_default();
-                let logs: Vec<String> = self.weftds().map(crate::weftd::WeftdProcess::log_tail).collect();
+                let logs: Vec<String> = self
+                    .weftds()
+                    .map(crate::weftd::WeftdProcess::log_tail)
+                    .collect();
                 return Err(Error::Topology(format!(
                     "routes not converged after {within:?}: nodes {:?} miss some of their peers' \
                      pod CIDRs\nroute reflector:\n{rr}\nweftd logs:\n{}",
