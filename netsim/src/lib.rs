@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod cni;
 pub mod error;
 pub mod etcd;
+pub mod frr;
 pub mod health;
 pub mod measure;
 pub mod mode;
