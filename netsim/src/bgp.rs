@@ -75,6 +75,12 @@ pub fn with_bgp(
 /// BIRD 2 config for an iBGP route reflector on the ToR with every node as
 /// a client (next hops are preserved: BIRD reflects unchanged).
 pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
+    bird_reflector_conf_with(topo, &[])
+}
+
+/// [`bird_reflector_conf`] with further clients at `extra` (e.g. a route
+/// generator standing for many nodes).
+pub fn bird_reflector_conf_with(topo: &Topology, extra: &[std::net::Ipv4Addr]) -> Result<String> {
     let tor = topo.tor_ip()?;
     let mut s = format!(
         "log stderr all;\nrouter id {tor};\nprotocol device {{ }}\n\
@@ -86,6 +92,11 @@ pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
         s.push_str(&format!(
             "protocol bgp node{} from node {{ neighbor {} as {CLUSTER_ASN}; }}\n",
             p.number, p.underlay_ip
+        ));
+    }
+    for (k, ip) in extra.iter().enumerate() {
+        s.push_str(&format!(
+            "protocol bgp extra{k} from node {{ neighbor {ip} as {CLUSTER_ASN}; }}\n"
         ));
     }
     Ok(s)

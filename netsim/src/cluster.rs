@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::attach::{AttachRequest, BridgeAttach, PodAttach};
+use crate::attach::{BridgeAttach, PodAttach};
 use crate::bgp::Bird;
 use crate::error::{Error, Result};
 use crate::mode::{self, Mode, Step, UNDERLAY_IF, WeftMode};
@@ -27,8 +27,8 @@ pub type PodId = (usize, usize);
 /// A node namespace with its addresses.
 #[derive(Debug)]
 pub struct Node {
-    ns: Netns,
-    plan: NodePlan,
+    pub(crate) ns: Netns,
+    pub(crate) plan: NodePlan,
 }
 
 impl Node {
@@ -66,11 +66,11 @@ impl Node {
 /// A pod namespace attached to its node.
 #[derive(Debug)]
 pub struct Pod {
-    ns: Netns,
-    ip: Ipv4Addr,
-    id: PodId,
-    host_veth: String,
-    container_id: String,
+    pub(crate) ns: Netns,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) id: PodId,
+    pub(crate) host_veth: String,
+    pub(crate) container_id: String,
 }
 
 impl Pod {
@@ -109,13 +109,17 @@ pub struct Cluster {
     pub(crate) pods: Vec<Vec<Pod>>,
     pub(crate) nodes: Vec<Node>,
     tor: Option<Netns>,
+    /// Extra hosts on the underlay (route generators, "the internet").
+    pub(crate) hosts: Vec<Netns>,
     fabric: Option<Netns>,
     /// Forwarding mode per node (index = node index).
-    node_modes: Vec<Option<Mode>>,
+    pub(crate) node_modes: Vec<Option<Mode>>,
     weftd_path: PathBuf,
-    attach: Box<dyn PodAttach>,
+    pub(crate) attach: Box<dyn PodAttach>,
     pub(crate) routing: Routing,
     pub(crate) bird: Option<Bird>,
+    /// Route reflector clients besides the nodes (route generators).
+    pub(crate) rr_extra: Vec<Ipv4Addr>,
     /// Nodes routed by something else than weftd or a kernel mode (FRR).
     pub(crate) external_routes: Vec<usize>,
     /// How long the last [`Cluster::apply_mode`] took to converge.
@@ -147,12 +151,14 @@ impl Cluster {
             pods: Vec::new(),
             nodes: Vec::new(),
             tor: None,
+            hosts: Vec::new(),
             fabric: None,
             node_modes: Vec::new(),
             weftd_path: weftd.unwrap_or_else(default_weftd_path),
             attach: attach.unwrap_or_else(|| Box::new(BridgeAttach)),
             routing,
             bird: None,
+            rr_extra: Vec::new(),
             external_routes: Vec::new(),
             last_convergence: None,
             prefix,
@@ -176,7 +182,7 @@ impl Cluster {
         Ok(c)
     }
 
-    fn ns_name(&self, suffix: &str) -> String {
+    pub(crate) fn ns_name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix.as_str())
     }
 
@@ -249,102 +255,27 @@ impl Cluster {
         Ok(())
     }
 
+    /// Adds a host namespace `<prefix>-<suffix>` on the underlay at `ip`
+    /// (a route generator, an outside server); returns its index for
+    /// [`Cluster::host`].
+    pub fn add_host(&mut self, suffix: &str, ip: Ipv4Addr) -> Result<usize> {
+        let ns = run::create_netns(&self.ns_name(suffix))?;
+        self.plug_underlay(&ns, &format!("h{}", self.hosts.len()), ip)?;
+        self.hosts.push(ns);
+        Ok(self.hosts.len() - 1)
+    }
+
+    /// Extra host `k` (see [`Cluster::add_host`]). Panics when out of range.
+    pub fn host(&self, k: usize) -> &Netns {
+        &self.hosts[k]
+    }
+
     fn build_tor(&mut self) -> Result<()> {
         let ns = run::create_netns(&self.ns_name("tor"))?;
         let ip = self.topo.tor_ip()?;
         self.plug_underlay(&ns, "tor", ip)?;
         self.tor = Some(ns);
         Ok(())
-    }
-
-    /// Node `i`'s weftd file directory (conflist under `net.d/`,
-    /// `subnet.env`, host-local leases under `ipam/`).
-    pub fn node_files_dir(&self, i: usize) -> PathBuf {
-        self.prefix
-            .dir()
-            .join(format!("{}-cni", self.nodes[i].ns.name()))
-    }
-
-    /// Attaches node `i`'s planned pods that are not attached yet.
-    fn attach_pods(&mut self, i: usize) -> Result<()> {
-        while self.pods[i].len() < self.topo.pods_per_node {
-            self.add_pod(i)?;
-        }
-        Ok(())
-    }
-
-    /// Creates one more pod namespace on node `i` and attaches it (CNI ADD
-    /// through weft's plugins, or the built-in attach); returns its id.
-    pub fn add_pod(&mut self, i: usize) -> Result<PodId> {
-        let j = self.pods[i].len();
-        let node = &self.nodes[i];
-        let ns = run::create_netns(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
-        let host_veth = format!("veth{}", j + 1);
-        let files_dir = self.node_files_dir(i);
-        let ip = node
-            .plan
-            .pod_ips
-            .get(j)
-            .copied()
-            .unwrap_or_else(|| node.plan.pod_cidr.host(j as u32 + 2));
-        let req = AttachRequest {
-            node: &node.ns,
-            pod: &ns,
-            container_id: format!("{}-{}", self.prefix.as_str(), ns.name()),
-            ifname: POD_IF,
-            host_veth,
-            pod_cidr: node.plan.pod_cidr,
-            gateway: node.plan.gateway,
-            ip,
-            bridge: POD_BRIDGE,
-            mtu: self.node_modes[i].map_or(self.topo.underlay_mtu, |m| {
-                m.pod_mtu(self.topo.underlay_mtu)
-            }),
-            files_dir: &files_dir,
-        };
-        let att = self.attach.attach(&req)?;
-        let container_id = req.container_id.clone();
-        self.pods[i].push(Pod {
-            ns,
-            ip: att.ip,
-            id: (i, j),
-            host_veth: att.host_veth,
-            container_id,
-        });
-        Ok((i, j))
-    }
-
-    fn pod_request<'a>(&'a self, pod: &'a Pod, files_dir: &'a Path) -> AttachRequest<'a> {
-        let node = &self.nodes[pod.id.0];
-        AttachRequest {
-            node: &node.ns,
-            pod: &pod.ns,
-            container_id: pod.container_id.clone(),
-            ifname: POD_IF,
-            host_veth: pod.host_veth.clone(),
-            pod_cidr: node.plan.pod_cidr,
-            gateway: node.plan.gateway,
-            ip: pod.ip,
-            bridge: POD_BRIDGE,
-            mtu: 0,
-            files_dir,
-        }
-    }
-
-    /// Runs the attach's CHECK for pod `id`.
-    pub fn check_pod(&self, id: PodId) -> Result<()> {
-        let pod = self.pod(id.0, id.1);
-        let dir = self.node_files_dir(id.0);
-        self.attach.check(&self.pod_request(pod, &dir))
-    }
-
-    /// Detaches (CNI DEL) and deletes the last pod of node `i`.
-    pub fn remove_last_pod(&mut self, i: usize) -> Result<()> {
-        let Some(pod) = self.pods[i].pop() else {
-            return Ok(());
-        };
-        let dir = self.node_files_dir(i);
-        self.attach.detach(&self.pod_request(&pod, &dir))
     }
 
     /// The run prefix every resource name starts with.    /// The run prefix every resource name starts with.
@@ -574,26 +505,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits (bounded) for node `i`'s weftd to write its conflist.
-    fn wait_conflist(&self, i: usize) -> Result<()> {
-        let path = self.node_files_dir(i).join(crate::cni::CONFLIST);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !path.exists() {
-            if std::time::Instant::now() > deadline {
-                let log = self.weftds[i]
-                    .as_ref()
-                    .map(WeftdProcess::log_tail)
-                    .unwrap_or_default();
-                return Err(Error::Weftd {
-                    node: self.nodes[i].ns.name().to_owned(),
-                    msg: format!("no conflist at {} after 10 s; log:\n{log}", path.display()),
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
     /// Leaves everything running and in place (namespaces, weftd, BIRD,
     /// the run directory): `netsim clean` removes it once this process is
     /// gone.
@@ -620,6 +531,7 @@ impl Drop for Cluster {
         self.pods.clear();
         self.nodes.clear();
         self.tor = None;
+        self.hosts.clear();
         self.fabric = None;
         // Safety net for anything created but not yet owned by a guard.
         run::remove_run(self.prefix.as_str());

@@ -24,6 +24,7 @@ pub mod health;
 pub mod measure;
 pub mod mode;
 pub mod netns;
+pub mod pods;
 pub mod process;
 pub mod report;
 pub mod routing;

@@ -89,10 +89,16 @@ impl Cluster {
         let tor = self
             .tor()
             .ok_or_else(|| Error::Topology("route reflector routing needs the ToR".into()))?;
-        let conf = bgp::bird_reflector_conf(&self.topo)?;
+        let conf = bgp::bird_reflector_conf_with(&self.topo, &self.rr_extra)?;
         let bird = Bird::start(tor, &conf, self.prefix.dir(), "rr")?;
         self.bird = Some(bird);
         Ok(())
+    }
+
+    /// Makes `ip` (e.g. a host from [`Cluster::add_host`]) a client of the
+    /// route reflector started next.
+    pub fn add_reflector_client(&mut self, ip: std::net::Ipv4Addr) {
+        self.rr_extra.push(ip);
     }
 
     /// SIGKILLs the route reflector (a crash: peers get no notification).
