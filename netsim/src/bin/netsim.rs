@@ -392,6 +392,60 @@ fn demo_cluster(topo: &TopoArgs, routing: Routing) -> anyhow::Result<(Cluster, b
     Ok((build(b)?, cni))
 }
 
+/// Per weft mode first (with CNI, pods attach once weftd wrote the
+/// conflist), then the kernel baselines: convergence, routes per node, the
+/// ping matrix and a checked TCP transfer.
+fn demo_checks(c: &mut Cluster, cfg: &BenchConfig) -> anyhow::Result<()> {
+    let (nodes, pods) = (c.topology().nodes, c.topology().pods_per_node);
+    let last = (nodes - 1, pods - 1);
+    let mut order: Vec<Mode> = cfg.modes.iter().copied().filter(|m| m.is_weft()).collect();
+    order.extend(cfg.modes.iter().copied().filter(|m| !m.is_weft()));
+    for m in order {
+        c.apply_mode(m).with_context(|| format!("applying {m}"))?;
+        if let Some(t) = c.last_convergence() {
+            println!(
+                "{m}: BGP converged in {:.0} ms; weftd routes per node: {}",
+                t.as_secs_f64() * 1000.0,
+                routes_per_node(c)
+            );
+        }
+        let r = c.ping_matrix()?;
+        print!("{m}: {r}");
+        if !r.all_ok() {
+            bail!("{m}: ping matrix failed");
+        }
+        let t = c
+            .tcp_transfer_check((0, 0), last, 20_000_000)
+            .with_context(|| format!("{m}: TCP transfer"))?;
+        println!(
+            "{m}: TCP transfer {} -> {}: {} bytes, hash {:016x} equal on both ends ({:.0} ms)",
+            c.pod(0, 0).ip(),
+            c.pod(last.0, last.1).ip(),
+            t.bytes,
+            t.hash,
+            t.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Copies the run's configs and logs (weftd, BIRD) to `out/logs/` before
+/// the failed cluster is torn down.
+fn save_logs(c: &Cluster, out: &Path) {
+    let dest = out.join("logs");
+    let _ = std::fs::create_dir_all(&dest);
+    let Ok(entries) = std::fs::read_dir(c.run_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let _ = std::fs::copy(&p, dest.join(e.file_name()));
+        }
+    }
+    eprintln!("netsim demo: logs and configs kept in {}", dest.display());
+}
+
 fn demo(
     topo: &TopoArgs,
     modes: &str,
@@ -426,37 +480,14 @@ fn demo(
             Routing::Mesh => "over a BGP full mesh of weftds",
         }
     );
-    let last = (nodes - 1, pods - 1);
-    // Weft modes first: with CNI, pods attach once weftd wrote the conflist.
-    let mut order: Vec<Mode> = cfg.modes.iter().copied().filter(|m| m.is_weft()).collect();
-    order.extend(cfg.modes.iter().copied().filter(|m| !m.is_weft()));
-    for m in order {
-        c.apply_mode(m).with_context(|| format!("applying {m}"))?;
-        if let Some(t) = c.last_convergence() {
-            println!(
-                "{m}: BGP converged in {:.0} ms; weftd routes per node: {}",
-                t.as_secs_f64() * 1000.0,
-                routes_per_node(&c)
-            );
+    let run = demo_checks(&mut c, &cfg).and_then(|()| Ok(run_bench(&mut c, &cfg)?));
+    let report = match run {
+        Ok(r) => r,
+        Err(e) => {
+            save_logs(&c, out);
+            return Err(e);
         }
-        let r = c.ping_matrix()?;
-        print!("{m}: {r}");
-        if !r.all_ok() {
-            bail!("{m}: ping matrix failed");
-        }
-        let t = c
-            .tcp_transfer_check((0, 0), last, 20_000_000)
-            .with_context(|| format!("{m}: TCP transfer"))?;
-        println!(
-            "{m}: TCP transfer {} -> {}: {} bytes, hash {:016x} equal on both ends ({:.0} ms)",
-            c.pod(0, 0).ip(),
-            c.pod(last.0, last.1).ip(),
-            t.bytes,
-            t.hash,
-            t.elapsed.as_secs_f64() * 1000.0
-        );
-    }
-    let report = run_bench(&mut c, &cfg)?;
+    };
     let kept = keep.then(|| keep_cluster(c));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let md = report::markdown(&report);
@@ -490,7 +521,7 @@ fn demo(
 /// Leaves the cluster running and says how to use it.
 fn keep_cluster(c: Cluster) -> String {
     let mut s = format!(
-        "\nThe cluster {} stays up (weftd and BIRD keep running; `netsim clean` removes it).\n",
+        "\nThe cluster {} stays up (its daemons keep running; `netsim clean` removes it).\n",
         c.prefix()
     );
     if let Some(p) = c.all_pods().next() {
