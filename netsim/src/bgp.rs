@@ -210,5 +210,8 @@ mod tests {
         let bird = bird_reflector_conf(&topo).unwrap();
         assert_eq!(bird.matches("from node").count(), 3);
         assert!(bird.contains("rr client;"));
+        let with = bird_reflector_conf_with(&topo, &["172.31.0.200".parse().unwrap()]).unwrap();
+        assert!(with.contains("protocol bgp extra0 from node { neighbor 172.31.0.200 as 64512; }"));
+        assert_eq!(with.matches("from node").count(), 4);
     }
 }
