@@ -179,6 +179,7 @@ fn weftd_config(mode: &str, graceful_restart: bool) -> WeftdConfig {
     .unwrap();
     WeftdConfig {
         node_name: "scale".into(),
+        ip_masq: None,
         underlay_ip: WEFTD.into(),
         pod_cidr: "10.128.0.0/24".into(),
         cluster_cidr: "10.128.0.0/9".into(),

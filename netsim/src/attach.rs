@@ -1,7 +1,10 @@
-//! Attaching a pod namespace to its node: the one swappable step that the
-//! CNI work replaces with a real CNI plugin exec.
+//! Attaching a pod namespace to its node, behind one trait: the CNI exec
+//! of weft's plugins ([`crate::cni::CniAttach`], what real nodes do) or the
+//! built-in [`BridgeAttach`], kept as the fallback for kernel baselines
+//! that run without weftd (and so without a conflist).
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use crate::error::Result;
 use crate::netns::Netns;
@@ -31,18 +34,42 @@ pub struct AttachRequest<'a> {
     pub bridge: &'a str,
     /// MTU for the pod interface.
     pub mtu: u32,
+    /// The node's weftd file directory (`net.d/` with the conflist,
+    /// `subnet.env`, host-local leases under `ipam/`).
+    pub files_dir: &'a Path,
 }
 
-/// Attaches pods to nodes. Implementations: [`BridgeAttach`] (built in) and,
-/// later, a real CNI exec.
+/// What an attach produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    /// The pod's IPv4 address.
+    pub ip: Ipv4Addr,
+    /// The host-side interface in the node namespace.
+    pub host_veth: String,
+}
+
+/// Attaches pods to nodes. Implementations: [`crate::cni::CniAttach`]
+/// (weft's plugins) and [`BridgeAttach`] (built in).
 pub trait PodAttach: Send + Sync {
-    /// Connects the pod and returns its address.
-    fn attach(&self, req: &AttachRequest<'_>) -> Result<Ipv4Addr>;
+    /// Connects the pod (CNI ADD) and returns its address.
+    fn attach(&self, req: &AttachRequest<'_>) -> Result<Attached>;
+
+    /// Verifies the attachment (CNI CHECK). The default checks nothing.
+    fn check(&self, _req: &AttachRequest<'_>) -> Result<()> {
+        Ok(())
+    }
 
     /// Disconnects the pod (CNI DEL). Namespace deletion removes the links
     /// anyway, so the default does nothing.
     fn detach(&self, _req: &AttachRequest<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether attaching needs the node's conflist, i.e. weftd running on
+    /// the node first. The cluster then attaches a node's pods once its
+    /// weftd has written the files.
+    fn needs_node_config(&self) -> bool {
+        false
     }
 }
 
@@ -53,7 +80,7 @@ pub trait PodAttach: Send + Sync {
 pub struct BridgeAttach;
 
 impl PodAttach for BridgeAttach {
-    fn attach(&self, req: &AttachRequest<'_>) -> Result<Ipv4Addr> {
+    fn attach(&self, req: &AttachRequest<'_>) -> Result<Attached> {
         let node = req.node;
         let mtu = req.mtu.to_string();
         let exists = node.ip(&["link", "show", req.bridge]).is_ok();
@@ -86,6 +113,9 @@ impl PodAttach for BridgeAttach {
         pod.ip(&["addr", "add", &addr, "dev", req.ifname])?;
         pod.ip(&["link", "set", req.ifname, "up"])?;
         pod.ip(&["route", "add", "default", "via", &req.gateway.to_string()])?;
-        Ok(req.ip)
+        Ok(Attached {
+            ip: req.ip,
+            host_veth: req.host_veth.clone(),
+        })
     }
 }

@@ -75,9 +75,15 @@ pub fn with_bgp(
 /// BIRD 2 config for an iBGP route reflector on the ToR with every node as
 /// a client (next hops are preserved: BIRD reflects unchanged).
 pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
+    bird_reflector_conf_with(topo, &[])
+}
+
+/// [`bird_reflector_conf`] with further clients at `extra` (e.g. a route
+/// generator standing for many nodes).
+pub fn bird_reflector_conf_with(topo: &Topology, extra: &[std::net::Ipv4Addr]) -> Result<String> {
     let tor = topo.tor_ip()?;
     let mut s = format!(
-        "router id {tor};\nprotocol device {{ }}\n\
+        "log stderr all;\nrouter id {tor};\nprotocol device {{ }}\n\
          template bgp node {{\n  local {tor} as {CLUSTER_ASN};\n  rr client;\n  direct;\n  \
          hold time 3;\n  keepalive time 1;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
          graceful restart on;\n  ipv4 {{ import all; export all; }};\n}}\n"
@@ -88,6 +94,11 @@ pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
             p.number, p.underlay_ip
         ));
     }
+    for (k, ip) in extra.iter().enumerate() {
+        s.push_str(&format!(
+            "protocol bgp extra{k} from node {{ neighbor {ip} as {CLUSTER_ASN}; }}\n"
+        ));
+    }
     Ok(s)
 }
 
@@ -96,6 +107,7 @@ pub fn bird_reflector_conf(topo: &Topology) -> Result<String> {
 pub struct Bird {
     _child: ChildGuard,
     ctl: std::path::PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl Bird {
@@ -115,7 +127,11 @@ impl Bird {
             .arg(dir.join(format!("{tag}-bird.pid")));
         let log = dir.join(format!("{tag}-bird.log"));
         let child = ChildGuard::spawn(cmd, "bird", Some(&log))?;
-        let me = Self { _child: child, ctl };
+        let me = Self {
+            _child: child,
+            ctl,
+            log: log.clone(),
+        };
         let end = Instant::now() + Duration::from_secs(10);
         while !me.birdc(&["show", "status"]).contains("Daemon is up") {
             if Instant::now() > end {
@@ -146,6 +162,20 @@ impl Bird {
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self._child.pid()
+    }
+
+    /// SIGKILL (a crashed route reflector: no notification to its peers).
+    pub fn kill(mut self) {
+        let _ = self._child.kill();
+    }
+
+    /// BIRD's log and `show protocols`, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.birdc(&["show", "protocols"]),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 }
 
@@ -180,5 +210,8 @@ mod tests {
         let bird = bird_reflector_conf(&topo).unwrap();
         assert_eq!(bird.matches("from node").count(), 3);
         assert!(bird.contains("rr client;"));
+        let with = bird_reflector_conf_with(&topo, &["172.31.0.200".parse().unwrap()]).unwrap();
+        assert!(with.contains("protocol bgp extra0 from node { neighbor 172.31.0.200 as 64512; }"));
+        assert_eq!(with.matches("from node").count(), 4);
     }
 }

@@ -4,10 +4,12 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::attach::{AttachRequest, BridgeAttach, PodAttach};
+use crate::attach::{BridgeAttach, PodAttach};
+use crate::bgp::Bird;
 use crate::error::{Error, Result};
 use crate::mode::{self, Mode, Step, UNDERLAY_IF, WeftMode};
 use crate::netns::Netns;
+use crate::routing::Routing;
 use crate::run::{self, RunPrefix};
 use crate::topology::{Ipv4Cidr, NodePlan, Topology};
 use crate::weftd::{WeftdConfig, WeftdProcess, default_weftd_path};
@@ -25,8 +27,8 @@ pub type PodId = (usize, usize);
 /// A node namespace with its addresses.
 #[derive(Debug)]
 pub struct Node {
-    ns: Netns,
-    plan: NodePlan,
+    pub(crate) ns: Netns,
+    pub(crate) plan: NodePlan,
 }
 
 impl Node {
@@ -64,10 +66,11 @@ impl Node {
 /// A pod namespace attached to its node.
 #[derive(Debug)]
 pub struct Pod {
-    ns: Netns,
-    ip: Ipv4Addr,
-    id: PodId,
-    host_veth: String,
+    pub(crate) ns: Netns,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) id: PodId,
+    pub(crate) host_veth: String,
+    pub(crate) container_id: String,
 }
 
 impl Pod {
@@ -90,6 +93,11 @@ impl Pod {
     pub fn host_veth(&self) -> &str {
         &self.host_veth
     }
+
+    /// The container id it was attached with (`CNI_CONTAINERID`).
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
 }
 
 /// A cluster in namespaces. Dropping it stops weftd, deletes every namespace
@@ -101,11 +109,21 @@ pub struct Cluster {
     pub(crate) pods: Vec<Vec<Pod>>,
     pub(crate) nodes: Vec<Node>,
     tor: Option<Netns>,
+    /// Extra hosts on the underlay (route generators, "the internet").
+    pub(crate) hosts: Vec<Netns>,
     fabric: Option<Netns>,
     /// Forwarding mode per node (index = node index).
-    node_modes: Vec<Option<Mode>>,
+    pub(crate) node_modes: Vec<Option<Mode>>,
     weftd_path: PathBuf,
-    attach: Box<dyn PodAttach>,
+    pub(crate) attach: Box<dyn PodAttach>,
+    pub(crate) routing: Routing,
+    pub(crate) bird: Option<Bird>,
+    /// Route reflector clients besides the nodes (route generators).
+    pub(crate) rr_extra: Vec<Ipv4Addr>,
+    /// Nodes routed by something else than weftd or a kernel mode (FRR).
+    pub(crate) external_routes: Vec<usize>,
+    /// How long the last [`Cluster::apply_mode`] took to converge.
+    last_convergence: Option<std::time::Duration>,
     pub(crate) prefix: RunPrefix,
 }
 
@@ -115,6 +133,7 @@ impl std::fmt::Debug for Cluster {
             .field("prefix", &self.prefix.as_str())
             .field("topo", &self.topo)
             .field("node_modes", &self.node_modes)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +143,7 @@ impl Cluster {
         topo: Topology,
         weftd: Option<PathBuf>,
         attach: Option<Box<dyn PodAttach>>,
+        routing: Routing,
     ) -> Result<Self> {
         let prefix = RunPrefix::claim(&topo.prefix_tag)?;
         let mut c = Self {
@@ -131,10 +151,16 @@ impl Cluster {
             pods: Vec::new(),
             nodes: Vec::new(),
             tor: None,
+            hosts: Vec::new(),
             fabric: None,
             node_modes: Vec::new(),
             weftd_path: weftd.unwrap_or_else(default_weftd_path),
             attach: attach.unwrap_or_else(|| Box::new(BridgeAttach)),
+            routing,
+            bird: None,
+            rr_extra: Vec::new(),
+            external_routes: Vec::new(),
+            last_convergence: None,
             prefix,
             topo,
         };
@@ -148,14 +174,15 @@ impl Cluster {
         }
         for i in 0..c.topo.nodes {
             c.pods.push(Vec::new());
-            for j in 0..c.topo.pods_per_node {
-                c.build_pod(i, j)?;
+            // Through CNI, pods wait for the conflist of their node's weftd.
+            if !c.attach.needs_node_config() {
+                c.attach_pods(i)?;
             }
         }
         Ok(c)
     }
 
-    fn ns_name(&self, suffix: &str) -> String {
+    pub(crate) fn ns_name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix.as_str())
     }
 
@@ -228,6 +255,21 @@ impl Cluster {
         Ok(())
     }
 
+    /// Adds a host namespace `<prefix>-<suffix>` on the underlay at `ip`
+    /// (a route generator, an outside server); returns its index for
+    /// [`Cluster::host`].
+    pub fn add_host(&mut self, suffix: &str, ip: Ipv4Addr) -> Result<usize> {
+        let ns = run::create_netns(&self.ns_name(suffix))?;
+        self.plug_underlay(&ns, &format!("h{}", self.hosts.len()), ip)?;
+        self.hosts.push(ns);
+        Ok(self.hosts.len() - 1)
+    }
+
+    /// Extra host `k` (see [`Cluster::add_host`]). Panics when out of range.
+    pub fn host(&self, k: usize) -> &Netns {
+        &self.hosts[k]
+    }
+
     fn build_tor(&mut self) -> Result<()> {
         let ns = run::create_netns(&self.ns_name("tor"))?;
         let ip = self.topo.tor_ip()?;
@@ -236,35 +278,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn build_pod(&mut self, i: usize, j: usize) -> Result<()> {
-        let node = &self.nodes[i];
-        let ns = run::create_netns(&self.ns_name(&format!("n{}p{}", node.plan.number, j + 1)))?;
-        let host_veth = format!("veth{}", j + 1);
-        let req = AttachRequest {
-            node: &node.ns,
-            pod: &ns,
-            container_id: format!("{}-{}", self.prefix.as_str(), ns.name()),
-            ifname: POD_IF,
-            host_veth: host_veth.clone(),
-            pod_cidr: node.plan.pod_cidr,
-            gateway: node.plan.gateway,
-            ip: node.plan.pod_ips[j],
-            bridge: POD_BRIDGE,
-            mtu: self.node_modes[i].map_or(self.topo.underlay_mtu, |m| {
-                m.pod_mtu(self.topo.underlay_mtu)
-            }),
-        };
-        let ip = self.attach.attach(&req)?;
-        self.pods[i].push(Pod {
-            ns,
-            ip,
-            id: (i, j),
-            host_veth,
-        });
-        Ok(())
-    }
-
-    /// The run prefix every resource name starts with.
+    /// The run prefix every resource name starts with.    /// The run prefix every resource name starts with.
     pub fn prefix(&self) -> &str {
         self.prefix.as_str()
     }
@@ -354,6 +368,12 @@ impl Cluster {
     /// Removes node `i`'s forwarding state (stops its weftd). Errors when
     /// weftd did not exit 0 on SIGTERM.
     pub fn clear_node_mode(&mut self, i: usize) -> Result<()> {
+        self.stop_node(i, true)
+    }
+
+    /// Stops node `i`'s mode; `flush` also removes routes a weftd left on
+    /// a graceful stop (kept for a restart in the same mode).
+    fn stop_node(&mut self, i: usize, flush: bool) -> Result<()> {
         let Some(old) = self.node_modes.get_mut(i).and_then(Option::take) else {
             return Ok(());
         };
@@ -361,7 +381,21 @@ impl Cluster {
         for step in mode::kernel_teardown(old, &self.topo, i)? {
             let _ = self.run_step(&self.nodes[i].ns, &step);
         }
+        if flush && matches!(old, Mode::Weft(_)) {
+            let _ = self.nodes[i].ns.ip(&["route", "flush", "proto", "87"]);
+        }
         stopped
+    }
+
+    /// SIGKILLs node `i`'s weftd (a node crash): its routes and sessions
+    /// are left for the peers' hold and restart timers to clean up.
+    pub fn kill_weftd(&mut self, i: usize) {
+        if let Some(w) = self.weftds.get_mut(i).and_then(Option::take) {
+            w.kill();
+        }
+        if let Some(m) = self.node_modes.get_mut(i) {
+            *m = None;
+        }
     }
 
     /// Removes every node's forwarding state (stops weftd). Errors when a
@@ -392,12 +426,27 @@ impl Cluster {
 
     /// Switches every node to `mode`: clears the previous mode everywhere,
     /// sets pod MTUs, then programs the kernel or starts weftd on each node.
+    /// With BGP routing, also waits until every node has every other
+    /// node's route ([`Cluster::last_convergence`] says how long that took).
     pub fn apply_mode(&mut self, mode: Mode) -> Result<()> {
         self.clear_mode()?;
+        self.start_route_reflector()?;
+        let t0 = std::time::Instant::now();
         for i in 0..self.nodes.len() {
             self.apply_node_mode(i, mode)?;
         }
+        self.last_convergence = None;
+        if matches!(mode, Mode::Weft(_)) && self.routing != Routing::Static {
+            self.wait_converged(crate::routing::CONVERGE_TIMEOUT)?;
+            self.last_convergence = Some(t0.elapsed());
+        }
         Ok(())
+    }
+
+    /// Time from starting the first weftd to every route everywhere in the
+    /// last [`Cluster::apply_mode`] of a weft mode with BGP routing.
+    pub fn last_convergence(&self) -> Option<std::time::Duration> {
+        self.last_convergence
     }
 
     /// Switches node `i` alone to `mode` (e.g. weft vxlan on one node and
@@ -405,10 +454,18 @@ impl Cluster {
     pub fn apply_node_mode(&mut self, i: usize, mode: Mode) -> Result<()> {
         match mode {
             Mode::Weft(w) => {
-                let cfg = WeftdConfig::for_node(&self.topo, i, w)?;
+                let cfg = self.weftd_config(i, w)?;
                 self.start_weftd(i, &cfg)
             }
             Mode::KernelHostGw | Mode::KernelVxlan => {
+                if self.pods[i].len() < self.topo.pods_per_node {
+                    return Err(Error::Mode {
+                        mode: mode.to_string(),
+                        msg: "pods attach through the conflist of weftd: start a weft mode \
+                              first, or build with the built-in attach"
+                            .into(),
+                    });
+                }
                 self.clear_node_mode(i)?;
                 self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
                 self.node_modes[i] = Some(mode);
@@ -425,19 +482,34 @@ impl Cluster {
     }
 
     /// Starts weftd on node `i` with a caller-made config (start from
-    /// [`WeftdConfig::for_node`] and adjust), after clearing node `i`'s mode.
+    /// [`Cluster::weftd_config`] and adjust), after stopping node `i`'s
+    /// mode (a restart in the same mode keeps the routes weftd left). With
+    /// a CNI attach, the node's pods are attached once weftd has written
+    /// its conflist.
     pub fn start_weftd(&mut self, i: usize, cfg: &WeftdConfig) -> Result<()> {
         let w = WeftMode::from_config_name(&cfg.dataplane.mode).ok_or_else(|| Error::Mode {
             mode: cfg.dataplane.mode.clone(),
             msg: "not a weft dataplane mode".into(),
         })?;
         let mode = Mode::Weft(w);
-        self.clear_node_mode(i)?;
+        let same = self.node_modes[i] == Some(mode);
+        self.stop_node(i, !same)?;
         self.set_pod_mtu(i, mode.pod_mtu(self.topo.underlay_mtu))?;
         self.node_modes[i] = Some(mode);
         let p = WeftdProcess::start(&self.weftd_path, &self.nodes[i].ns, cfg, self.prefix.dir())?;
         self.weftds[i] = Some(p);
+        if self.attach.needs_node_config() && self.pods[i].len() < self.topo.pods_per_node {
+            self.wait_conflist(i)?;
+            self.attach_pods(i)?;
+        }
         Ok(())
+    }
+
+    /// Leaves everything running and in place (namespaces, weftd, BIRD,
+    /// the run directory): `netsim clean` removes it once this process is
+    /// gone.
+    pub fn keep(self) {
+        std::mem::forget(self);
     }
 
     /// Total CPU seconds used so far by this cluster's weftd processes.
@@ -455,9 +527,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.weftds.clear();
+        self.bird = None;
         self.pods.clear();
         self.nodes.clear();
         self.tor = None;
+        self.hosts.clear();
         self.fabric = None;
         // Safety net for anything created but not yet owned by a guard.
         run::remove_run(self.prefix.as_str());

@@ -147,6 +147,30 @@ impl Drop for Netns {
     }
 }
 
+/// Spawns a thread that enters namespace `name` (`/run/netns/<name>`)
+/// and runs `f` there (sockets it opens live in the namespace). The
+/// namespace must outlive the thread.
+pub fn spawn_in<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<T, NetnsError>>, NetnsError> {
+    let path = format!("/run/netns/{name}");
+    let name = name.to_owned();
+    let file = File::open(&path).map_err(|source| NetnsError::Enter {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(std::thread::spawn(move || -> Result<T, NetnsError> {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            NetnsError::Enter {
+                name,
+                source: io::Error::from(e),
+            }
+        })?;
+        Ok(f())
+    }))
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A short name prefix unique to this process and call, e.g. `ab12c3`,

@@ -72,6 +72,13 @@ impl ChildGuard {
         child.wait().ok().map(|st| (st, false))
     }
 
+    /// SIGKILLs the child and reaps it (a crash, for failure drills).
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
     /// What this child is (for messages).
     pub fn what(&self) -> &str {
         &self.what

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::attach::PodAttach;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::routing::Routing;
 
 /// An IPv4 prefix such as `10.244.1.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +115,7 @@ impl Topology {
             topo: Self::default(),
             weftd: None,
             attach: None,
+            routing: Routing::Static,
         }
     }
 
@@ -224,6 +226,7 @@ pub struct TopologyBuilder {
     topo: Topology,
     weftd: Option<PathBuf>,
     attach: Option<Box<dyn PodAttach>>,
+    routing: Routing,
 }
 
 impl std::fmt::Debug for TopologyBuilder {
@@ -242,6 +245,7 @@ impl TopologyBuilder {
             topo,
             weftd: None,
             attach: None,
+            routing: Routing::Static,
         }
     }
 
@@ -293,6 +297,22 @@ impl TopologyBuilder {
         self
     }
 
+    /// Pods attached by exec'ing weft's CNI plugins from `plugins` with
+    /// the conflist each node's weftd writes ([`crate::cni::CniAttach`]).
+    pub fn cni(self, plugins: impl Into<PathBuf>) -> Self {
+        self.attach(Box::new(crate::cni::CniAttach::new(plugins)))
+    }
+
+    /// Route distribution for weft modes (default: static); the route
+    /// reflector adds the ToR.
+    pub fn routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
+        if routing == Routing::Rr {
+            self.topo.tor = true;
+        }
+        self
+    }
+
     /// The declaration built so far.
     pub fn topology(&self) -> &Topology {
         &self.topo
@@ -301,7 +321,7 @@ impl TopologyBuilder {
     /// Creates the cluster in namespaces.
     pub fn build(self) -> Result<Cluster> {
         self.topo.validate()?;
-        Cluster::create(self.topo, self.weftd, self.attach)
+        Cluster::create(self.topo, self.weftd, self.attach, self.routing)
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Cluster, PodId};
+use crate::cluster::{Cluster, Pod, PodId};
 use crate::error::{Error, Result};
 
 /// Outcome of one ping.
@@ -194,8 +194,15 @@ fn send(to: SocketAddr, bytes: u64, deadline: Instant) -> std::io::Result<(u64, 
 impl Cluster {
     /// Every pod pings every other pod (up to [`PING_WORKERS`] pings at once).
     pub fn ping_matrix(&self) -> Result<PingReport> {
-        let pods: Vec<(PodId, Ipv4Addr, &str)> = self
-            .all_pods()
+        let all: Vec<PodId> = self.all_pods().map(Pod::id).collect();
+        self.ping_matrix_of(&all)
+    }
+
+    /// Every pod of `ids` pings every other pod of `ids`.
+    pub fn ping_matrix_of(&self, ids: &[PodId]) -> Result<PingReport> {
+        let pods: Vec<(PodId, Ipv4Addr, &str)> = ids
+            .iter()
+            .map(|&(i, j)| self.pod(i, j))
             .map(|p| (p.id(), p.ip(), p.ns().name()))
             .collect();
         let jobs: Vec<_> = pods

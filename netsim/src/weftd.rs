@@ -22,6 +22,10 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct WeftdConfig {
     /// Node name.
     pub node_name: String,
+    /// Masquerade pod traffic leaving the cluster CIDR (netsim's default
+    /// when unset: off, see [`node_local_files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_masq: Option<bool>,
     /// This node's underlay address.
     pub underlay_ip: String,
     /// This node's pod CIDR.
@@ -75,6 +79,7 @@ impl WeftdConfig {
             .collect();
         Ok(Self {
             node_name: format!("node-{}", me.number),
+            ip_masq: None,
             underlay_ip: me.underlay_ip.to_string(),
             pod_cidr: me.pod_cidr.to_string(),
             cluster_cidr: if topo.fake_peers > 0 {
@@ -257,6 +262,16 @@ impl WeftdProcess {
     /// CPU seconds (user + system) used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
         self.pid().and_then(process_cpu_seconds)
+    }
+
+    /// SIGKILL (a node crash): no session teardown, routes left as they are.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// weftd's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// SIGTERM, then SIGKILL after [`STOP_GRACE`]. Errors if it had to be killed

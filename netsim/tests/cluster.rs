@@ -174,7 +174,7 @@ fn failed_build_cleans_up() {
     // A pod attach step that fails after the node is up.
     struct Failing;
     impl netsim::PodAttach for Failing {
-        fn attach(&self, req: &netsim::AttachRequest<'_>) -> netsim::Result<std::net::Ipv4Addr> {
+        fn attach(&self, req: &netsim::AttachRequest<'_>) -> netsim::Result<netsim::Attached> {
             netsim::BridgeAttach.attach(req)?;
             Err(netsim::Error::Topology(format!(
                 "refusing {}",

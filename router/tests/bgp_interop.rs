@@ -29,6 +29,7 @@ fn weftd_config() -> WeftdConfig {
     .unwrap();
     WeftdConfig {
         node_name: "wb-node".into(),
+        ip_masq: None,
         underlay_ip: US4.into(),
         pod_cidr: OUR_POD_CIDR.into(),
         cluster_cidr: "10.244.0.0/16".into(),

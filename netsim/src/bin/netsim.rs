@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netsim::{
-    BenchConfig, BenchReport, Cluster, Mode, Topology, TopologyBuilder, report, run_bench,
+    BenchConfig, BenchReport, Cluster, Mode, Routing, Topology, TopologyBuilder, report, run_bench,
 };
 
 /// Whole weft clusters in network namespaces: kernel baselines, weft modes, benchmarks.
@@ -41,17 +41,28 @@ enum Cmd {
     },
     /// Throughput (iperf3) and latency (ping, sockperf) per mode, modes interleaved.
     Bench(BenchArgs),
-    /// The demo: a 3-node cluster with 2 pods per node, ping matrix and a
-    /// checked TCP transfer in every mode, then a short bench into --out.
+    /// The demo: a 3-node cluster as real nodes run it (pods attached by
+    /// weft's CNI plugins with the conflist weftd wrote, routes over BGP
+    /// through a BIRD route reflector by default): convergence time, routes
+    /// per node, ping matrix and a checked TCP transfer per weft mode, then
+    /// a short iperf3 bench against the kernel baselines into --out.
     Demo {
         #[command(flatten)]
         topo: TopoArgs,
-        /// Comma-separated modes: the kernel baselines and weftd's four.
-        #[arg(
-            long,
-            default_value = "kernel-hostgw,kernel-vxlan,host-gw,vxlan,udp,ipip"
-        )]
-        modes: String,
+        /// One weft mode (host-gw, vxlan, udp, ipip); all four when absent.
+        #[arg(long)]
+        mode: Option<String>,
+        /// Comma-separated modes instead (kernel baselines included as given;
+        /// overrides --mode).
+        #[arg(long)]
+        modes: Option<String>,
+        /// How nodes learn routes: static, rr (BIRD route reflector on the
+        /// ToR) or mesh (weftd full mesh).
+        #[arg(long, default_value = "rr")]
+        routing: String,
+        /// Leave the cluster up afterwards (`netsim clean` removes it).
+        #[arg(long)]
+        keep: bool,
         /// Output directory.
         #[arg(long, default_value = "netsim-out")]
         out: PathBuf,
@@ -255,11 +266,20 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench(&args),
         Cmd::Demo {
             topo,
+            mode,
             modes,
+            routing,
+            keep,
             out,
             duration,
             repeat,
-        } => demo(&topo, &modes, &out, duration, repeat),
+        } => {
+            let modes = modes.unwrap_or_else(|| {
+                let weft = mode.unwrap_or_else(|| "host-gw,vxlan,udp,ipip".into());
+                format!("kernel-hostgw,kernel-vxlan,{weft}")
+            });
+            demo(&topo, &modes, &routing, keep, &out, duration, repeat)
+        }
         Cmd::Clean => clean(),
     };
     netsim::run::exit_if_interrupted();
@@ -336,27 +356,59 @@ fn bench(a: &BenchArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn demo(
-    topo: &TopoArgs,
-    modes: &str,
-    out: &Path,
-    duration: u64,
-    repeat: u32,
-) -> anyhow::Result<bool> {
-    let t0 = Instant::now();
-    let mut cfg = bench_config(modes, vec![1, 4], duration, repeat)?;
-    // Short latency probes keep the demo under two minutes with all six modes.
-    cfg.ping_count = 100;
-    cfg.sockperf = Duration::from_secs(1);
-    let mut c = build(topo.builder(3, 2)?)?;
-    let nodes = c.topology().nodes;
-    let pods = c.topology().pods_per_node;
-    if nodes < 2 || pods < 1 {
-        bail!("the demo needs at least 2 nodes with a pod each");
-    }
+/// weftd's routes (proto 87) per node, e.g. `n1 2, n2 2, n3 2`.
+fn routes_per_node(c: &Cluster) -> String {
+    c.nodes()
+        .iter()
+        .map(|n| {
+            let count = n
+                .ns()
+                .ip(&["-4", "route", "show", "proto", "87"])
+                .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().count());
+            format!("n{} {count}", n.number())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the demo cluster: CNI attach when weft's plugins are built next
+/// to weftd (else the built-in attach, said so), routing as asked.
+fn demo_cluster(topo: &TopoArgs, routing: Routing) -> anyhow::Result<(Cluster, bool)> {
+    let mut b = topo.builder(3, 2)?.routing(routing);
+    let weftd = topo
+        .weftd
+        .clone()
+        .unwrap_or_else(netsim::weftd::default_weftd_path);
+    let cni = match netsim::cni::plugin_dir_next_to(&weftd) {
+        Ok(dir) => {
+            b = b.cni(dir);
+            true
+        }
+        Err(why) => {
+            eprintln!("netsim demo: {why}; pods use the built-in attach");
+            false
+        }
+    };
+    Ok((build(b)?, cni))
+}
+
+/// Per weft mode first (with CNI, pods attach once weftd wrote the
+/// conflist), then the kernel baselines: convergence, routes per node, the
+/// ping matrix and a checked TCP transfer.
+fn demo_checks(c: &mut Cluster, cfg: &BenchConfig) -> anyhow::Result<()> {
+    let (nodes, pods) = (c.topology().nodes, c.topology().pods_per_node);
     let last = (nodes - 1, pods - 1);
-    for &m in &cfg.modes {
+    let mut order: Vec<Mode> = cfg.modes.iter().copied().filter(|m| m.is_weft()).collect();
+    order.extend(cfg.modes.iter().copied().filter(|m| !m.is_weft()));
+    for m in order {
         c.apply_mode(m).with_context(|| format!("applying {m}"))?;
+        if let Some(t) = c.last_convergence() {
+            println!(
+                "{m}: BGP converged in {:.0} ms; weftd routes per node: {}",
+                t.as_secs_f64() * 1000.0,
+                routes_per_node(c)
+            );
+        }
         let r = c.ping_matrix()?;
         print!("{m}: {r}");
         if !r.all_ok() {
@@ -374,8 +426,69 @@ fn demo(
             t.elapsed.as_secs_f64() * 1000.0
         );
     }
-    let report = run_bench(&mut c, &cfg)?;
-    drop(c);
+    Ok(())
+}
+
+/// Copies the run's configs and logs (weftd, BIRD) to `out/logs/` before
+/// the failed cluster is torn down.
+fn save_logs(c: &Cluster, out: &Path) {
+    let dest = out.join("logs");
+    let _ = std::fs::create_dir_all(&dest);
+    let Ok(entries) = std::fs::read_dir(c.run_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let _ = std::fs::copy(&p, dest.join(e.file_name()));
+        }
+    }
+    eprintln!("netsim demo: logs and configs kept in {}", dest.display());
+}
+
+fn demo(
+    topo: &TopoArgs,
+    modes: &str,
+    routing: &str,
+    keep: bool,
+    out: &Path,
+    duration: u64,
+    repeat: u32,
+) -> anyhow::Result<bool> {
+    let t0 = Instant::now();
+    let routing: Routing = routing.parse()?;
+    let mut cfg = bench_config(modes, vec![1, 4], duration, repeat)?;
+    // Short latency probes keep the demo under two minutes with all six modes.
+    cfg.ping_count = 100;
+    cfg.sockperf = Duration::from_secs(1);
+    let (mut c, cni) = demo_cluster(topo, routing)?;
+    let nodes = c.topology().nodes;
+    let pods = c.topology().pods_per_node;
+    if nodes < 2 || pods < 1 {
+        bail!("the demo needs at least 2 nodes with a pod each");
+    }
+    println!(
+        "netsim demo: pods attached by {}, routes {}",
+        if cni {
+            "weft's CNI plugins (conflist written by weftd)"
+        } else {
+            "netsim's built-in attach"
+        },
+        match routing {
+            Routing::Static => "from static config",
+            Routing::Rr => "over BGP through BIRD reflecting on the ToR",
+            Routing::Mesh => "over a BGP full mesh of weftds",
+        }
+    );
+    let run = demo_checks(&mut c, &cfg).and_then(|()| Ok(run_bench(&mut c, &cfg)?));
+    let report = match run {
+        Ok(r) => r,
+        Err(e) => {
+            save_logs(&c, out);
+            return Err(e);
+        }
+    };
+    let kept = keep.then(|| keep_cluster(c));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let md = report::markdown(&report);
     print!("\n{md}");
@@ -387,12 +500,47 @@ fn demo(
     std::fs::write(&mdp, &md).with_context(|| format!("writing {}", mdp.display()))?;
     write_outputs(&report, Some(&json), Some(&svg))?;
     println!(
-        "\nnetsim demo: done in {:.0} s ({:.0} s of it waiting for other benchmarks), everything torn down. Files:\n  {}\n  {}\n  {}",
+        "\nnetsim demo: done in {:.0} s ({:.0} s of it waiting for other benchmarks){}. Files:\n  {}\n  {}\n  {}",
         t0.elapsed().as_secs_f64(),
         netsim::measure::bench_lock_wait().as_secs_f64(),
+        if kept.is_some() {
+            ""
+        } else {
+            ", everything torn down"
+        },
         mdp.display(),
         json.display(),
         svg.display()
     );
+    if let Some(text) = kept {
+        print!("{text}");
+    }
     Ok(true)
+}
+
+/// Leaves the cluster running and says how to use it.
+fn keep_cluster(c: Cluster) -> String {
+    let mut s = format!(
+        "\nThe cluster {} stays up (its daemons keep running; `netsim clean` removes it).\n",
+        c.prefix()
+    );
+    if let Some(p) = c.all_pods().next() {
+        s += &format!(
+            "  enter a pod:        ip netns exec {} sh   (address {})\n",
+            p.ns().name(),
+            p.ip()
+        );
+    }
+    let n = c.node(0).ns().name().to_owned();
+    s += &format!("  weft status:        ip netns exec {n} weft status\n");
+    s += &format!("  node routes:        ip -n {n} route\n");
+    if c.route_reflector().is_some() {
+        s += &format!(
+            "  route reflector:    birdc -s {}/rr-bird.ctl show protocols\n",
+            c.run_dir().display()
+        );
+    }
+    s += &format!("  configs and logs:   {}\n", c.run_dir().display());
+    c.keep();
+    s
 }

@@ -4,7 +4,7 @@
 //! pods attached by exec'ing weft's CNI plugins with the conflist weftd
 //! wrote, as a container runtime does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ use netsim::weftd::WeftdConfig;
 use netsim::{Cluster, Topology, WeftMode};
 use serde_json::Value;
 
-use super::cni_exec::{self, Attachment};
+use netsim::cni::{self, Attachment, Extra};
+
+use super::cni_exec;
 
 /// One pod attached through the conflist.
 #[derive(Debug)]
@@ -41,8 +43,7 @@ pub struct NodeRig {
     pub cluster: Cluster,
     /// weft's plugin binaries.
     pub plugins: PathBuf,
-    /// The CNI network name (unique per rig: host-local keeps its leases
-    /// under /var/lib/cni/networks/<name>).
+    /// The CNI network name (unique per rig).
     pub net: String,
 }
 
@@ -170,9 +171,14 @@ impl NodeRig {
             ifname: "eth0".into(),
         };
         let node = self.cluster.node(i).ns();
-        let result = cni_exec::add(node, &self.plugins, &list, &att)
+        let data = cni::ipam_dir(&self.files_dir(i));
+        let extra = Extra {
+            data_dir: Some(&data),
+            runtime: None,
+        };
+        let result = cni::add(node, &self.plugins, &list, &att, extra)
             .unwrap_or_else(|e| panic!("CNI ADD on node {i}: {e}\nweftd:\n{}", self.log(i)));
-        let ip = cni_exec::first_ip(&result).unwrap();
+        let ip = cni::first_ipv4(&result).unwrap().to_string();
         self.pods.push(RigPod {
             ns,
             att,
@@ -190,12 +196,18 @@ impl NodeRig {
             let list: Value =
                 serde_json::from_str(&std::fs::read_to_string(self.conflist_path(p.node)).unwrap())
                     .unwrap();
-            cni_exec::del(
+            let data = cni::ipam_dir(&self.files_dir(p.node));
+            let extra = Extra {
+                data_dir: Some(&data),
+                runtime: None,
+            };
+            cni::del(
                 self.cluster.node(p.node).ns(),
                 &self.plugins,
                 &list,
                 &p.att,
                 &p.result,
+                extra,
             )
             .unwrap();
         }
@@ -216,6 +228,5 @@ impl Drop for NodeRig {
     fn drop(&mut self) {
         self.pods.clear();
         self.weftds.clear();
-        let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.net));
     }
 }
