@@ -351,7 +351,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
         );
         let e = Config::check_leased(&text).expect_err("queues");
         assert!(e.mentions("dataplane.queues"), "{e}");
-        let text = format!("{LEASED}\n[dataplane]\nmode = \"wireguard\"\n");
+        let text = format!("{LEASED}\n[dataplane]\nmode = \"geneve\"\n");
         assert!(
             Config::check_leased(&text)
                 .expect_err("mode")

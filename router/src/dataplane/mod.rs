@@ -18,6 +18,7 @@ pub mod counters;
 pub(crate) mod encap_params;
 pub mod io;
 pub mod peer_table;
+pub mod wireguard;
 pub(crate) mod worker;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
@@ -66,6 +67,9 @@ pub enum DataplaneError {
     /// The underlay address is not IPv4.
     #[error("underlay_ip: overlay modes need an IPv4 underlay")]
     NotIpv4,
+    /// wireguard: the private key file cannot be used.
+    #[error(transparent)]
+    WireguardKey(wireguard::key_file::KeyFileError),
     /// The mode has no dataplane (host-gw).
     #[error("dataplane.mode: {0} has no overlay dataplane")]
     NotOverlay(Mode),
@@ -103,6 +107,8 @@ pub struct Dataplane {
     pub mtu: u32,
     mtu_fixed: bool,
     mode: Mode,
+    /// wireguard: this node's public key.
+    pub wireguard_public_key: Option<crate::wg_key::PublicKey>,
 }
 
 impl Dataplane {
@@ -112,6 +118,9 @@ impl Dataplane {
         let IpAddr::V4(local_ip) = cfg.underlay_ip else {
             return Err(DataplaneError::NotIpv4);
         };
+        if dp.mode == Mode::Wireguard {
+            return Self::start_wireguard(cfg, underlay, local_ip);
+        }
         let format = format_of(dp.mode, dp.vxlan_vni, cfg.vtep_mac())
             .ok_or(DataplaneError::NotOverlay(dp.mode))?;
         let mtu = dp
@@ -191,14 +200,7 @@ impl Dataplane {
             None
         };
 
-        let icmp6_src = cfg
-            .pod_cidr_v6
-            .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
-            .and_then(|c| match c.network().addr() {
-                IpAddr::V6(a) => Some(Ipv6Addr::from(u128::from(a) + 1)),
-                IpAddr::V4(_) => None,
-            })
-            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let icmp6_src = icmp6_source(cfg);
         let codec = EncapParams {
             format,
             port,
@@ -261,6 +263,7 @@ impl Dataplane {
             mtu,
             mtu_fixed: dp.mtu.is_some(),
             mode: dp.mode,
+            wireguard_public_key: None,
         })
     }
 
@@ -301,4 +304,16 @@ impl Dataplane {
             let _ = t.join();
         }
     }
+}
+
+/// Source of ICMPv6 replies: the first address of this node's IPv6 pod
+/// range (unspecified without one).
+fn icmp6_source(cfg: &Config) -> Ipv6Addr {
+    cfg.pod_cidr_v6
+        .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
+        .and_then(|c| match c.network().addr() {
+            IpAddr::V6(a) => Some(Ipv6Addr::from(u128::from(a) + 1)),
+            IpAddr::V4(_) => None,
+        })
+        .unwrap_or(Ipv6Addr::UNSPECIFIED)
 }
