@@ -13,14 +13,15 @@ mod common;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use common::traffic::tcp_transfer;
-use common::{Cluster, Node, Opts, Weftd, own_routes, pod_ip};
+use common::wireguard::{genkey, sh, start_weftd, start_wggo, weftd_config};
+use common::{Cluster, Opts, pod_ip};
 use netsim::netns::Netns;
 
 const TOOLS: &[&str] = &[
@@ -35,159 +36,6 @@ const TOOLS: &[&str] = &[
     "nft",
 ];
 const PORT: u16 = 51820;
-
-/// wireguard-go in a node's namespace with a private /run.
-struct WgGo {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WgGo {
-    fn start(node: &Node, dir: &Path) -> Self {
-        let log = dir.join(format!("wggo-{}.log", node.n));
-        let child = Command::new("ip")
-            .args(["netns", "exec", node.ns.name(), "unshare", "-m"])
-            .args(["--propagation", "private", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /run && exec wireguard-go -f wg0")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let w = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while w.wg(&["show", "wg0"]).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "wireguard-go did not start: {}",
-                w.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        w
-    }
-
-    /// `wg args..` inside wireguard-go's mount and network namespaces.
-    fn wg(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.child.id().to_string(), "-m", "-n", "wg"])
-            .args(args)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WgGo {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sh(cmd: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "{cmd}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A `wg genkey` key in a 0600 file; returns (path, public key).
-fn genkey(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = sh("wg genkey", "");
-    let path = dir.join(name);
-    fs::write(&path, format!("{key}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    (path, sh("wg pubkey", &key))
-}
-
-/// weftd's config for node 1 with one wireguard peer: node 2.
-fn weftd_config(c: &Cluster, key_file: &Path, peer_pub: &str) -> String {
-    let cfg = c.config(
-        1,
-        "wireguard",
-        &format!(
-            "wireguard_private_key_file = {:?}",
-            key_file.display().to_string()
-        ),
-    );
-    // Only node 2 (node 3, when there is one, floods).
-    let keep = cfg.split("\n[[static_routes]]").next().unwrap().to_owned();
-    format!(
-        "{keep}\n[[static_routes]]\npod_cidr = \"10.244.2.0/24\"\nvia = \"172.31.0.2\"\nwireguard_public_key = \"{peer_pub}\"\n"
-    )
-}
-
-fn start_weftd(c: &mut Cluster, config: &str) {
-    let w = c.spawn_weftd(1, config);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut w = Some(w);
-    loop {
-        let wd: &mut Weftd = w.as_mut().unwrap();
-        if let Some(st) = wd.try_wait() {
-            panic!("weftd exited early ({st}); log:\n{}", wd.log_text());
-        }
-        if own_routes(&c.node(1).ns).contains("10.244.2.0/24") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no route; log:\n{}",
-            wd.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    c.nodes[0].weftd = w;
-}
-
-/// wireguard-go on node 2 with weftd (node 1) as its peer.
-fn start_wggo(c: &Cluster, key: &Path, weftd_pub: &str) -> WgGo {
-    let n2 = c.node(2);
-    let wg = WgGo::start(n2, &c.dir);
-    wg.wg(&[
-        "set",
-        "wg0",
-        "listen-port",
-        "51820",
-        "private-key",
-        &key.display().to_string(),
-        "peer",
-        weftd_pub,
-        "endpoint",
-        "172.31.0.1:51820",
-        "allowed-ips",
-        "10.244.1.0/24",
-    ])
-    .unwrap();
-    n2.ns
-        .ip(&["link", "set", "wg0", "mtu", "1420", "up"])
-        .unwrap();
-    n2.ns
-        .ip(&["route", "add", "10.244.1.0/24", "dev", "wg0"])
-        .unwrap();
-    wg
-}
 
 fn nft(ns: &Netns, script: &str) {
     let out = ns
@@ -238,8 +86,8 @@ fn weftd_interoperates_with_wireguard_go() {
     let (go_key, go_pub) = genkey(&c.dir, "wggo.key");
     // weftd generates its key: 0600 in a 0700 directory.
     let key_file = c.dir.join("n1-wg/wg.key");
-    let cfg = weftd_config(&c, &key_file, &go_pub);
-    start_weftd(&mut c, &cfg);
+    let cfg = weftd_config(&c, 1, &key_file, 2, &go_pub);
+    start_weftd(&mut c, 1, &cfg, 2, None);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&key_file), 0o600);
     assert_eq!(mode(key_file.parent().unwrap()), 0o700);
@@ -256,7 +104,7 @@ fn weftd_interoperates_with_wireguard_go() {
          chain ci { type filter hook input priority 0;\n\
          ip saddr 172.31.0.2 udp sport 51820 udp dport 51820 counter accept\n ip saddr 172.31.0.2 counter\n }\n}\n",
     );
-    let wg = start_wggo(&c, &go_key, &weft_pub);
+    let wg = start_wggo(&c, 2, &go_key, 1, &weft_pub);
 
     assert!(
         c.ping(1, &pod_ip(2)),
@@ -395,10 +243,10 @@ fn wrong_key_carries_nothing_and_readable_key_is_refused() {
     let (go_key, _go_pub) = genkey(&c.dir, "wggo.key");
     let (_, stranger) = genkey(&c.dir, "other.key");
     let key_file = c.dir.join("n1-wg/wg.key");
-    let cfg = weftd_config(&c, &key_file, &stranger);
-    start_weftd(&mut c, &cfg);
+    let cfg = weftd_config(&c, 1, &key_file, 2, &stranger);
+    start_weftd(&mut c, 1, &cfg, 2, None);
     let weft_pub = sh("wg pubkey", &fs::read_to_string(&key_file).unwrap());
-    let wg = start_wggo(&c, &go_key, &weft_pub);
+    let wg = start_wggo(&c, 2, &go_key, 1, &weft_pub);
     let (ok, _) = ping_output(&c.node(1).pod, &["-c", "2", "-W", "2", &pod_ip(2)]);
     assert!(!ok, "traffic crossed with a wrong public key");
     let (ok, _) = ping_output(&c.node(2).pod, &["-c", "2", "-W", "2", &pod_ip(1)]);
@@ -418,7 +266,7 @@ fn wrong_key_carries_nothing_and_readable_key_is_refused() {
     // A key file group or others may read: refused, naming the file.
     let (bad, _) = genkey(&c.dir, "readable.key");
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o644)).unwrap();
-    let mut w = c.spawn_weftd(1, &weftd_config(&c, &bad, &stranger));
+    let mut w = c.spawn_weftd(1, &weftd_config(&c, 1, &bad, 2, &stranger));
     let deadline = Instant::now() + Duration::from_secs(10);
     let st = loop {
         if let Some(st) = w.try_wait() {
