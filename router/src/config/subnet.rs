@@ -194,6 +194,8 @@ impl Config {
         fill("vxlan_vni", backend.vni.map(i64::from));
         let port_key = if mode == Mode::Udp.to_string() {
             "udp_port"
+        } else if mode == Mode::Wireguard.to_string() {
+            "wireguard_port"
         } else {
             "vxlan_port"
         };

@@ -114,12 +114,22 @@ pub struct Dataplane {
 impl Dataplane {
     /// Creates the TUN and sockets and starts the workers.
     pub fn start(cfg: &Config, underlay: &UnderlayLink) -> Result<Self, DataplaneError> {
+        Self::start_with_keys(cfg, underlay, None)
+    }
+
+    /// [`Self::start`]; wireguard also takes remote nodes' keys from `keys`
+    /// (filled from etcd leases) as they change.
+    pub fn start_with_keys(
+        cfg: &Config,
+        underlay: &UnderlayLink,
+        keys: Option<Arc<wireguard::key_book::KeyBook>>,
+    ) -> Result<Self, DataplaneError> {
         let dp = &cfg.dataplane;
         let IpAddr::V4(local_ip) = cfg.underlay_ip else {
             return Err(DataplaneError::NotIpv4);
         };
         if dp.mode == Mode::Wireguard {
-            return Self::start_wireguard(cfg, underlay, local_ip);
+            return Self::start_wireguard(cfg, underlay, local_ip, keys);
         }
         let format = format_of(dp.mode, dp.vxlan_vni, cfg.vtep_mac())
             .ok_or(DataplaneError::NotOverlay(dp.mode))?;

@@ -12,13 +12,16 @@
 //! |---|---|
 //! | [`key_file`] | this node's private key on disk |
 //! | [`peers`] | pure: one peer per key, message classifier, allowed sources |
+//! | [`key_book`] | keys learned from etcd leases |
 //! | `tunnels` | the sessions, endpoints (roaming) and the cookie rate limiter |
 //!
-//! Peers come from `static_routes` naming a `wireguard_public_key`: the
-//! key of a node is the one given on any static route via its address, so
-//! ranges learned from BGP or etcd for that node use it too. Routes to a
-//! node without a key are dropped (`no_key`), never sent in clear.
+//! The key of a node (an underlay address) is the `wireguard_public_key`
+//! of any static route via that address; failing that, the `PublicKey` in
+//! the `BackendData` of the node's etcd lease. Ranges learned from BGP use
+//! the key of their via the same way. Packets to a node without a key are
+//! dropped (`no_key`), never sent in clear.
 
+pub mod key_book;
 pub mod key_file;
 pub mod peers;
 pub(crate) mod tunnels;
@@ -47,6 +50,7 @@ impl Dataplane {
         cfg: &Config,
         underlay: &UnderlayLink,
         local_ip: Ipv4Addr,
+        keys: Option<Arc<key_book::KeyBook>>,
     ) -> Result<Self, DataplaneError> {
         let dp = &cfg.dataplane;
         let key = key_file::load_or_create(&dp.wireguard_private_key_file)
@@ -83,7 +87,7 @@ impl Dataplane {
             socks.push(Arc::new(s));
         }
         let (udp_gso, udp_gro) = socks.first().map_or((false, false), |s| (s.gso, s.gro));
-        let wg = Arc::new(Tunnels::new(key, &specs, dp.wireguard_keepalive_s));
+        let wg = Arc::new(Tunnels::new(key, &specs, dp.wireguard_keepalive_s, keys));
         // Only the ICMP too-big replies read these; WireGuard has no
         // encapsulation format of weft_encap's.
         let params = EncapParams {

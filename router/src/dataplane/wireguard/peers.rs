@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use crate::FastMap;
 use crate::config::StaticRoute;
 use crate::dataplane::peer_table::{PeerTable, Refusal};
+use crate::dataplane::wireguard::key_book::LearnedKey;
 use crate::wg_key::PublicKey;
 
 /// A remote node's WireGuard identity.
@@ -62,6 +63,56 @@ pub fn specs_from_routes(routes: &[StaticRoute], port: u16) -> Vec<PeerSpec> {
     specs
 }
 
+/// The peer list after a change of keys: every peer in `known` keeps its
+/// index (its session lives on), static specs name their vias first,
+/// learned keys add the vias no static route claims, and a key new to the
+/// list is appended. A known peer no source names any more keeps its slot
+/// with no vias: nothing is sent to it and nothing it sends is admitted.
+pub fn merge(known: &[PublicKey], statics: &[PeerSpec], learned: &[LearnedKey]) -> Vec<PeerSpec> {
+    let mut specs: Vec<PeerSpec> = known
+        .iter()
+        .map(|k| PeerSpec {
+            public: *k,
+            endpoint: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            vias: Vec::new(),
+        })
+        .collect();
+    let add = |specs: &mut Vec<PeerSpec>, public: PublicKey, endpoint, via| match specs
+        .iter()
+        .position(|s| s.public.ct_eq(&public))
+    {
+        Some(i) => {
+            if !specs[i].vias.contains(&via) {
+                specs[i].vias.push(via);
+            }
+            if specs[i].endpoint.port() == 0 {
+                specs[i].endpoint = endpoint;
+            }
+        }
+        None => specs.push(PeerSpec {
+            public,
+            endpoint,
+            vias: vec![via],
+        }),
+    };
+    for s in statics {
+        for via in &s.vias {
+            add(&mut specs, s.public, s.endpoint, *via);
+        }
+    }
+    for l in learned {
+        if !statics.iter().any(|s| s.vias.contains(&l.via)) {
+            add(
+                &mut specs,
+                l.public,
+                SocketAddrV4::new(l.via, l.port),
+                l.via,
+            );
+        }
+    }
+    specs
+}
+
 /// The peers' keys and the via → peer map.
 #[derive(Debug, Clone, Default)]
 pub struct PeerIndex {
@@ -93,6 +144,11 @@ impl PeerIndex {
     /// True without peers.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Peer `i`'s public key.
+    pub fn key(&self, i: usize) -> Option<PublicKey> {
+        self.keys.get(i).copied()
     }
 
     /// The peer whose pod ranges are routed via `underlay`.
@@ -245,6 +301,47 @@ mod tests {
         assert_eq!(idx.by_via("172.31.0.6".parse().unwrap()), None);
         assert_eq!(idx.by_key(&[3; 32]), Some(1));
         assert_eq!(idx.by_key(&[4; 32]), None);
+    }
+
+    #[test]
+    fn merging_keeps_sessions_and_lets_static_keys_win() {
+        let statics = specs_from_routes(
+            &[route("10.244.2.0/24", "172.31.0.2", Some(2), None)],
+            51820,
+        );
+        let via = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let learned = [
+            // Claims a via a static route names: ignored.
+            LearnedKey {
+                via: via("172.31.0.2"),
+                public: PublicKey([9; 32]),
+                port: 1,
+            },
+            LearnedKey {
+                via: via("172.31.0.3"),
+                public: PublicKey([3; 32]),
+                port: 4000,
+            },
+        ];
+        let m = merge(&[], &statics, &learned);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].public, PublicKey([2; 32]));
+        assert_eq!(m[1].endpoint, "172.31.0.3:4000".parse().unwrap());
+        // Node 3's lease goes, node 4 comes: node 3 keeps its slot, no via.
+        let keys: Vec<PublicKey> = m.iter().map(|s| s.public).collect();
+        let learned = [LearnedKey {
+            via: via("172.31.0.4"),
+            public: PublicKey([4; 32]),
+            port: 51820,
+        }];
+        let m = merge(&keys, &statics, &learned);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].vias, vec![via("172.31.0.2")]);
+        assert!(m[1].vias.is_empty());
+        assert_eq!(m[2].vias, vec![via("172.31.0.4")]);
+        let idx = PeerIndex::new(&m);
+        assert_eq!(idx.by_via(via("172.31.0.3")), None);
+        assert_eq!(idx.by_via(via("172.31.0.4")), Some(2));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::super::encap_params::EncapParams;
 use super::super::io::send::{EMPTY, send_all};
 use super::super::io::socket::{MAX_DATAGRAM, RecvBatch, UdpSock, Underlay, wait_readable};
 use super::super::io::tun_writer::TunWriter;
-use super::super::wireguard::tunnels::{Received, Tunnels};
+use super::super::wireguard::tunnels::{PeerSet, Received, Tunnels};
 use super::egress::too_big_reply;
 use super::{IDLE_WAIT, Shared, View, tun_fd, tun_has_vnet_hdr};
 
@@ -63,9 +63,13 @@ pub(crate) fn egress(
     let mut out: Vec<(usize, Range<usize>)> = vec![(EMPTY, 0..0); EGRESS_BATCH];
     let mut icmp_buf = vec![0u8; VIRTIO_NET_HDR_LEN + 1500];
     let mut view = View::new(shared);
+    let (mut wg_gen, mut set) = wg.current();
 
     while !shared.stop.load(Ordering::Relaxed) {
         view.refresh(shared);
+        if wg.generation() != wg_gen {
+            (wg_gen, set) = wg.current();
+        }
         let max_inner = shared
             .underlay_mtu
             .load(Ordering::Relaxed)
@@ -105,11 +109,11 @@ pub(crate) fn egress(
             match plan(pkt, None, &*view.table, &path) {
                 Egress::Socket { peer } | Egress::Tap { peer, .. } | Egress::Split { peer, .. } => {
                     let via = view.table.peers()[peer].underlay;
-                    let Some(w) = wg.index.by_via(via) else {
+                    let Some(w) = set.index.by_via(via) else {
                         view.counts.drop_packet(Reason::NO_KEY, Some(peer));
                         continue;
                     };
-                    if let Some(n) = wg.encapsulate(w, pkt, &mut sealed[i]) {
+                    if let Some(n) = set.encapsulate(w, pkt, &mut sealed[i]) {
                         out[i] = (w, 0..n);
                     }
                     // Sent, or queued behind the handshake just sent.
@@ -129,7 +133,7 @@ pub(crate) fn egress(
                 }
             }
         }
-        let dst = |w: usize| endpoint(wg, w);
+        let dst = |w: usize| endpoint(&set, w);
         let failed = send_all(tx, dst, &sealed, &out[..used]);
         for _ in 0..failed {
             view.counts.drop_packet(Reason::SEND_ERROR, None);
@@ -138,8 +142,8 @@ pub(crate) fn egress(
     }
 }
 
-fn endpoint(wg: &Tunnels, w: usize) -> SocketAddrV4 {
-    wg.peer(w)
+fn endpoint(set: &PeerSet, w: usize) -> SocketAddrV4 {
+    set.peer(w)
         .map_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0), |t| {
             t.endpoint()
         })
@@ -161,6 +165,7 @@ pub(crate) fn ingress(
     let mut reply = vec![0u8; DECRYPT_ROOM];
     let mut view = View::new(shared);
     let fd = rx.raw_fd();
+    let (mut wg_gen, mut set) = wg.current();
 
     while !shared.stop.load(Ordering::Relaxed) {
         let Ok(n) = rx.recv_batch(&mut batch) else {
@@ -168,6 +173,9 @@ pub(crate) fn ingress(
             continue;
         };
         view.refresh(shared);
+        if wg.generation() != wg_gen {
+            (wg_gen, set) = wg.current();
+        }
         for m in 0..n {
             let (data, src, seg) = batch.get(m);
             for dgram in data.chunks(seg) {
@@ -179,14 +187,14 @@ pub(crate) fn ingress(
                     flush(&mut writer, &tfds, &plain, &mut view);
                     used = 0;
                 }
-                match wg.receive(src, dgram, &mut plain[used]) {
+                match wg.receive(&set, src, dgram, &mut plain[used]) {
                     Received::Packet { peer, len } => {
                         let pkt = &plain[used][..len];
                         let Ok(inner) = InnerPacket::parse(pkt) else {
                             view.counts.drop_packet(Reason::WG_INVALID, None);
                             continue;
                         };
-                        match wg.index.admit(&view.table, peer, inner.src(), inner.dst()) {
+                        match set.index.admit(&view.table, peer, inner.src(), inner.dst()) {
                             Ok(routed) => {
                                 view.counts.rx(routed, len);
                                 writer.push(&plain, used, 0..len);
@@ -201,8 +209,8 @@ pub(crate) fn ingress(
                         match peer {
                             // What the peer queued before its session.
                             Some(w) => {
-                                while let Some(k) = wg.queued(w, &mut reply) {
-                                    let to = endpoint(wg, w);
+                                while let Some(k) = set.queued(w, &mut reply) {
+                                    let to = endpoint(&set, w);
                                     let _ = rx.send_batch(1, |_| (to, &reply[..k]));
                                 }
                             }
@@ -231,16 +239,18 @@ fn flush(writer: &mut TunWriter, tfds: &[i32], plain: &[Vec<u8>], view: &mut Vie
     }
 }
 
-/// Timer loop: each peer's timers every [`TICK`], the handshake rate
-/// limit once a second. Sends on `tx`.
+/// Timer loop: learned keys and each peer's timers every [`TICK`], the
+/// handshake rate limit once a second. Sends on `tx`.
 pub(crate) fn timers(tx: &UdpSock, wg: &Tunnels, shared: &Shared) {
     let mut buf = vec![0u8; 2048];
     let mut last_reset = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
-        for w in 0..wg.len() {
-            if let Some(n) = wg.tick(w, &mut buf) {
-                let to = endpoint(wg, w);
+        wg.refresh_keys();
+        let (_, set) = wg.current();
+        for w in 0..set.len() {
+            if let Some(n) = set.tick(w, &mut buf) {
+                let to = endpoint(&set, w);
                 let _ = tx.send_batch(1, |_| (to, &buf[..n]));
             }
         }

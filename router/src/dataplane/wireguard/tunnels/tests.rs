@@ -5,6 +5,30 @@
 use super::*;
 use crate::wg_key::PublicKey;
 
+/// The old single-set calls, on the current peer set.
+trait Harness {
+    fn send(&self, peer: usize, pkt: &[u8], out: &mut [u8]) -> Option<usize>;
+    fn recv(&self, src: SocketAddrV4, d: &[u8], out: &mut [u8]) -> Received;
+    fn pending(&self, peer: usize, out: &mut [u8]) -> Option<usize>;
+    fn endpoint_of(&self, peer: usize) -> SocketAddrV4;
+}
+
+impl Harness for Tunnels {
+    fn send(&self, peer: usize, pkt: &[u8], out: &mut [u8]) -> Option<usize> {
+        self.current().1.encapsulate(peer, pkt, out)
+    }
+    fn recv(&self, src: SocketAddrV4, d: &[u8], out: &mut [u8]) -> Received {
+        let (_, set) = self.current();
+        self.receive(&set, src, d, out)
+    }
+    fn pending(&self, peer: usize, out: &mut [u8]) -> Option<usize> {
+        self.current().1.queued(peer, out)
+    }
+    fn endpoint_of(&self, peer: usize) -> SocketAddrV4 {
+        self.current().1.peer(peer).unwrap().endpoint()
+    }
+}
+
 const A: &str = "172.31.0.1:51820";
 const B: &str = "172.31.0.2:51820";
 
@@ -29,7 +53,10 @@ fn pair() -> (Tunnels, Tunnels) {
     );
     let sa = spec(&ka, A);
     let sb = spec(&kb, B);
-    (Tunnels::new(ka, &[sb], None), Tunnels::new(kb, &[sa], None))
+    (
+        Tunnels::new(ka, &[sb], None, None),
+        Tunnels::new(kb, &[sa], None, None),
+    )
 }
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
@@ -49,9 +76,9 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
 fn handshake(a: &Tunnels, b: &Tunnels, pkt: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; 2048];
     let mut out = vec![0u8; 2048];
-    let n = a.encapsulate(0, pkt, &mut buf).expect("handshake init");
+    let n = a.send(0, pkt, &mut buf).expect("handshake init");
     assert_eq!(n, 148);
-    let r = b.receive(addr(A), &buf[..n], &mut out);
+    let r = b.recv(addr(A), &buf[..n], &mut out);
     let Received::Reply {
         to,
         len,
@@ -61,7 +88,7 @@ fn handshake(a: &Tunnels, b: &Tunnels, pkt: &[u8]) -> Vec<u8> {
         panic!("{r:?}")
     };
     assert_eq!((to, len), (addr(A), 92));
-    let r = a.receive(addr(B), &out[..len], &mut buf);
+    let r = a.recv(addr(B), &out[..len], &mut buf);
     let Received::Reply {
         len, peer: Some(0), ..
     } = r
@@ -70,9 +97,9 @@ fn handshake(a: &Tunnels, b: &Tunnels, pkt: &[u8]) -> Vec<u8> {
     };
     // The keepalive that confirms the session, then the queued packet.
     assert_eq!(len, 32);
-    assert_eq!(b.receive(addr(A), &buf[..len], &mut out), Received::Nothing);
-    let n = a.queued(0, &mut buf).expect("queued packet");
-    assert_eq!(a.queued(0, &mut out), None);
+    assert_eq!(b.recv(addr(A), &buf[..len], &mut out), Received::Nothing);
+    let n = a.pending(0, &mut buf).expect("queued packet");
+    assert_eq!(a.pending(0, &mut out), None);
     buf[..n].to_vec()
 }
 
@@ -83,7 +110,7 @@ fn handshake_then_data_both_ways() {
     let d = handshake(&a, &b, &p);
     let mut out = vec![0u8; 2048];
     assert_eq!(
-        b.receive(addr(A), &d, &mut out),
+        b.recv(addr(A), &d, &mut out),
         Received::Packet {
             peer: 0,
             len: p.len()
@@ -92,10 +119,10 @@ fn handshake_then_data_both_ways() {
     assert_eq!(&out[..p.len()], &p[..]);
     let q = ipv4([10, 244, 2, 3], [10, 244, 1, 2], 1000);
     let mut buf = vec![0u8; 2048];
-    let n = b.encapsulate(0, &q, &mut buf).unwrap();
+    let n = b.send(0, &q, &mut buf).unwrap();
     assert_eq!(n, q.len() + 32);
     assert_eq!(
-        a.receive(addr(B), &buf[..n], &mut out),
+        a.recv(addr(B), &buf[..n], &mut out),
         Received::Packet {
             peer: 0,
             len: q.len()
@@ -110,11 +137,11 @@ fn replayed_data_is_dropped() {
     let d = handshake(&a, &b, &p);
     let mut out = vec![0u8; 2048];
     assert!(matches!(
-        b.receive(addr(A), &d, &mut out),
+        b.recv(addr(A), &d, &mut out),
         Received::Packet { .. }
     ));
     assert_eq!(
-        b.receive(addr(A), &d, &mut out),
+        b.recv(addr(A), &d, &mut out),
         Received::Drop(Reason::WG_REPLAY, Some(0))
     );
 }
@@ -124,20 +151,18 @@ fn an_unknown_key_gets_no_session() {
     let (a, _) = pair();
     // c knows a's key, but a does not know c's.
     let kc = PrivateKey::from_bytes([3; 32]);
-    let c = Tunnels::new(kc, &[spec(&PrivateKey::from_bytes([1; 32]), A)], None);
+    let c = Tunnels::new(kc, &[spec(&PrivateKey::from_bytes([1; 32]), A)], None, None);
     let mut buf = vec![0u8; 2048];
     let mut out = vec![0u8; 2048];
-    let n = c
-        .encapsulate(0, &ipv4([1; 4], [2; 4], 8), &mut buf)
-        .unwrap();
+    let n = c.send(0, &ipv4([1; 4], [2; 4], 8), &mut buf).unwrap();
     assert_eq!(
-        a.receive(addr("172.31.0.3:51820"), &buf[..n], &mut out),
+        a.recv(addr("172.31.0.3:51820"), &buf[..n], &mut out),
         Received::Drop(Reason::WG_INVALID, None)
     );
     // A handshake for another node's key fails its MAC.
     let (_, b) = pair();
     assert_eq!(
-        b.receive(addr("172.31.0.3:51820"), &buf[..n], &mut out),
+        b.recv(addr("172.31.0.3:51820"), &buf[..n], &mut out),
         Received::Drop(Reason::WG_INVALID, None)
     );
 }
@@ -150,18 +175,68 @@ fn the_peer_roams_to_the_source_of_authenticated_messages() {
     let mut out = vec![0u8; 2048];
     let moved = addr("198.51.100.7:40000");
     assert!(matches!(
-        b.receive(moved, &d, &mut out),
+        b.recv(moved, &d, &mut out),
         Received::Packet { .. }
     ));
-    assert_eq!(b.peer(0).unwrap().endpoint(), moved);
+    assert_eq!(b.endpoint_of(0), moved);
     // A forged message from elsewhere moves nothing.
     let mut fake = vec![0u8; 2048];
-    let n = a.encapsulate(0, &p, &mut fake).unwrap();
+    let n = a.send(0, &p, &mut fake).unwrap();
     fake.truncate(n);
     fake[20] ^= 1;
-    let r = b.receive(addr("203.0.113.1:1"), &fake, &mut out);
+    let r = b.recv(addr("203.0.113.1:1"), &fake, &mut out);
     assert_eq!(r, Received::Drop(Reason::WG_INVALID, Some(0)));
-    assert_eq!(b.peer(0).unwrap().endpoint(), moved);
+    assert_eq!(b.endpoint_of(0), moved);
+}
+
+#[test]
+fn learned_keys_become_peers_and_sessions_survive_changes() {
+    use super::super::key_book::{KeyBook, LearnedKey};
+    let (ka, kb) = (
+        PrivateKey::from_bytes([1; 32]),
+        PrivateKey::from_bytes([2; 32]),
+    );
+    let (pa, pb) = (ka.public, kb.public);
+    let book = Arc::new(KeyBook::default());
+    let a = Tunnels::new(ka, &[], None, Some(Arc::clone(&book)));
+    let b = Tunnels::new(kb, &[spec(&PrivateKey::from_bytes([1; 32]), A)], None, None);
+    assert_eq!(a.current().1.len(), 0);
+    let learned = |public| LearnedKey {
+        via: *addr(B).ip(),
+        public,
+        port: 51820,
+    };
+    book.set("10.244.2.0/24".parse().unwrap(), Some(learned(pb)));
+    a.refresh_keys();
+    let (g1, set) = a.current();
+    assert_eq!(set.index.by_via(*addr(B).ip()), Some(0));
+    let p = ipv4([10, 244, 1, 2], [10, 244, 2, 3], 10);
+    let d = handshake(&a, &b, &p);
+    let mut out = vec![0u8; 2048];
+    assert!(matches!(
+        b.recv(addr(A), &d, &mut out),
+        Received::Packet { .. }
+    ));
+    // Another node's lease changes: a new set, the session goes on.
+    book.set(
+        "10.244.3.0/24".parse().unwrap(),
+        Some(LearnedKey {
+            via: "172.31.0.3".parse().unwrap(),
+            public: pa,
+            port: 1,
+        }),
+    );
+    a.refresh_keys();
+    let (g2, set) = a.current();
+    assert!(g2 > g1);
+    assert_eq!(set.len(), 2);
+    let mut buf = vec![0u8; 2048];
+    let n = set.encapsulate(0, &p, &mut buf).unwrap();
+    assert_eq!(n, p.len() + 32, "the established session was kept");
+    assert!(matches!(
+        b.recv(addr(A), &buf[..n], &mut out),
+        Received::Packet { .. }
+    ));
 }
 
 #[test]
@@ -172,16 +247,14 @@ fn a_handshake_flood_gets_cookie_replies() {
     for i in 0..(HANDSHAKE_RATE_LIMIT + 50) {
         // Fresh initiators that know a's public key (valid mac1).
         let k = PrivateKey::from_bytes([u8::try_from(i % 200).unwrap() + 10; 32]);
-        let t = Tunnels::new(k, &[spec(&PrivateKey::from_bytes([1; 32]), A)], None);
+        let t = Tunnels::new(k, &[spec(&PrivateKey::from_bytes([1; 32]), A)], None, None);
         let mut buf = vec![0u8; 2048];
-        let n = t
-            .encapsulate(0, &ipv4([1; 4], [2; 4], 8), &mut buf)
-            .unwrap();
+        let n = t.send(0, &ipv4([1; 4], [2; 4], 8), &mut buf).unwrap();
         if let Received::Reply {
             len: 64,
             peer: None,
             ..
-        } = a.receive(addr("203.0.113.9:1000"), &buf[..n], &mut out)
+        } = a.recv(addr("203.0.113.9:1000"), &buf[..n], &mut out)
         {
             cookies += 1;
             assert_eq!(out[0], 3, "cookie reply type");
@@ -194,7 +267,7 @@ fn a_handshake_flood_gets_cookie_replies() {
 /// The receive path's fuzz body: arbitrary datagrams, and real messages
 /// with bits flipped or cut short, never panic.
 pub(crate) fn receive_never_panics(t: &Tunnels, data: &[u8], out: &mut [u8]) {
-    let _ = t.receive(addr("192.0.2.1:9"), data, out);
+    let _ = t.recv(addr("192.0.2.1:9"), data, out);
 }
 
 #[test]
@@ -204,7 +277,7 @@ fn arbitrary_datagrams_never_panic() {
     let d = handshake(&a, &b, &p);
     let mut init = vec![0u8; 2048];
     let (c, _) = pair();
-    let n = c.encapsulate(0, &p, &mut init).unwrap();
+    let n = c.send(0, &p, &mut init).unwrap();
     let seeds = [d, init[..n].to_vec()];
     let mut out = vec![0u8; 2048];
     // xorshift: reproducible without a fuzzing engine.
