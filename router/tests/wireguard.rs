@@ -92,6 +92,10 @@ fn weftd_interoperates_with_wireguard_go() {
     assert_eq!(mode(&key_file), 0o600);
     assert_eq!(mode(key_file.parent().unwrap()), 0o700);
     let weft_pub = sh("wg pubkey", &fs::read_to_string(&key_file).unwrap());
+    // TUN MTU: underlay 1500 - 80.
+    let link = c.node(1).ns.ip(&["-o", "link", "show", "weft0"]).unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    assert!(link.contains("mtu 1420"), "{link}");
     let log = c.node(1).weftd.as_ref().unwrap().log_text();
     assert!(log.contains(&format!("public_key={weft_pub}")), "{log}");
 
