@@ -162,7 +162,9 @@ pub(crate) fn ingress(
     let tfds: Vec<i32> = tuns.iter().map(|t| tun_fd(t)).collect();
     let mut plain: Vec<Vec<u8>> = vec![vec![0u8; DECRYPT_ROOM]; DECRYPT_SLOTS];
     let mut used = 0;
-    let mut reply = vec![0u8; DECRYPT_ROOM];
+    // Queued packets come from the egress side and may be as large as its
+    // buffers; boringtun needs room for each plus its overhead.
+    let mut reply = vec![0u8; MAX_DATAGRAM + DATA_OVERHEAD];
     let mut view = View::new(shared);
     let fd = rx.raw_fd();
     let (mut wg_gen, mut set) = wg.current();
