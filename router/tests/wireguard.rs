@@ -4,8 +4,8 @@
 //! Handshake, pings and 20 MB hash-checked TCP both ways, only WireGuard
 //! UDP on the underlay, replayed datagrams dropped, spoofed inner sources
 //! dropped, cookie replies to a handshake flood while the peer keeps
-//! working; a wrong public key carries nothing; a readable key file is
-//! refused.
+//! working, persistent keepalives while idle; a wrong public key carries
+//! nothing; a readable key file is refused.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -86,7 +86,11 @@ fn weftd_interoperates_with_wireguard_go() {
     let (go_key, go_pub) = genkey(&c.dir, "wggo.key");
     // weftd generates its key: 0600 in a 0700 directory.
     let key_file = c.dir.join("n1-wg/wg.key");
-    let cfg = weftd_config(&c, 1, &key_file, 2, &go_pub);
+    // Persistent keepalive every second (checked at the end).
+    let cfg = weftd_config(&c, 1, &key_file, 2, &go_pub).replace(
+        "wireguard_private_key_file",
+        "wireguard_keepalive_s = 1\nwireguard_private_key_file",
+    );
     start_weftd(&mut c, 1, &cfg, 2, None);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&key_file), 0o600);
@@ -194,6 +198,17 @@ fn weftd_interoperates_with_wireguard_go() {
     assert!(c.ping(2, &pod_ip(1)), "peer after the flood: {}", c.logs());
     assert!(c.ping(1, &pod_ip(2)), "peer after the flood: {}", c.logs());
     assert!(c.nodes[0].weftd.as_mut().unwrap().try_wait().is_none());
+
+    // Idle: weftd's persistent keepalives (32-byte data messages) still
+    // reach wireguard-go.
+    let rx = || -> u64 {
+        let t = wg.wg(&["show", "wg0", "transfer"]).unwrap();
+        t.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before = rx();
+    std::thread::sleep(Duration::from_millis(2500));
+    let grew = rx() - before;
+    assert!(grew >= 64, "{grew} bytes of keepalives in 2.5 s idle");
     drop(wg);
     c.stop_weftd(1);
     eprintln!("total: {:?}", t0.elapsed());
