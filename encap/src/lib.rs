@@ -93,6 +93,7 @@ pub mod ttl;
 pub mod tunnel_frame;
 pub mod udp;
 pub mod vxlan;
+pub mod wireguard;
 
 #[cfg(test)]
 mod testutil;

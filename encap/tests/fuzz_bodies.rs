@@ -10,6 +10,8 @@ mod coalesce_plan;
 mod egress_plan;
 #[path = "../fuzz/bodies/inner_parse.rs"]
 mod inner_parse;
+#[path = "../fuzz/bodies/wireguard_classify.rs"]
+mod wireguard_classify;
 
 use weft_encap::checksum;
 use weft_encap::coalesce::test_segment;
@@ -213,5 +215,35 @@ fn egress_plan_body() {
         }
         input.extend_from_slice(&p);
         egress_plan::run(&input);
+    }
+}
+
+#[test]
+fn wireguard_classify_body() {
+    let mut r = Rng(0x5eed_0077);
+    for e in edge_cases() {
+        wireguard_classify::run(&e);
+    }
+    for _ in 0..ROUNDS {
+        // Each message type at and around its length, and random bytes.
+        let len = match r.below(5) {
+            0 => 148,
+            1 => 92,
+            2 => 64,
+            3 => 32 + r.below(1500),
+            _ => r.below(200),
+        };
+        let mut d = r.bytes(len);
+        if let Some(t) = d.first_mut() {
+            *t = 1 + r.below(4) as u8;
+        }
+        for b in d.iter_mut().skip(1).take(3) {
+            *b = 0;
+        }
+        r.mutate(&mut d);
+        if r.below(4) == 0 && !d.is_empty() {
+            d.truncate(r.below(d.len()));
+        }
+        wireguard_classify::run(&d);
     }
 }

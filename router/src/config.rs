@@ -2,7 +2,8 @@
 //! `validate()` that reports every problem with the path of its field.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use weft_encap::MacAddr;
@@ -101,6 +102,17 @@ pub struct DataplaneConfig {
     /// default: two per CPU, at most 8 (one on a single CPU).
     #[serde(default = "default_queues")]
     pub queues: u32,
+    /// wireguard: the UDP port weftd receives and sends on.
+    #[serde(default = "default_wireguard_port")]
+    pub wireguard_port: u16,
+    /// wireguard: this node's private key, base64 as `wg genkey` writes
+    /// it; generated (0600, directory 0700) when absent.
+    #[serde(default = "default_wireguard_key_file")]
+    pub wireguard_private_key_file: PathBuf,
+    /// wireguard: persistent keepalive to every peer, in seconds (off
+    /// when unset).
+    #[serde(default)]
+    pub wireguard_keepalive_s: Option<u16>,
 }
 
 /// A route to another node's pods.
@@ -114,6 +126,13 @@ pub struct StaticRoute {
     /// The peer's VTEP MAC; default derived from `via`.
     #[serde(default, deserialize_with = "vtep::deserialize_mac")]
     pub vtep_mac: Option<MacAddr>,
+    /// wireguard: the node's public key, base64 as `wg pubkey` prints it.
+    #[serde(default)]
+    pub wireguard_public_key: Option<String>,
+    /// wireguard: where the node's WireGuard listens; default
+    /// `via:wireguard_port`.
+    #[serde(default)]
+    pub wireguard_endpoint: Option<SocketAddr>,
 }
 
 fn default_tun_name() -> String {
@@ -127,6 +146,12 @@ fn default_vxlan_port() -> u16 {
 }
 fn default_udp_port() -> u16 {
     8285
+}
+fn default_wireguard_port() -> u16 {
+    51820
+}
+fn default_wireguard_key_file() -> PathBuf {
+    PathBuf::from("/etc/weft/wg.key")
 }
 fn default_true() -> bool {
     true
@@ -410,6 +435,7 @@ impl Config {
                 ),
             );
         }
+        errs.extend(wireguard::validate(self));
         if let Some(b) = &self.bgp {
             errs.extend(validate_bgp(self, b));
         }
@@ -483,6 +509,7 @@ fn validate_bgp(cfg: &Config, b: &weft_bgp::BgpConfig) -> Vec<ConfigError> {
 }
 
 mod subnet;
+mod wireguard;
 pub use subnet::{LeaseDefaults, SubnetConfig};
 
 #[cfg(test)]

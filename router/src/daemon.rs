@@ -126,6 +126,8 @@ pub struct RunOptions {
     pub programmed: Option<watch::Sender<u32>>,
     /// Status queries (see [`crate::snapshot`]), answered between events.
     pub queries: Option<mpsc::Receiver<RouterQuery>>,
+    /// wireguard: other nodes' keys learned from etcd leases.
+    pub wireguard_keys: Option<std::sync::Arc<crate::dataplane::wireguard::key_book::KeyBook>>,
 }
 
 /// [`run`] with graceful-restart and readiness options.
@@ -144,7 +146,7 @@ pub async fn run_with(
         underlay_mtu = underlay.mtu, "weftd starting"
     );
     let dataplane = if cfg.dataplane.mode.is_overlay() {
-        let dp = Dataplane::start(&cfg, &underlay)?;
+        let dp = Dataplane::start_with_keys(&cfg, &underlay, opts.wireguard_keys.clone())?;
         // An empty peer table that knows this node's own pod ranges (the
         // anti-spoofing check needs them); the core's peer updates fill it.
         dp.set_routes(&[]);

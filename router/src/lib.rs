@@ -25,6 +25,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod subnet;
 pub mod vtep;
+pub mod wg_key;
 
 /// A fast keyed hash for the route and peer maps (randomly seeded per process).
 pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;

@@ -323,7 +323,15 @@ fn fresh_leases(test: &str, tag: &str, mode: &str) {
         ),
     );
     for n in 1..=3u8 {
-        let w = c.spawn_weftd(n, &leased_config(&c, n));
+        let mut cfg = leased_config(&c, n);
+        if mode == "wireguard" {
+            let key = c.dir.join(format!("n{n}-wg/wg.key"));
+            cfg += &format!(
+                "\n[dataplane]\nwireguard_private_key_file = {:?}\n",
+                key.display().to_string()
+            );
+        }
+        let w = c.spawn_weftd(n, &cfg);
         c.nodes[usize::from(n - 1)].weftd = Some(w);
     }
     let leases: Vec<(String, String)> = (1..=3u8).map(|n| wait_lease(&etcd, n, &c)).collect();
@@ -338,6 +346,17 @@ fn fresh_leases(test: &str, tag: &str, mode: &str) {
         assert_eq!(
             leases[0].1,
             r#"{"PublicIP":"172.31.0.1","BackendType":"host-gw"}"#
+        );
+    } else if mode == "wireguard" {
+        // flannel's wireguard BackendData: the key `wg pubkey` derives.
+        let key = std::fs::read_to_string(c.dir.join("n1-wg/wg.key")).unwrap();
+        let public = common::wireguard::sh("wg pubkey", &key);
+        assert!(
+            leases[0].1.contains(&format!(
+                r#""BackendData":{{"Port":51820,"PublicKey":"{public}"}}"#
+            )),
+            "{}",
+            leases[0].1
         );
     } else {
         assert!(
@@ -374,6 +393,15 @@ fn fresh_leases(test: &str, tag: &str, mode: &str) {
         running(&mut c, n);
     }
     etcd.stop();
+}
+
+#[test]
+fn wireguard_three_fresh_leases_learn_each_others_keys() {
+    fresh_leases(
+        "wireguard_three_fresh_leases_learn_each_others_keys",
+        "hwe",
+        "wireguard",
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,6 +15,8 @@ use weft_router::config::{Config, SubnetConfig};
 use weft_router::control::server::ControlServer;
 use weft_router::control::status::StatusSource;
 use weft_router::daemon::{self, DaemonError, RunOptions};
+use weft_router::dataplane::wireguard::key_book::KeyBook;
+use weft_router::dataplane::wireguard::key_file;
 use weft_router::exporter::{self, http::MetricsServer};
 use weft_router::feed::RouteFeed;
 use weft_router::feed::{self, FeedItem};
@@ -139,6 +142,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .await
             .context("queueing static routes")?;
         let (keeper_stop, keeper_stopped) = tokio::sync::watch::channel(false);
+        let keeper_keys = keeper.as_ref().and_then(|k| k.wireguard_keys.clone());
         let keeper = keeper.map(|k| tokio::spawn(k.run(keeper_stopped)));
         // Graceful restart (host-gw): routes stay in the kernel across a
         // SIGTERM; finding ours there at start means we are restarting.
@@ -172,6 +176,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             readiness: None,
             programmed: Some(programmed),
             queries: Some(query_rx),
+            wireguard_keys: keeper_keys,
         };
         let stop = async {
             let sig = signals.wait().await;
@@ -261,12 +266,22 @@ async fn leased_config(
     let IpAddr::V4(public_ip) = cfg.underlay_ip else {
         anyhow::bail!("underlay_ip: [subnet] leases need an IPv4 address");
     };
-    let attrs = LeaseAttrs::own(
+    let mut attrs = LeaseAttrs::own(
         public_ip,
         cfg.dataplane.mode,
         cfg.dataplane.vxlan_vni,
         cfg.vtep_mac(),
     );
+    let dp = &cfg.dataplane;
+    let wireguard_keys = if dp.mode == Mode::Wireguard {
+        // The lease publishes the public key (flannel's wireguard format).
+        let key = key_file::load_or_create(&dp.wireguard_private_key_file)?;
+        attrs = attrs.with_wireguard(&key.public, dp.wireguard_port);
+        Some(Arc::new(KeyBook::default()))
+    } else {
+        None
+    };
+    let wireguard_port = dp.wireguard_port;
     let previous = std::fs::read_to_string(&cfg.cni.subnet_env)
         .ok()
         .and_then(|env| subnet::previous_subnet(&env));
@@ -280,6 +295,8 @@ async fn leased_config(
             own,
             attrs,
             feed,
+            wireguard_keys,
+            wireguard_port,
         },
     ))
 }

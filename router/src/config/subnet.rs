@@ -230,6 +230,8 @@ impl Config {
         fill("vxlan_vni", backend.vni.map(i64::from));
         let port_key = if mode == Mode::Udp.to_string() {
             "udp_port"
+        } else if mode == Mode::Wireguard.to_string() {
+            "wireguard_port"
         } else {
             "vxlan_port"
         };
@@ -399,7 +401,7 @@ etcd_endpoints = ["http://172.31.0.254:2379"]
         );
         let e = Config::check_leased(&text).expect_err("queues");
         assert!(e.mentions("dataplane.queues"), "{e}");
-        let text = format!("{LEASED}\n[dataplane]\nmode = \"wireguard\"\n");
+        let text = format!("{LEASED}\n[dataplane]\nmode = \"geneve\"\n");
         assert!(
             Config::check_leased(&text)
                 .expect_err("mode")

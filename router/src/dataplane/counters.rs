@@ -41,7 +41,7 @@ pub const PEER_DROPS: &str = "weft_dataplane_peer_drops_total";
 pub const ICMP_TOO_BIG: &str = "weft_dataplane_icmp_too_big_total";
 
 /// Drop reasons of weftd's own (the codec's follow them).
-pub const OWN_REASONS: [&str; 8] = [
+pub const OWN_REASONS: [&str; 12] = [
     "unknown_peer",
     "spoofed_source",
     "foreign_destination",
@@ -50,6 +50,10 @@ pub const OWN_REASONS: [&str; 8] = [
     "tun_error",
     "send_error",
     "encap_error",
+    "no_key",
+    "wg_invalid",
+    "wg_replay",
+    "wg_cookie",
 ];
 
 /// Index of a drop reason in [`all_reasons`].
@@ -73,6 +77,15 @@ impl Reason {
     pub const SEND_ERROR: Self = Self(6);
     /// The inner packet cannot be encapsulated in this mode.
     pub const ENCAP_ERROR: Self = Self(7);
+    /// wireguard: no public key is known for the destination's node.
+    pub const NO_KEY: Self = Self(8);
+    /// wireguard: a datagram that is no valid message or fails
+    /// authentication (wrong key, bad MAC, unknown session index).
+    pub const WG_INVALID: Self = Self(9);
+    /// wireguard: a data message whose counter was already seen.
+    pub const WG_REPLAY: Self = Self(10);
+    /// wireguard: a handshake answered with a cookie reply (under load).
+    pub const WG_COOKIE: Self = Self(11);
 
     /// The reason for a refused decapsulated packet.
     pub fn refusal(r: Refusal) -> Self {

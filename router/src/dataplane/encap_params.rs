@@ -20,13 +20,15 @@ pub(crate) struct EncapParams {
     pub(crate) icmp6_src: Ipv6Addr,
 }
 
-/// The overlay format of `mode`; None for host-gw, which has no dataplane.
+/// The overlay format of `mode`; None for host-gw, which has no dataplane,
+/// and for wireguard, which encrypts instead.
 pub(crate) fn format_of(mode: Mode, vni: u32, local_mac: MacAddr) -> Option<Format> {
     match mode {
         Mode::Vxlan => Some(Format::Vxlan { vni, local_mac }),
         Mode::Udp => Some(Format::Udp),
         Mode::Ipip => Some(Format::Ipip),
-        Mode::HostGw => None,
+        // WireGuard has its own framing (boringtun's noise module).
+        Mode::HostGw | Mode::Wireguard => None,
     }
 }
 

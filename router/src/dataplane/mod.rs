@@ -20,6 +20,7 @@ pub(crate) mod encap_params;
 pub mod io;
 pub mod peer_table;
 pub(crate) mod publish;
+pub mod wireguard;
 pub(crate) mod worker;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4};
@@ -69,6 +70,9 @@ pub enum DataplaneError {
     /// The underlay address is not IPv4.
     #[error("underlay_ip: overlay modes need an IPv4 underlay")]
     NotIpv4,
+    /// wireguard: the private key file cannot be used.
+    #[error(transparent)]
+    WireguardKey(wireguard::key_file::KeyFileError),
     /// The mode has no dataplane (host-gw).
     #[error("dataplane.mode: {0} has no overlay dataplane")]
     NotOverlay(Mode),
@@ -106,15 +110,30 @@ pub struct Dataplane {
     pub mtu: u32,
     mtu_fixed: bool,
     mode: Mode,
+    /// wireguard: this node's public key.
+    pub wireguard_public_key: Option<crate::wg_key::PublicKey>,
 }
 
 impl Dataplane {
     /// Creates the TUN and sockets and starts the workers.
     pub fn start(cfg: &Config, underlay: &UnderlayLink) -> Result<Self, DataplaneError> {
+        Self::start_with_keys(cfg, underlay, None)
+    }
+
+    /// [`Self::start`]; wireguard also takes remote nodes' keys from `keys`
+    /// (filled from etcd leases) as they change.
+    pub fn start_with_keys(
+        cfg: &Config,
+        underlay: &UnderlayLink,
+        keys: Option<Arc<wireguard::key_book::KeyBook>>,
+    ) -> Result<Self, DataplaneError> {
         let dp = &cfg.dataplane;
         let IpAddr::V4(local_ip) = cfg.underlay_ip else {
             return Err(DataplaneError::NotIpv4);
         };
+        if dp.mode == Mode::Wireguard {
+            return Self::start_wireguard(cfg, underlay, local_ip, keys);
+        }
         let format = format_of(dp.mode, dp.vxlan_vni, cfg.vtep_mac())
             .ok_or(DataplaneError::NotOverlay(dp.mode))?;
         let mtu = dp
@@ -194,14 +213,7 @@ impl Dataplane {
             None
         };
 
-        let icmp6_src = cfg
-            .pod_cidr_v6
-            .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
-            .and_then(|c| match c.network().addr() {
-                IpAddr::V6(a) => Some(Ipv6Addr::from(u128::from(a) + 1)),
-                IpAddr::V4(_) => None,
-            })
-            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let icmp6_src = icmp6_source(cfg);
         let codec = EncapParams {
             format,
             port,
@@ -264,6 +276,7 @@ impl Dataplane {
             mtu,
             mtu_fixed: dp.mtu.is_some(),
             mode: dp.mode,
+            wireguard_public_key: None,
         })
     }
 
@@ -301,4 +314,16 @@ impl Dataplane {
             let _ = t.join();
         }
     }
+}
+
+/// Source of ICMPv6 replies: the first address of this node's IPv6 pod
+/// range (unspecified without one).
+fn icmp6_source(cfg: &Config) -> Ipv6Addr {
+    cfg.pod_cidr_v6
+        .or(Some(cfg.pod_cidr).filter(|c| !c.is_ipv4()))
+        .and_then(|c| match c.network().addr() {
+            IpAddr::V6(a) => Some(Ipv6Addr::from(u128::from(a) + 1)),
+            IpAddr::V4(_) => None,
+        })
+        .unwrap_or(Ipv6Addr::UNSPECIFIED)
 }

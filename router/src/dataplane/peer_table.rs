@@ -214,6 +214,12 @@ impl PeerTable {
         self.by_underlay.get(&ip).copied()
     }
 
+    /// True when `dst` lies in one of this node's own pod ranges.
+    #[inline]
+    pub fn owns(&self, dst: IpAddr) -> bool {
+        self.own.iter().any(|c| c.contains(dst))
+    }
+
     /// Anti-spoofing for a decapsulated packet from outer source `outer`:
     /// the peer's index, or why the packet must be dropped.
     pub fn admit(&self, outer: Ipv4Addr, src: IpAddr, dst: IpAddr) -> Result<usize, Refusal> {

@@ -9,6 +9,7 @@
 //! sends only the difference; a compacted watch also lists again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::EventType;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::cidr::Cidr;
+use crate::dataplane::wireguard::key_book::{KeyBook, LearnedKey};
 use crate::feed::{FeedItem, RouteFeed};
 use crate::route_table::{PeerRoute, RouteSource, RouteUpdate};
 use crate::subnet::alloc::{renew_after, route_for};
@@ -39,6 +41,10 @@ pub struct LeaseKeeper {
     pub attrs: LeaseAttrs,
     /// Where route batches go.
     pub feed: RouteFeed,
+    /// wireguard: where the other nodes' keys go (None in other modes).
+    pub wireguard_keys: Option<Arc<KeyBook>>,
+    /// wireguard: the port of leases that name none.
+    pub wireguard_port: u16,
 }
 
 /// Why the keeper's loop went back to listing.
@@ -111,10 +117,17 @@ impl LeaseKeeper {
             }
         }
         let mut wanted = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for l in &listing.leases {
             if let Some(r) = self.route(l) {
                 wanted.insert(r.pod_cidr, r);
+                if let Some(k) = self.learned_key(l) {
+                    keys.insert(l.subnet, k);
+                }
             }
+        }
+        if let Some(book) = &self.wireguard_keys {
+            book.replace(keys);
         }
         let batch = diff(sent, &wanted);
         if !batch.is_empty() {
@@ -174,6 +187,10 @@ impl LeaseKeeper {
                     EventType::Put => match parse_lease(suffix, kv.value()) {
                         Ok(l) => {
                             let route = self.route(&l);
+                            if let Some(book) = &self.wireguard_keys {
+                                let k = route.and(self.learned_key(&l));
+                                book.set(l.subnet, k);
+                            }
                             batch.extend(change(sent, l.subnet, route));
                         }
                         Err(bad) => ignored(bad.label(), &bad.to_string()),
@@ -184,6 +201,9 @@ impl LeaseKeeper {
                         };
                         if subnet == self.own.subnet {
                             reclaim = true;
+                        }
+                        if let Some(book) = &self.wireguard_keys {
+                            book.set(subnet, None);
                         }
                         batch.extend(change(sent, subnet, None));
                     }
@@ -204,6 +224,17 @@ impl LeaseKeeper {
 
     fn is_own(&self, l: &Lease) -> bool {
         l.subnet == self.own.subnet && l.attrs.public_ip == self.attrs.public_ip
+    }
+
+    /// The WireGuard key `l` publishes (wireguard mode only).
+    fn learned_key(&self, l: &Lease) -> Option<LearnedKey> {
+        self.wireguard_keys.as_ref()?;
+        let (public, port) = l.attrs.wireguard(self.wireguard_port)?;
+        Some(LearnedKey {
+            via: l.attrs.public_ip,
+            public,
+            port,
+        })
     }
 
     /// The route to `l`, or `None` (own lease, or ignored and counted).

@@ -14,6 +14,7 @@ use weft_encap::MacAddr;
 
 use crate::cidr::Cidr;
 use crate::mode::Mode;
+use crate::wg_key::PublicKey;
 
 /// The key suffix under `<prefix>/subnets/` for a subnet: `10.244.1.0-24`.
 pub fn subnet_key(subnet: Cidr) -> String {
@@ -65,6 +66,25 @@ impl LeaseAttrs {
             backend_type: mode.to_string(),
             backend_data,
         }
+    }
+
+    /// Adds flannel's wireguard `BackendData`: `{"PublicKey": .., "Port": ..}`.
+    pub fn with_wireguard(mut self, public: &PublicKey, port: u16) -> Self {
+        self.backend_data =
+            Some(serde_json::json!({ "PublicKey": public.to_string(), "Port": port }));
+        self
+    }
+
+    /// `BackendData.PublicKey` (and `Port`, `default_port` when absent),
+    /// when present and a valid key.
+    pub fn wireguard(&self, default_port: u16) -> Option<(PublicKey, u16)> {
+        let d = self.backend_data.as_ref()?;
+        let key = PublicKey::parse(d.get("PublicKey")?.as_str()?).ok()?;
+        let port = match d.get("Port") {
+            Some(p) => u16::try_from(p.as_u64()?).ok().filter(|p| *p != 0)?,
+            None => default_port,
+        };
+        Some((key, port))
     }
 
     /// `BackendData.VtepMAC`, when present and a unicast MAC.
@@ -215,6 +235,35 @@ mod tests {
         );
         let back = parse_lease("10.244.1.0-24", own.to_json().as_bytes()).expect("lease");
         assert_eq!(back.attrs, own);
+    }
+
+    #[test]
+    fn wireguard_backend_data_is_flannels_shape() {
+        let k = PublicKey([5; 32]);
+        let a = LeaseAttrs::own(
+            Ipv4Addr::new(172, 31, 0, 1),
+            Mode::Wireguard,
+            1,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+        )
+        .with_wireguard(&k, 51821);
+        let v: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(v["BackendType"], "wireguard");
+        assert_eq!(v["BackendData"]["PublicKey"], k.to_string());
+        assert_eq!(v["BackendData"]["Port"], 51821);
+        assert_eq!(a.wireguard(51820), Some((k, 51821)));
+        // flannel's own wireguard leases carry the key only.
+        let l = parse_lease(
+            "10.244.2.0-24",
+            format!(r#"{{"PublicIP":"172.31.0.2","BackendType":"wireguard","BackendData":{{"PublicKey":"{k}"}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(l.attrs.wireguard(51820), Some((k, 51820)));
+        let bad = LeaseAttrs {
+            backend_data: Some(serde_json::json!({"PublicKey": "x", "Port": 1})),
+            ..a
+        };
+        assert_eq!(bad.wireguard(51820), None);
     }
 
     #[test]

@@ -150,9 +150,10 @@ impl Network {
             "host-gw" => Mode::HostGw,
             "udp" => Mode::Udp,
             "ipip" => Mode::Ipip,
+            "wireguard" => Mode::Wireguard,
             other => {
                 return bad(format!(
-                    "Backend.Type: {other:?} is not one weft forwards (vxlan, host-gw, udp, ipip)"
+                    "Backend.Type: {other:?} is not one weft forwards (vxlan, host-gw, udp, ipip, wireguard)"
                 ));
             }
         };

@@ -7,6 +7,7 @@
 pub mod cni_exec;
 pub mod node_rig;
 pub mod traffic;
+pub mod wireguard;
 
 use std::fs;
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ pub struct Weftd {
 }
 
 impl Weftd {
+    /// Wraps a weftd started elsewhere (logging to `log`).
+    pub fn from_child(child: Child, log: PathBuf) -> Self {
+        Self { child, log }
+    }
+
     /// SIGTERM and wait (bounded); returns the exit status.
     pub fn stop(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

@@ -264,7 +264,7 @@ impl TapCtx<'_> {
 }
 
 /// Writes an ICMP too-big reply for `pkt` into the TUN. True if sent.
-fn too_big_reply(
+pub(super) fn too_big_reply(
     tun: &SyncDevice,
     pkt: &[u8],
     mtu: usize,

@@ -8,6 +8,7 @@
 
 mod egress;
 mod ingress;
+pub(crate) mod wireguard;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
