@@ -41,6 +41,17 @@ struct Measured {
     bird_polls: usize,
     /// How long SIGTERM to routes-ready took for the harness.
     restart_ms: u128,
+    /// Route deletions `ip monitor route` saw on node 1 meanwhile.
+    deleted: Vec<String>,
+    /// node 1's TUN ifindex before and after (overlay modes).
+    tun_index: (Option<String>, Option<String>),
+}
+
+/// The ifindex of `weft0` on node `i`, if it exists.
+fn tun_index(c: &Cluster, i: usize) -> Option<String> {
+    let out = c.node(i).ns().ip(&["-o", "link", "show", "weft0"]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split(':').next().map(|s| s.trim().to_owned())
 }
 
 fn cfg_for(c: &Cluster, i: usize, mode: WeftMode) -> WeftdConfig {
@@ -140,6 +151,15 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
     let pod0 = c.pod(0, 0).ns().name().to_owned();
     let pod1 = c.pod(1, 0).ns().name().to_owned();
     let dst = c.pod(1, 0).ip().to_string();
+    let node1 = c.node(1).ns().name().to_owned();
+    let tun_before = tun_index(c, 1);
+    // Our own child (no `timeout` in between), so killing it ends it.
+    let mut monitor = Command::new("ip")
+        .args(["-n", &node1, "monitor", "route"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut server = spawn_in(&pod1, &["iperf3", "-s", "-1"]);
     std::thread::sleep(Duration::from_millis(300));
     let rate = format!("{}", UDP_PPS * 8 * 1000);
@@ -189,7 +209,15 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
     let iperf = iperf.wait_with_output().unwrap();
     stop.store(true, Ordering::Relaxed);
     let (bird_polls, bird_missing) = watcher.join().unwrap();
-    let _ = server.kill();
+    let _ = monitor.kill();
+    let mon = monitor.wait_with_output().unwrap();
+    let deleted = String::from_utf8_lossy(&mon.stdout)
+        .lines()
+        .filter(|l| l.starts_with("Deleted") && l.contains("proto 87"))
+        .map(str::to_owned)
+        .collect();
+    // SIGTERM to `timeout`, which passes it on to iperf3.
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     let out = String::from_utf8_lossy(&ping.stdout);
     let times = reply_times(&out);
@@ -212,6 +240,8 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
         bird_missing,
         bird_polls,
         restart_ms,
+        deleted,
+        tun_index: (tun_before, tun_index(c, 1)),
     }
 }
 
@@ -247,6 +277,19 @@ fn modes() -> Vec<WeftMode> {
     }
 }
 
+/// Without graceful restart the adopted persistent TUN loses its
+/// persistence and goes with weftd.
+fn no_gr_stop_removes_the_tun(c: &mut Cluster, mode: WeftMode) {
+    let mut cfg = cfg_for(c, 1, mode);
+    if let Some(b) = cfg.bgp.as_mut() {
+        b.insert("graceful_restart".into(), false.into());
+    }
+    c.start_weftd(1, &cfg).unwrap();
+    assert!(tun_index(c, 1).is_some(), "{mode:?}: TUN not adopted");
+    c.clear_node_mode(1).unwrap();
+    assert_eq!(tun_index(c, 1), None, "{mode:?}: TUN left without GR");
+}
+
 #[test]
 fn graceful_restart_under_traffic_keeps_forwarding() {
     if !privileged_or_skip("graceful_restart_under_traffic_keeps_forwarding", TOOLS) {
@@ -275,6 +318,13 @@ fn graceful_restart_under_traffic_keeps_forwarding() {
             m.bird_missing, 0,
             "{mode:?}: BIRD withdrew node 1's pods: {m:?}"
         );
+        // Nothing flapped: no weftd route deleted, the same TUN.
+        assert!(m.deleted.is_empty(), "{mode:?}: routes deleted: {m:?}");
+        assert_eq!(m.tun_index.0, m.tun_index.1, "{mode:?}: TUN recreated");
+        if mode != WeftMode::HostGw {
+            assert!(m.tun_index.0.is_some(), "{mode:?}: no weft0: {m:?}");
+            no_gr_stop_removes_the_tun(&mut c, mode);
+        }
         let Some((_, lost)) = m.udp else {
             panic!("{mode:?}: iperf3 failed: {m:?}\n{log}");
         };
