@@ -464,9 +464,8 @@ impl Driver<'_> {
                 removed,
                 routes,
             } => {
-                if installed + removed > LOG_EACH_UP_TO {
-                    info!(installed, removed, routes, "routes reconciled");
-                }
+                // One line per applied batch, counts only.
+                info!(installed, removed, routes, "routes applied");
                 metrics::gauge!("weft_router_routes").set(routes as f64);
             }
             Action::Log(note) => log_note(&note),
@@ -497,18 +496,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Up to this many operations get a log line each; more get one summary.
-const LOG_EACH_UP_TO: usize = 16;
-
+/// Each operation at debug level (the batch's info line is the summary's).
 fn log_ops(ops: &[RouteOp]) {
-    // Bulk changes (a BGP table arriving) get one line, from the summary.
-    if ops.len() > LOG_EACH_UP_TO {
-        return;
-    }
     for op in ops {
         match op {
-            RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),
-            RouteOp::Delete(r) => info!(dst = %r.dst, via = ?r.via, "route removed"),
+            RouteOp::Replace(r) => debug!(dst = %r.dst, via = ?r.via, "route installed"),
+            RouteOp::Delete(r) => debug!(dst = %r.dst, via = ?r.via, "route removed"),
         }
     }
 }
