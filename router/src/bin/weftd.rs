@@ -56,6 +56,11 @@ fn main() -> ExitCode {
     init_logging(&log);
     match run(&path) {
         Ok(()) => ExitCode::SUCCESS,
+        // A JSON log stays one object per line, the failure included.
+        Err(e) if log.format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "weftd failed");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("weftd: {e:#}");
             ExitCode::FAILURE
