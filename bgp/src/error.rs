@@ -30,6 +30,20 @@ pub enum Error {
     /// Binding the BFD sockets failed.
     #[error("starting BFD: {0}")]
     Bfd(io::Error),
+    /// A peer with this address is configured already.
+    #[error("peer {0} is configured already")]
+    PeerExists(std::net::IpAddr),
+    /// No peer with this address is configured.
+    #[error("no peer {0} is configured")]
+    NoSuchPeer(std::net::IpAddr),
+    /// The peer wants something only a restart of the speaker can set up.
+    #[error("peer {peer}: {what} needs a restart of the speaker")]
+    NeedsRestart {
+        /// Peer.
+        peer: std::net::IpAddr,
+        /// What.
+        what: &'static str,
+    },
     /// The speaker task is gone.
     #[error("the BGP speaker has shut down")]
     Closed,

@@ -6,27 +6,29 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::bfd::BfdState;
 use crate::bfd::driver::{self as bfd_driver, BFD_PORT, BfdEvent, BfdHandle, BfdTimers};
 use crate::config::{PeerConfig, SpeakerConfig, parse_community};
-use crate::driver::session::{self, PeerParams};
 use crate::driver::{PeerCmd, PeerEvent, Task, listener};
 use crate::error::Error;
-use crate::fsm::{Backoff, DownReason, GrConfig, Negotiated, Session, SessionConfig, State};
+use crate::fsm::{DownReason, Negotiated, State};
 use crate::policy::{self, ExportPolicy, ImportPolicy, Loops, Source};
 use crate::prefix::Prefix;
 use crate::rib::{self, Change, MAX_PATHS, PeerInfo, PeerKey, Rib, RouteEvent};
 use crate::wire::{self, Family, MpNextHop, PathAttrs, Update};
 
 mod export;
+mod membership;
 mod stats;
 
+use membership::{PeerDefaults, spawn_peer};
 use stats::PeerStats;
 pub use stats::{Direction, NotificationCount, PeerKind};
 
@@ -71,6 +73,8 @@ enum Command {
     Announce(Vec<Prefix>),
     Withdraw(Vec<Prefix>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
+    AddPeer(PeerConfig, oneshot::Sender<Result<(), Error>>),
+    RemovePeer(IpAddr, oneshot::Sender<Result<(), Error>>),
     Shutdown {
         graceful: bool,
         done: oneshot::Sender<()>,
@@ -111,64 +115,29 @@ impl Speaker {
         let mut peers = Vec::new();
         let mut by_addr = HashMap::new();
         let mut keys = Vec::new();
+        let defaults = PeerDefaults {
+            bgp: b,
+            router_id: cfg.router_id,
+            restarting: cfg.restarting,
+            max_backoff: cfg.max_backoff,
+        };
         for (i, pc) in b.peers.iter().enumerate() {
             let key = PeerKey(u32::try_from(i).unwrap_or(u32::MAX));
-            let (tx, rx) = mpsc::channel(256);
-            by_addr.insert(pc.address.to_canonical(), tx.clone());
             if let Some(p) = &pc.password {
                 keys.push((pc.address, p.clone()));
             }
-            let session = Session::new(SessionConfig {
-                local_asn: b.asn,
-                peer_asn: pc.asn,
-                router_id: cfg.router_id,
-                hold_time: pc.hold_time.unwrap_or(b.hold_time),
-                connect_retry: Duration::from_secs(b.connect_retry.max(1)),
-                passive: pc.passive,
-                families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
-                graceful_restart: b.graceful_restart.then_some(GrConfig {
-                    restart_time: b.restart_time,
-                    restarting: cfg.restarting,
-                }),
-                extended_next_hop: true,
-                backoff: Backoff {
-                    base: Duration::from_secs(1),
-                    max: cfg.max_backoff,
-                },
-                seed: random.hash_one((i, pc.address)),
-            });
-            let task = session::spawn(
-                PeerParams {
-                    key,
-                    addr: SocketAddr::new(pc.address, pc.port),
-                    password: pc.password.clone(),
-                    local: pc.local_address,
-                    connect_timeout: Duration::from_secs(b.connect_retry.max(1)),
-                    ttl_security: pc.ttl_security,
-                },
-                session,
-                rx,
+            let slot = spawn_peer(
+                &defaults,
+                key,
+                pc,
+                random.hash_one((i, pc.address)),
                 peer_tx.clone(),
             );
-            peers.push(PeerSlot {
-                cfg: pc.clone(),
-                key,
-                cmd: tx,
-                task: Some(task),
-                info: None,
-                last_info: None,
-                negotiated: None,
-                local: None,
-                state: State::Idle,
-                adj_out: HashSet::new(),
-                last_error: None,
-                eor: Vec::new(),
-                bfd: pc.bfd.then_some(BfdState::Down),
-                bfd_reset: false,
-                stats: PeerStats::new(Instant::now()),
-            });
+            by_addr.insert(pc.address.to_canonical(), slot.cmd.clone());
+            peers.push(slot);
         }
-        drop(peer_tx);
+        let next_key = u32::try_from(peers.len()).unwrap_or(u32::MAX);
+        let (routes, routes_rx) = watch::channel(by_addr);
 
         let bfd = if b.peers.iter().any(|p| p.bfd) {
             let (h, rx) = bfd_driver::spawn(
@@ -189,6 +158,7 @@ impl Speaker {
 
         let mut listeners = Vec::new();
         let mut listening = Vec::new();
+        let mut listen_socks = Vec::new();
         if b.listen_port != 0 {
             let mut addrs = b.listen_addresses.clone();
             if addrs.is_empty() {
@@ -211,7 +181,20 @@ impl Speaker {
                     addr: SocketAddr::new(a, b.listen_port),
                     source,
                 })?);
-                listeners.push(Task(tokio::spawn(listener::run(l, by_addr.clone()))));
+                // A second descriptor of the socket, for the MD5 keys of
+                // peers added later.
+                let dup = l
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| Error::Listen {
+                        addr: SocketAddr::new(a, b.listen_port),
+                        source,
+                    })?;
+                listen_socks.push((
+                    SocketAddr::new(a, b.listen_port),
+                    socket2::Socket::from(dup),
+                ));
+                listeners.push(Task(tokio::spawn(listener::run(l, routes_rx.clone()))));
             }
         }
 
@@ -245,8 +228,13 @@ impl Speaker {
             events: events_tx,
             markers: Vec::new(),
             out: VecDeque::new(),
-            _listeners: listeners,
-            _bfd: bfd.as_ref().map(|(h, _)| h.clone()),
+            listeners,
+            listen_socks,
+            routes,
+            peer_tx,
+            next_key,
+            random,
+            bfd: bfd.as_ref().map(|(h, _)| h.clone()),
         };
         let bfd_rx = bfd.map(|(_, rx)| rx);
         tokio::spawn(
@@ -288,6 +276,28 @@ impl SpeakerHandle {
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Adds a peer while the speaker runs (the other sessions are not
+    /// touched); its session starts as a configured peer's does.
+    pub async fn add_peer(&self, peer: PeerConfig) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AddPeer(peer, tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Removes a peer while the speaker runs: its session ends with a
+    /// Cease NOTIFICATION and the routes learned from it are withdrawn.
+    pub async fn remove_peer(&self, address: IpAddr) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::RemovePeer(address, tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// Stops every session and waits for the tasks. With `graceful`, the
@@ -344,9 +354,19 @@ struct SpeakerTask {
     /// `OUT_QUEUE` batches, peer events wait (backpressure), but commands
     /// (status, announce, shutdown) are still served.
     out: VecDeque<Vec<RouteEvent>>,
-    _listeners: Vec<Task>,
-    /// Keeps the BFD driver running while the speaker runs.
-    _bfd: Option<BfdHandle>,
+    listeners: Vec<Task>,
+    /// Second descriptors of the listening sockets (MD5 keys of peers
+    /// added later), with their addresses.
+    listen_socks: Vec<(SocketAddr, socket2::Socket)>,
+    /// The listeners' map of peer address to peer task.
+    routes: watch::Sender<HashMap<IpAddr, mpsc::Sender<PeerCmd>>>,
+    /// For the tasks of peers added later.
+    peer_tx: mpsc::Sender<PeerEvent>,
+    /// The key of the next peer added (keys are never reused).
+    next_key: u32,
+    random: RandomState,
+    /// The BFD driver (keeps it running while the speaker runs).
+    bfd: Option<BfdHandle>,
 }
 
 impl SpeakerTask {
@@ -365,6 +385,19 @@ impl SpeakerTask {
                     Some(Command::Withdraw(p)) => self.withdraw(p).await,
                     Some(Command::Peers(tx)) => {
                         let _ = tx.send(self.status());
+                    }
+                    Some(Command::AddPeer(pc, done)) => {
+                        let _ = done.send(self.add_peer(pc));
+                    }
+                    Some(Command::RemovePeer(addr, done)) => {
+                        let r = match self.remove_peer(addr).await {
+                            Ok(changes) => {
+                                self.publish(changes).await;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let _ = done.send(r);
                     }
                     Some(Command::Shutdown { graceful, done }) => {
                         self.shutdown(graceful).await;
@@ -432,7 +465,7 @@ impl SpeakerTask {
                 let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
             }
         }
-        self._listeners.clear();
+        self.listeners.clear();
     }
 
     fn status(&self) -> Vec<PeerStatus> {
@@ -578,7 +611,7 @@ impl SpeakerTask {
     }
 
     fn slot(&mut self, key: PeerKey) -> Option<&mut PeerSlot> {
-        self.peers.get_mut(usize::try_from(key.0).ok()?)
+        self.peers.iter_mut().find(|p| p.key == key)
     }
 }
 

@@ -13,8 +13,10 @@ use crate::mode::Mode;
 use crate::vtep;
 
 mod cni;
+mod log;
 mod observe;
 pub use cni::{Attach, CniConfig};
+pub use log::{LogConfig, LogFormat};
 pub use observe::{ControlConfig, DEFAULT_METRICS, DEFAULT_SOCKET, MetricsConfig};
 
 /// The whole `weftd --config FILE` document.
@@ -58,6 +60,14 @@ pub struct Config {
     /// Prometheus metrics and health endpoints.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Hitless restart: on SIGTERM the routes (and the overlay TUN) stay
+    /// for the next weftd to adopt. Default: `bgp.graceful_restart` with
+    /// `[bgp]`, false without.
+    #[serde(default)]
+    pub graceful_restart: Option<bool>,
+    /// Log format and level (`[log]`).
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// The `[dataplane]` table.
@@ -236,6 +246,14 @@ impl Config {
             IpAddr::V4(v4) => vtep::derived_mac(v4),
             IpAddr::V6(_) => MacAddr([0x02, 0x57, 0, 0, 0, 0]),
         })
+    }
+
+    /// True when a stop keeps the routes and TUN for the next weftd
+    /// (`graceful_restart`, or `bgp.graceful_restart`).
+    pub fn graceful_restart(&self) -> bool {
+        self.graceful_restart
+            .or(self.bgp.as_ref().map(|b| b.graceful_restart))
+            .unwrap_or(false)
     }
 
     /// This node's pod ranges (IPv4 and optionally IPv6).
@@ -438,10 +456,23 @@ impl Config {
         errs.extend(wireguard::validate(self));
         if let Some(b) = &self.bgp {
             errs.extend(validate_bgp(self, b));
+            if self
+                .graceful_restart
+                .is_some_and(|g| g != b.graceful_restart)
+            {
+                errs.push(ConfigError {
+                    path: "graceful_restart".into(),
+                    msg: format!(
+                        "disagrees with bgp.graceful_restart = {}",
+                        b.graceful_restart
+                    ),
+                });
+            }
         }
         errs.extend(self.cni.validate());
         errs.extend(self.control.validate());
         errs.extend(self.metrics.validate());
+        errs.extend(self.log.validate());
         if let Some(s) = &self.subnet {
             errs.extend(s.validate());
         }

@@ -37,6 +37,7 @@ use crate::dataplane::{Dataplane, DataplaneError};
 use crate::feed::{FeedItem, RouteUpdates};
 use crate::netlink::{NetlinkError, RouteSync, UnderlayLink, watch_kernel};
 use crate::reconcile::{KernelEvent, RouteOp};
+use crate::reload::{ConfigLoader, ReloadRequest, ReloadResult, ReloadSummary, Reloader};
 use crate::route_table::NextHop;
 use crate::snapshot::{RouterQuery, RouterSnapshot};
 
@@ -68,11 +69,17 @@ pub async fn check_host(cfg: &Config, sync: &RouteSync) -> Result<UnderlayLink, 
             msg: format!("no local interface holds {}", cfg.underlay_ip),
         });
     }
-    if cfg.dataplane.mode.is_overlay() && sync.link_index(&cfg.dataplane.tun_name).await?.is_some()
+    // A TUN of that name is one a graceful stop left: it is adopted.
+    if cfg.dataplane.mode.is_overlay()
+        && sync.link_index(&cfg.dataplane.tun_name).await?.is_some()
+        && !sync.is_tun(&cfg.dataplane.tun_name).await?
     {
         errs.push(ConfigError {
             path: "dataplane.tun_name".into(),
-            msg: format!("interface {} already exists", cfg.dataplane.tun_name),
+            msg: format!(
+                "interface {} already exists and is no TUN",
+                cfg.dataplane.tun_name
+            ),
         });
     }
     if let (Some(l), Some(mtu)) = (&link, cfg.dataplane.mtu)
@@ -128,6 +135,8 @@ pub struct RunOptions {
     pub queries: Option<mpsc::Receiver<RouterQuery>>,
     /// wireguard: other nodes' keys learned from etcd leases.
     pub wireguard_keys: Option<std::sync::Arc<crate::dataplane::wireguard::key_book::KeyBook>>,
+    /// Config reloads (SIGHUP, the control socket): see [`crate::reload`].
+    pub reload: Option<Reloader>,
 }
 
 /// [`run`] with graceful-restart and readiness options.
@@ -171,7 +180,13 @@ pub async fn run_with(
         keep_routes_on_graceful_stop: opts.keep_routes_on_stop,
         ..CoreConfig::new(cfg.dataplane.mode, underlay.mtu)
     });
+    let (reload_rx, reloader) = match opts.reload {
+        Some(r) => (Some(r.requests), Some((r.load, r.bgp))),
+        None => (None, None),
+    };
     let mut driver = Driver {
+        running: cfg.clone(),
+        reloader,
         core,
         t0: Instant::now(),
         sync,
@@ -186,7 +201,9 @@ pub async fn run_with(
         exit: None,
         programming: Programming::default(),
     };
-    let result = driver.run(updates, kernel, stop, opts.queries).await;
+    let result = driver
+        .run(updates, kernel, reload_rx, stop, opts.queries)
+        .await;
     if let Some(dp) = dataplane {
         dp.stop();
     }
@@ -196,6 +213,10 @@ pub async fn run_with(
 
 /// The I/O side of one [`RouterCore`].
 struct Driver<'a> {
+    /// The config in force (the file's live parts after a reload).
+    running: Config,
+    /// Loads the file again, and the speaker to apply peer changes to.
+    reloader: Option<(ConfigLoader, Option<weft_bgp::SpeakerHandle>)>,
     core: RouterCore,
     t0: Instant,
     sync: RouteSync,
@@ -246,6 +267,7 @@ impl Driver<'_> {
         &mut self,
         mut updates: RouteUpdates,
         mut kernel: mpsc::UnboundedReceiver<KernelEvent>,
+        mut reloads: Option<mpsc::Receiver<ReloadRequest>>,
         stop: impl Future<Output = ()>,
         mut queries: Option<mpsc::Receiver<RouterQuery>>,
     ) -> Result<(), DaemonError> {
@@ -286,6 +308,11 @@ impl Driver<'_> {
                         }
                     },
                     Some(k) = kernel.recv() => Event::Kernel(k),
+                    Some(req) = recv_reload(reloads.as_mut()), if !stopping => {
+                        let result = self.reload().await;
+                        let _ = req.reply.send(result);
+                        continue;
+                    }
                     () = sleep_until(deadline) => Event::Timeout,
                     Some(q) = recv_query(queries.as_mut()) => {
                         let _ = q.send(self.snapshot());
@@ -300,6 +327,83 @@ impl Driver<'_> {
             Some(e) => Err(DaemonError::Sync(e)),
             None => Ok(()),
         }
+    }
+
+    /// Reads the config file again and applies what changed live (see
+    /// [`crate::reload`]); a file that fails validation changes nothing.
+    async fn reload(&mut self) -> ReloadResult {
+        let Some((load, bgp)) = &self.reloader else {
+            return Err(vec!["reload is not available".to_owned()]);
+        };
+        let (loaded, bgp) = (load(), bgp.clone());
+        let new = match loaded {
+            Ok(c) => c,
+            Err(errs) => {
+                for e in &errs.0 {
+                    warn!(path = %e.path, error = %e.msg, "config reload rejected");
+                }
+                warn!(
+                    errors = errs.0.len(),
+                    "config reload rejected, running config kept"
+                );
+                return Err(errs.0.iter().map(ToString::to_string).collect());
+            }
+        };
+        let plan = crate::reload::plan(&self.running, &new);
+        let mut summary = ReloadSummary {
+            static_routes: plan.statics,
+            restart_needed: plan.restart_needed.clone(),
+            ..ReloadSummary::default()
+        };
+        for field in &plan.restart_needed {
+            warn!(%field, "config reload: changed, needs a restart (not applied)");
+        }
+        if let Some(bgp) = &bgp {
+            let removed = plan
+                .peers_removed
+                .iter()
+                .copied()
+                .chain(plan.peers_changed.iter().map(|p| p.address));
+            for addr in removed {
+                if let Err(e) = bgp.remove_peer(addr).await {
+                    summary
+                        .errors
+                        .push(format!("removing BGP peer {addr}: {e}"));
+                }
+            }
+            for p in plan.peers_added.iter().chain(&plan.peers_changed) {
+                if let Err(e) = bgp.add_peer(p.clone()).await {
+                    summary
+                        .errors
+                        .push(format!("adding BGP peer {}: {e}", p.address));
+                }
+            }
+            summary.peers_added = plan.peers_added.iter().map(|p| p.address).collect();
+            summary.peers_removed.clone_from(&plan.peers_removed);
+            summary.peers_changed = plan.peers_changed.iter().map(|p| p.address).collect();
+            if let (Some(r), Some(n)) = (&mut self.running.bgp, &new.bgp) {
+                r.peers.clone_from(&n.peers);
+            }
+        }
+        if let Some(routes) = plan.static_routes {
+            self.handle(Event::StaticRoutes(routes)).await;
+        }
+        self.running.static_routes = new.static_routes;
+        for e in &summary.errors {
+            warn!(error = %e, "config reload");
+        }
+        info!(
+            static_added = summary.static_routes.added,
+            static_removed = summary.static_routes.removed,
+            static_changed = summary.static_routes.changed,
+            peers_added = summary.peers_added.len(),
+            peers_removed = summary.peers_removed.len(),
+            peers_changed = summary.peers_changed.len(),
+            restart_needed = summary.restart_needed.len(),
+            errors = summary.errors.len(),
+            "config reloaded"
+        );
+        Ok(summary)
     }
 
     /// Hands the dataplane the peer changes held back.
@@ -439,9 +543,8 @@ impl Driver<'_> {
                 removed,
                 routes,
             } => {
-                if installed + removed > LOG_EACH_UP_TO {
-                    info!(installed, removed, routes, "routes reconciled");
-                }
+                // One line per applied batch, counts only.
+                info!(installed, removed, routes, "routes applied");
                 metrics::gauge!(ROUTES_INSTALLED).set(routes as f64);
                 metrics::gauge!("weft_router_bgp_gateways")
                     .set(self.core.table().gateways() as f64);
@@ -449,6 +552,13 @@ impl Driver<'_> {
             Action::Log(note) => log_note(&note),
             Action::Exit { error } => self.exit = Some(error),
         }
+    }
+}
+
+async fn recv_reload(rx: Option<&mut mpsc::Receiver<ReloadRequest>>) -> Option<ReloadRequest> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -475,18 +585,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Up to this many operations get a log line each; more get one summary.
-const LOG_EACH_UP_TO: usize = 16;
-
+/// Each operation at debug level (the batch's info line is the summary's).
 fn log_ops(ops: &[RouteOp]) {
-    // Bulk changes (a BGP table arriving) get one line, from the summary.
-    if ops.len() > LOG_EACH_UP_TO {
-        return;
-    }
     for op in ops {
         match op {
-            RouteOp::Replace(r) => info!(dst = %r.dst, via = ?r.via, "route installed"),
-            RouteOp::Delete(r) => info!(dst = %r.dst, via = ?r.via, "route removed"),
+            RouteOp::Replace(r) => debug!(dst = %r.dst, via = ?r.via, "route installed"),
+            RouteOp::Delete(r) => debug!(dst = %r.dst, via = ?r.via, "route removed"),
         }
     }
 }
@@ -510,5 +614,10 @@ fn log_note(note: &Note) {
         Note::SyncFailed { error } => warn!(%error, "route sync failed, stopping"),
         Note::CleanupFailed { error } => warn!(%error, "removing weftd routes failed"),
         Note::RoutesKept => info!("graceful restart: routes stay installed"),
+        Note::StaticRoutesReloaded {
+            added,
+            removed,
+            changed,
+        } => info!(added, removed, changed, "static routes reloaded"),
     }
 }

@@ -19,6 +19,7 @@ pub mod mode;
 pub mod netlink;
 pub mod notify;
 pub mod reconcile;
+pub mod reload;
 pub mod route_table;
 pub mod service;
 pub mod shutdown;

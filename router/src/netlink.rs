@@ -309,6 +309,32 @@ impl RouteSync {
         }
     }
 
+    /// True when interface `name` exists and is a TUN/TAP device (a
+    /// persistent TUN left by a graceful stop).
+    pub async fn is_tun(&self, name: &str) -> Result<bool, NetlinkError> {
+        use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m.attributes.iter().any(|a| {
+                matches!(a, LinkAttribute::LinkInfo(infos)
+                    if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Tun))))
+            })),
+            Ok(None) => Ok(false),
+            Err(e)
+                if is_gone(&e)
+                    || matches!(&e, rtnetlink::Error::NetlinkError(m) if -m.raw_code() == libc::ENODEV) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(req(format!("looking up link {name}"))(e)),
+        }
+    }
+
     /// Sets the MTU of interface `ifindex`.
     pub async fn set_mtu(&self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
         self.handle

@@ -217,6 +217,11 @@ impl RouteTable {
             .collect()
     }
 
+    /// The static routes in the table, by pod range.
+    pub fn statics(&self) -> impl Iterator<Item = &PeerRoute> {
+        self.statics.values()
+    }
+
     /// Applies one update; true when the resolved table changed.
     pub fn apply(&mut self, update: RouteUpdate) -> bool {
         self.apply_change(update).is_some()

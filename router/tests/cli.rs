@@ -155,3 +155,21 @@ fn weft_help_and_usage() {
     assert_eq!(weft(&[]).status.code(), Some(2));
     assert_eq!(weft(&["explode"]).status.code(), Some(2));
 }
+
+#[test]
+fn json_log_is_one_object_per_line_up_to_a_failed_start() {
+    // `[log] format = "json"` and a config that fails validation: weftd
+    // exits 1 and even the failure is a JSON object naming the field.
+    let text = GOOD.replace("10.244.2.0/24", "10.99.2.0/24")
+        + "\n[log]\nformat = \"json\"\nlevel = \"debug\"\n";
+    let p = write("json-log.toml", &text);
+    let out = weftd(&["--config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("static_routes[0].pod_cidr"), "{stderr}");
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::{PeerCmd, md5, minttl};
@@ -47,17 +47,25 @@ pub(crate) fn bind(
     TcpListener::from_std(sock.into()).map_err(err)
 }
 
+/// Which peer task takes a connection from an address; the speaker
+/// publishes a new map when peers are added or removed.
+pub(crate) type PeerRoutes = watch::Receiver<HashMap<IpAddr, mpsc::Sender<PeerCmd>>>;
+
 /// Accepts forever, handing each connection to its peer's task; connections
 /// from unknown addresses are closed at once.
-pub(crate) async fn run(listener: TcpListener, peers: HashMap<IpAddr, mpsc::Sender<PeerCmd>>) {
+pub(crate) async fn run(listener: TcpListener, peers: PeerRoutes) {
     loop {
         match listener.accept().await {
-            Ok((stream, from)) => match peers.get(&from.ip().to_canonical()) {
-                Some(tx) => {
-                    let _ = tx.send(PeerCmd::Incoming(stream)).await;
+            Ok((stream, from)) => {
+                // The guard must not live across the send.
+                let tx = peers.borrow().get(&from.ip().to_canonical()).cloned();
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(PeerCmd::Incoming(stream)).await;
+                    }
+                    None => debug!(%from, "connection from an unknown address refused"),
                 }
-                None => debug!(%from, "connection from an unknown address refused"),
-            },
+            }
             Err(e) => {
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -121,12 +121,9 @@ impl SpeakerTask {
     /// Sends the whole table (or one family of it, for a ROUTE-REFRESH) to
     /// a peer; the whole table ends with End-of-RIB markers.
     pub(super) async fn export_table(&mut self, key: PeerKey, only: Option<Family>) {
-        let Ok(i) = usize::try_from(key.0) else {
+        let Some(i) = self.peers.iter().position(|p| p.key == key) else {
             return;
         };
-        if i >= self.peers.len() {
-            return;
-        }
         let mut out = Outbox::default();
         let wanted = |p: &Prefix| only.is_none_or(|f| Family::of(p) == f);
         let local: Vec<Prefix> = self.local.iter().copied().filter(wanted).collect();

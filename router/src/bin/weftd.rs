@@ -11,7 +11,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::{self, BgpFeed};
 use weft_router::cidr::Cidr;
-use weft_router::config::{Config, SubnetConfig};
+use weft_router::config::{Config, LeaseDefaults, LogConfig, LogFormat, SubnetConfig};
 use weft_router::control::server::ControlServer;
 use weft_router::control::status::StatusSource;
 use weft_router::daemon::{self, DaemonError, RunOptions};
@@ -22,6 +22,7 @@ use weft_router::feed::RouteFeed;
 use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
 use weft_router::netlink::RouteSync;
+use weft_router::reload::{self, Reloader};
 use weft_router::route_table::RouteTable;
 use weft_router::service::NodeService;
 use weft_router::shutdown;
@@ -55,21 +56,41 @@ fn main() -> ExitCode {
     let Some(path) = args.config else {
         return ExitCode::from(2);
     };
-    // No colour codes into journald or log files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    // Logging first, from the file's [log] alone: errors in the rest of
+    // the file are then reported through it.
+    let log = std::fs::read_to_string(&path)
+        .map(|t| LogConfig::of_document(&t))
+        .unwrap_or_default();
+    init_logging(&log);
     match run(&path) {
         Ok(()) => ExitCode::SUCCESS,
+        // A JSON log stays one object per line, the failure included.
+        Err(e) if log.format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "weftd failed");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("weftd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Sets up the global subscriber: `RUST_LOG` when set, else `[log] level`;
+/// `[log] format` text or one JSON object per line.
+fn init_logging(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match log.format {
+        LogFormat::Json => fmt.json().init(),
+        // No colour codes into journald or log files.
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -117,12 +138,16 @@ fn run(path: &Path) -> anyhow::Result<()> {
     rt.block_on(async move {
         let (feed, updates) = feed::route_channel();
         let mut signals = shutdown::StopSignals::install().context("installing signal handlers")?;
+        // SIGHUP reloads (and must not end weftd, even during start-up).
+        let (reload_tx, reload_rx) = reload::reload_channel();
+        let _sighup = reload::forward_sighup(reload_tx.clone()).context("installing SIGHUP")?;
         // With [subnet], the pod range is leased from etcd first; a stop
         // signal while etcd is unreachable ends the wait.
-        let (cfg, keeper) = match subnet {
+        let (cfg, keeper, load) = match subnet {
             None => (
                 Config::parse(&text).with_context(|| format!("config {}", path.display()))?,
                 None,
+                reload::file_loader(path.to_owned()),
             ),
             Some(sc) => {
                 let leased = tokio::select! {
@@ -133,7 +158,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
                     }
                 };
                 let (cfg, keeper) = leased.with_context(|| format!("config {}", path.display()))?;
-                (cfg, Some(keeper))
+                let load =
+                    leased_loader(path.to_owned(), keeper.net.lease_defaults(), cfg.pod_cidr);
+                (cfg, Some(keeper), load)
             }
         };
         // One batch, however many static routes: nothing reads the feed
@@ -144,10 +171,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let (keeper_stop, keeper_stopped) = tokio::sync::watch::channel(false);
         let keeper_keys = keeper.as_ref().and_then(|k| k.wireguard_keys.clone());
         let keeper = keeper.map(|k| tokio::spawn(k.run(keeper_stopped)));
-        // Graceful restart (host-gw): routes stay in the kernel across a
-        // SIGTERM; finding ours there at start means we are restarting.
-        let gr = cfg.bgp.as_ref().is_some_and(|b| b.graceful_restart)
-            && cfg.dataplane.mode == Mode::HostGw;
+        // Graceful restart: routes (and in the overlay modes the persistent
+        // TUN they point to) stay in the kernel across a SIGTERM; finding
+        // ours there at start means we are restarting.
+        let gr = cfg.graceful_restart();
         let restarting = gr
             && !RouteSync::new()
                 .context("opening netlink")?
@@ -164,7 +191,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let (queries, query_rx) = RouterQueries::channel();
         let source = StatusSource::new(&cfg, queries, service.files())
             .with_bgp(bgp.as_ref().map(|b| b.handle().clone()))
-            .with_metrics(prom.clone());
+            .with_metrics(prom.clone())
+            .with_reload(Some(reload_tx));
         let control = start_control(&cfg, &source)?;
         let metrics = match prom {
             Some(h) => start_metrics(&cfg, source, h)?,
@@ -177,6 +205,11 @@ fn run(path: &Path) -> anyhow::Result<()> {
             programmed: Some(programmed),
             queries: Some(query_rx),
             wireguard_keys: keeper_keys,
+            reload: Some(Reloader {
+                requests: reload_rx,
+                load,
+                bgp: bgp.as_ref().map(|b| b.handle().clone()),
+            }),
         };
         let stop = async {
             let sig = signals.wait().await;
@@ -247,6 +280,19 @@ fn start_metrics(
             Ok(None)
         }
     }
+}
+
+/// A reload loader for a config whose pod range is leased: the lease
+/// stays, the file is validated with it.
+fn leased_loader(path: PathBuf, net: LeaseDefaults, pod_cidr: Cidr) -> reload::ConfigLoader {
+    let plain = reload::file_loader(path.clone());
+    Box::new(move || {
+        // Read errors come out as the plain loader reports them.
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse_leased(&text, &net, pod_cidr),
+            Err(_) => plain(),
+        }
+    })
 }
 
 /// Reads flannel's network config from etcd, leases this node's subnet

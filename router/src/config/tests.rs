@@ -207,3 +207,27 @@ fn ten_thousand_static_routes_validate() {
     let c = Config::parse(&text).unwrap();
     assert_eq!(c.static_routes.len(), 10_002);
 }
+
+#[test]
+fn graceful_restart_and_log_keys_are_checked_with_their_paths() {
+    let c = Config::parse(GOOD).unwrap();
+    assert!(!c.graceful_restart(), "no [bgp]: off by default");
+    let on = GOOD.replace("[dataplane]", "graceful_restart = true\n[dataplane]");
+    assert!(Config::parse(&on).unwrap().graceful_restart());
+    let bgp = format!("{GOOD}\n[bgp]\nasn = 64512\n");
+    assert!(
+        Config::parse(&bgp).unwrap().graceful_restart(),
+        "bgp default"
+    );
+    let clash = bgp.replace("[dataplane]", "graceful_restart = false\n[dataplane]");
+    assert!(
+        Config::parse(&clash)
+            .unwrap_err()
+            .mentions("graceful_restart")
+    );
+    let log = format!("{GOOD}\n[log]\nformat = \"json\"\nlevel = \"weft=loud\"\n");
+    assert!(Config::parse(&log).unwrap_err().mentions("log.level"));
+    let json = format!("{GOOD}\n[log]\nformat = \"json\"\n");
+    assert_eq!(Config::parse(&json).unwrap().log.format, LogFormat::Json);
+    assert!(Config::parse(&format!("{GOOD}\n[log]\nformat = \"xml\"\n")).is_err());
+}

@@ -1,7 +1,7 @@
 //! The operator interface over a unix socket: weftd serves it
 //! ([`server`]), the `weft` CLI talks to it ([`client`], [`render`]).
 //! Answers come from the tasks that own the state ([`status`]); `weft
-//! reload` goes to the daemon's reload hook ([`reload`]).
+//! reload` goes to the daemon's reload channel ([`crate::reload`]).
 //!
 //! ```text
 //!  weft CLI ── {"command":"status"}\n ──► server ─► StatusSource::gather ─┬─► driver (RouterQuery ─► RouterSnapshot)
@@ -12,7 +12,6 @@
 //! ```
 
 pub mod client;
-pub mod reload;
 pub mod render;
 pub mod schema;
 pub mod server;

@@ -169,4 +169,6 @@ pub struct TunnelCounters {
 pub struct ReloadReport {
     /// What changed, one line.
     pub summary: String,
+    /// The same, field by field.
+    pub applied: crate::reload::ReloadSummary,
 }

@@ -17,7 +17,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::reload::request_reload;
 use super::schema::{Command, MAX_REQUEST, ReloadReport, Request, Response};
 use super::status::StatusSource;
 
@@ -254,10 +253,14 @@ const DRAIN_LIMIT: usize = 1 << 20;
 
 async fn answer(command: Command, source: &StatusSource) -> Response {
     if command == Command::Reload {
-        return match tokio::time::timeout(RELOAD_TIMEOUT, request_reload(source.reload_hook()))
-            .await
-        {
-            Ok(Ok(summary)) => to_response(&ReloadReport { summary }),
+        let Some(hook) = source.reload_hook() else {
+            return Response::error("reload not available in this weftd");
+        };
+        return match tokio::time::timeout(RELOAD_TIMEOUT, crate::reload::request(hook)).await {
+            Ok(Ok(applied)) => to_response(&ReloadReport {
+                summary: applied.to_string(),
+                applied,
+            }),
             Ok(Err(errors)) => Response::error(format!("reload failed: {}", errors.join("; "))),
             Err(_) => Response::error("reload did not finish in time"),
         };

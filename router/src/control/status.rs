@@ -14,7 +14,6 @@ use weft_bgp::bfd::BfdState;
 use weft_bgp::fsm::State;
 use weft_bgp::{PeerKind, PeerStatus, SpeakerHandle};
 
-use super::reload::ReloadRequest;
 use super::schema::{NodeStatus, PeerReport, RouteReport, TunnelCounters};
 use crate::cidr::Cidr;
 use crate::cni_conf::{NodeFiles, pod_mtu};
@@ -22,6 +21,7 @@ use crate::config::{Config, DataplaneConfig};
 use crate::core::Readiness;
 use crate::dataplane::Offloads;
 use crate::dataplane::counters::{PEER_DROPS, RX_BYTES, RX_PACKETS, TX_BYTES, TX_PACKETS};
+use crate::reload::ReloadRequest;
 use crate::route_table::NextHop;
 use crate::snapshot::{RouterQueries, RouterSnapshot};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cidr::Cidr;
 use crate::mode::Mode;
 use crate::reconcile::{KernelEvent, KernelRoute, RouteOp};
-use crate::route_table::{NextHop, RouteUpdate};
+use crate::route_table::{NextHop, PeerRoute, RouteUpdate};
 
 /// How often the routes are re-checked against the kernel even without
 /// kernel events, by default.
@@ -95,6 +95,10 @@ pub enum Event {
     Start,
     /// A batch of route changes from one source (static config, BGP).
     Routes(Vec<RouteUpdate>),
+    /// The config was reloaded: these are the static routes now. Those
+    /// gone are withdrawn, new or changed ones upserted; the others are
+    /// not touched.
+    StaticRoutes(Vec<PeerRoute>),
     /// A BGP peer sent End-of-RIB for every family of its session.
     EndOfRib {
         /// The peer's address.
@@ -223,6 +227,15 @@ pub enum Note {
     },
     /// Graceful stop with graceful restart: the routes stay installed.
     RoutesKept,
+    /// A reload replaced the static routes (counts of pod ranges).
+    StaticRoutesReloaded {
+        /// Static routes new in the config.
+        added: usize,
+        /// Static routes gone from the config.
+        removed: usize,
+        /// Static routes whose gateway or VTEP MAC changed.
+        changed: usize,
+    },
 }
 
 /// An output of [`super::RouterCore::handle`], for the driver to execute

@@ -42,7 +42,7 @@ use crate::cidr::Cidr;
 use crate::reconcile::{
     KernelEvent, KernelRoute, RouteChange, RouteOp, change_ops, desired_routes, diff,
 };
-use crate::route_table::{RouteTable, RouteUpdate};
+use crate::route_table::{PeerRoute, RouteSource, RouteTable, RouteUpdate};
 
 /// The netlink request whose answer the core waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +176,11 @@ impl RouterCore {
                     self.apply_batch(batch);
                 }
             }
+            Event::StaticRoutes(routes) => {
+                if self.stop.is_none() {
+                    self.replace_statics(routes, &mut out);
+                }
+            }
             Event::EndOfRib { peer } => {
                 if let Some(h) = &mut self.hold {
                     h.peers.remove(&peer);
@@ -268,6 +273,43 @@ impl RouterCore {
                     .or_insert_with(|| desired_routes(&[(cidr, before?)], tun).pop());
             }
         }
+    }
+
+    /// Replaces the static routes: only the pod ranges whose static route
+    /// appeared, went or changed are updated.
+    fn replace_statics(&mut self, routes: Vec<PeerRoute>, out: &mut Vec<Action>) {
+        let new: BTreeMap<Cidr, PeerRoute> = routes.into_iter().map(|r| (r.pod_cidr, r)).collect();
+        let old: BTreeMap<Cidr, PeerRoute> =
+            self.table.statics().map(|r| (r.pod_cidr, *r)).collect();
+        let mut batch = Vec::new();
+        let (mut added, mut changed) = (0, 0);
+        for (cidr, r) in &new {
+            match old.get(cidr) {
+                Some(o) if o == r => continue,
+                Some(_) => changed += 1,
+                None => added += 1,
+            }
+            batch.push(RouteUpdate::Upsert {
+                route: *r,
+                source: RouteSource::Static,
+            });
+        }
+        let gone: Vec<Cidr> = old
+            .keys()
+            .filter(|c| !new.contains_key(c))
+            .copied()
+            .collect();
+        let removed = gone.len();
+        batch.extend(gone.into_iter().map(|pod_cidr| RouteUpdate::Withdraw {
+            pod_cidr,
+            source: RouteSource::Static,
+        }));
+        out.push(Action::Log(Note::StaticRoutesReloaded {
+            added,
+            removed,
+            changed,
+        }));
+        self.apply_batch(batch);
     }
 
     fn kernel(&mut self, ev: KernelEvent) {

@@ -411,3 +411,61 @@ fn random_changes_converge_to_the_table() {
         assert!(w.kernel.is_empty(), "routes left after stop");
     }
 }
+
+#[test]
+fn a_static_reload_touches_only_the_changed_ranges() {
+    let mut core = RouterCore::new(CoreConfig::new(Mode::HostGw, 1500));
+    let r = |cidr: &str, via: &str| PeerRoute {
+        pod_cidr: c(cidr),
+        via: ip(via),
+        vtep_mac: None,
+    };
+    let batch = vec![
+        up("10.244.2.0/24", "172.31.0.2", RouteSource::Static),
+        up("10.244.3.0/24", "172.31.0.3", RouteSource::Static),
+    ];
+    let _ = core.handle(T0, Event::Routes(batch));
+    let _ = core.handle(T0, Event::Start);
+    let _ = core.handle(T0, Event::Dumped { routes: vec![] });
+    let _ = core.handle(T0, Event::Applied);
+    let out = core.handle(
+        T0,
+        Event::StaticRoutes(vec![
+            r("10.244.2.0/24", "172.31.0.2"),
+            r("10.244.4.0/24", "172.31.0.4"),
+        ]),
+    );
+    assert_eq!(
+        out,
+        vec![
+            Action::Log(Note::StaticRoutesReloaded {
+                added: 1,
+                removed: 1,
+                changed: 0
+            }),
+            Action::ApplyRoutes {
+                ops: vec![
+                    RouteOp::Replace(gw("10.244.4.0/24", "172.31.0.4")),
+                    RouteOp::Delete(gw("10.244.3.0/24", "172.31.0.3")),
+                ]
+            }
+        ]
+    );
+    let _ = core.handle(T0, Event::Applied);
+    // Unchanged: a log line, no kernel operation.
+    let out = core.handle(
+        T0,
+        Event::StaticRoutes(vec![
+            r("10.244.2.0/24", "172.31.0.2"),
+            r("10.244.4.0/24", "172.31.0.4"),
+        ]),
+    );
+    assert_eq!(
+        out,
+        vec![Action::Log(Note::StaticRoutesReloaded {
+            added: 0,
+            removed: 0,
+            changed: 0
+        })]
+    );
+}

@@ -145,6 +145,7 @@ impl Dataplane {
             u16::try_from(mtu).unwrap_or(u16::MAX),
             queues,
             dp.offload,
+            cfg.graceful_restart(),
         )
         .map_err(|source| DataplaneError::Tun {
             name: dp.tun_name.clone(),
@@ -307,7 +308,9 @@ impl Dataplane {
         (!self.mtu_fixed).then(|| underlay_mtu.saturating_sub(self.mode.overhead()))
     }
 
-    /// Stops forwarding; the TUN disappears with the last descriptor.
+    /// Stops forwarding; the TUN disappears with the last descriptor,
+    /// unless graceful restart made it persistent (then it stays, with
+    /// its routes, for the next weftd to attach to).
     pub fn stop(self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         for t in self.threads {

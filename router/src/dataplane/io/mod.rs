@@ -8,5 +8,6 @@ pub(crate) mod send;
 pub mod socket;
 #[allow(unsafe_code)]
 pub mod tap;
+#[allow(unsafe_code)]
 pub mod tun;
 pub(crate) mod tun_writer;

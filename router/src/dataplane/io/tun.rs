@@ -1,7 +1,11 @@
 //! The overlay's TUN device, through `tun-rs`: offloads probed at open
 //! (`IFF_VNET_HDR` with TSO/USO; the read path splits GSO packets and
 //! finishes partial checksums, the write path coalesces with GRO), an
-//! optional multi-queue device, txqueuelen 1000.
+//! optional multi-queue device, txqueuelen 1000. With graceful restart
+//! the device is persistent: it outlives weftd with its routes, and the
+//! next weftd attaches to it (a TUN of the same name is adopted, not
+//! created); without, the persistence is cleared so the device goes with
+//! the last descriptor.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -10,6 +14,22 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 
 /// TUN transmit queue length.
 pub const TX_QUEUE_LEN: u32 = 1000;
+
+/// `TUNSETPERSIST`, `_IOW('T', 203, int)`.
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+
+/// Sets or clears the device's persistence (it survives its last
+/// descriptor).
+fn set_persist(fd: RawFd, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its int argument by value; `fd` is an
+    // open TUN descriptor owned by the caller.
+    let r = unsafe { libc::ioctl(fd, TUNSETPERSIST as _, libc::c_ulong::from(persist)) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
 
 /// An open TUN device with one descriptor per queue.
 pub struct Tun {
@@ -46,10 +66,18 @@ impl std::fmt::Debug for Tun {
 }
 
 impl Tun {
-    /// Creates `name` with `queues` queues. With `offload`, tries the
-    /// offloads first and falls back to a plain device if the kernel
-    /// refuses them.
-    pub fn open(name: &str, mtu: u16, queues: usize, offload: bool) -> io::Result<Self> {
+    /// Creates `name` with `queues` queues, or attaches to the existing
+    /// (persistent) TUN of that name. With `offload`, tries the offloads
+    /// first and falls back to a plain device if the kernel refuses them.
+    /// `persist`: the device outlives the last descriptor (graceful
+    /// restart); otherwise it goes with it, also when it was adopted.
+    pub fn open(
+        name: &str,
+        mtu: u16,
+        queues: usize,
+        offload: bool,
+        persist: bool,
+    ) -> io::Result<Self> {
         let (first, offload) = match open_one(name, mtu, queues, offload) {
             Ok(d) => (d, offload),
             Err(e) if offload => {
@@ -58,6 +86,7 @@ impl Tun {
             }
             Err(e) => return Err(e),
         };
+        set_persist(first.as_raw_fd(), persist)?;
         let udp_gso = offload && first.udp_gso();
         let mut all = vec![first];
         for _ in 1..queues {

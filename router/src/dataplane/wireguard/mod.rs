@@ -68,6 +68,7 @@ impl Dataplane {
             u16::try_from(mtu).unwrap_or(u16::MAX),
             queues,
             dp.offload,
+            cfg.graceful_restart(),
         )
         .map_err(|source| DataplaneError::Tun {
             name: dp.tun_name.clone(),
