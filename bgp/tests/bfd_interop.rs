@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use netsim::frr::Frr;
 use netsim::netns::{Netns, privileged_or_skip};
 use tokio::sync::mpsc;
 use weft_bgp::bfd::BfdState;
@@ -92,70 +93,30 @@ impl BfdDaemon for BirdBfd {
 }
 
 /// FRR: zebra (bgpd registers BFD sessions through it), bfdd and bgpd,
-/// with `neighbor X bfd` and a bfdd profile of 300 ms × 3. zebra and bgpd
-/// run without `-n`: with it zebra takes every network namespace on the
-/// host for a VRF, and bfdd opens UDP 3784 sockets in all of them, where
-/// they take the BFD packets of the tests running beside this one.
+/// with `neighbor X bfd` and a bfdd profile of 300 ms × 3, through
+/// netsim's FRR starter (zebra without `-n`, see `netsim::frr`).
 struct FrrBfd {
-    dir: TempDir,
-    _procs: Vec<Proc>,
+    frr: Frr,
+    _dir: TempDir,
 }
 
 impl FrrBfd {
     fn start(ns: &Netns) -> Self {
         let dir = TempDir::new("wbffrr");
-        // The daemons drop to the frr user and create their sockets here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let conf = |d: &str, c: String| std::fs::write(dir.path(&format!("{d}.conf")), c).unwrap();
-        conf("zebra", "hostname z\n".into());
-        conf(
-            "bfdd",
-            format!(
-                "hostname b\nbfd\n peer {US4} interface bgp0\n  receive-interval 300\n  \
-                 transmit-interval 300\n  detect-multiplier 3\n exit\nexit\n"
-            ),
+        let bfdd = format!(
+            "hostname b\nbfd\n peer {US4} interface bgp0\n  receive-interval 300\n  \
+             transmit-interval 300\n  detect-multiplier 3\n exit\nexit\n"
         );
-        conf(
-            "bgpd",
-            format!(
-                "frr defaults traditional\nhostname g\nrouter bgp {PEER_ASN}\n bgp router-id {PEER4}\n\
-                 no bgp ebgp-requires-policy\n no bgp network import-check\n\
-                 neighbor {US4} remote-as {OUR_ASN}\n neighbor {US4} timers 30 90\n\
-                 neighbor {US4} timers connect 1\n neighbor {US4} bfd\n\
-                 address-family ipv4 unicast\n  network {PEER_ROUTE4}\n exit-address-family\n"
-            ),
+        let bgpd = format!(
+            "frr defaults traditional\nhostname g\nrouter bgp {PEER_ASN}\n bgp router-id {PEER4}\n\
+             no bgp ebgp-requires-policy\n no bgp network import-check\n\
+             neighbor {US4} remote-as {OUR_ASN}\n neighbor {US4} timers 30 90\n\
+             neighbor {US4} timers connect 1\n neighbor {US4} bfd\n\
+             address-family ipv4 unicast\n  network {PEER_ROUTE4}\n exit-address-family\n"
         );
-        let zapi = dir.path("zserv.api");
-        let mut procs = Vec::new();
-        for (daemon, extra) in [
-            ("zebra", vec![]),
-            (
-                "bfdd",
-                vec![
-                    "--bfdctl".to_owned(),
-                    dir.path("bfdd.sock").display().to_string(),
-                ],
-            ),
-            ("bgpd", vec!["-S".to_owned()]),
-        ] {
-            let mut cmd = ns.command(&format!("/usr/lib/frr/{daemon}"));
-            cmd.args(["-P", "0", "-f"])
-                .arg(dir.path(&format!("{daemon}.conf")))
-                .arg("-i")
-                .arg(dir.path(&format!("{daemon}.pid")))
-                .arg("--vty_socket")
-                .arg(&dir.0)
-                .arg("-z")
-                .arg(&zapi)
-                .args(extra);
-            procs.push(Proc::spawn(cmd));
-            wait_for_file(&dir.path(&format!("{daemon}.vty")));
-            if daemon == "zebra" {
-                wait_for_file(&zapi);
-            }
-        }
-        Self { dir, _procs: procs }
+        let frr =
+            Frr::start_daemons(ns, &dir.0, "peer", &[("bfdd", &bfdd), ("bgpd", &bgpd)]).unwrap();
+        Self { frr, _dir: dir }
     }
 
     fn vtysh(&self, daemon: &str, cmd: &str) -> String {
@@ -163,12 +124,7 @@ impl FrrBfd {
     }
 
     fn vtysh_all(&self, daemon: &str, cmds: &[&str]) -> String {
-        let mut c = std::process::Command::new("vtysh");
-        c.arg("--vty_socket").arg(&self.dir.0).args(["-d", daemon]);
-        for x in cmds {
-            c.args(["-c", x]);
-        }
-        output(&mut c)
+        self.frr.vtysh_daemon(Some(daemon), cmds)
     }
 }
 

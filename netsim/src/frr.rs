@@ -1,6 +1,8 @@
-//! FRR (zebra + bgpd) as a node's routing daemon instead of weftd: it
-//! announces the node's pod CIDR to a route reflector and installs what it
-//! learns into the node's kernel, so a cluster can mix FRR and weftd nodes.
+//! FRR's daemons in a namespace: zebra with bgpd as a node's routing
+//! daemon instead of weftd (it announces the node's pod CIDR to a route
+//! reflector and installs what it learns into the node's kernel, so a
+//! cluster can mix FRR and weftd nodes), or with bfdd and bgpd as a BFD
+//! peer or top-of-rack router in tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,13 +29,26 @@ pub fn bgpd_conf(router_id: &str, pod_cidr: &str, rr: &str) -> String {
     )
 }
 
-/// zebra and bgpd running in a node namespace with private sockets under
-/// the run directory; killed on drop.
+/// FRR's daemons running in a namespace with private sockets under the
+/// run directory; killed on drop (in reverse order: zebra last).
+///
+/// zebra runs without `-n`: with it zebra takes every network namespace
+/// on the host for a VRF, and bfdd then opens its UDP 3784 sockets in all
+/// of them (other tests' too), where they take the packets of the BFD
+/// sessions that live there.
 #[derive(Debug)]
 pub struct Frr {
-    _bgpd: ChildGuard,
-    _zebra: ChildGuard,
+    procs: Vec<ChildGuard>,
     dir: PathBuf,
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        // The daemons that talk to zebra stop before it does.
+        while let Some(p) = self.procs.pop() {
+            drop(p);
+        }
+    }
 }
 
 fn wait_file(path: &Path, what: &str, log: &Path) -> Result<()> {
@@ -54,14 +69,31 @@ impl Frr {
     /// Starts zebra, then bgpd with `bgpd_conf`, inside `ns`; files under
     /// `run_dir/<tag>-frr/`.
     pub fn start(ns: &Netns, bgpd_conf: &str, run_dir: &Path, tag: &str) -> Result<Self> {
+        Self::start_daemons(ns, run_dir, tag, &[("bgpd", bgpd_conf)])
+    }
+
+    /// Starts zebra, then each of `daemons` (`bfdd`, `bgpd`, ...) with its
+    /// config, in order, inside `ns`; files under `run_dir/<tag>-frr/`.
+    /// Each daemon's log is `<daemon>.log` there.
+    pub fn start_daemons(
+        ns: &Netns,
+        run_dir: &Path,
+        tag: &str,
+        daemons: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = run_dir.join(format!("{tag}-frr"));
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let zconf = dir.join("zebra.conf");
-        let bconf = dir.join("bgpd.conf");
-        std::fs::write(&zconf, format!("hostname {tag}\n"))
-            .and_then(|()| std::fs::write(&bconf, bgpd_conf))
-            .map_err(|e| Error::io(format!("write {}", dir.display()), e))?;
+        let write = |name: &str, text: &str| {
+            let conf = dir.join(format!("{name}.conf"));
+            std::fs::write(&conf, text)
+                .map(|()| conf)
+                .map_err(|e| Error::io(format!("write {}", dir.display()), e))
+        };
+        let mut confs = vec![("zebra", write("zebra", &format!("hostname {tag}\n"))?)];
+        for (name, text) in daemons {
+            confs.push((name, write(name, text)?));
+        }
         // The daemons drop to the frr user (which FRR requires to be in
         // its vty group); their directory must be theirs.
         let owned = Command::new("chown")
@@ -77,42 +109,58 @@ impl Frr {
             )));
         }
         let zserv = dir.join("zserv.api");
-        let common = |cmd: &mut Command, name: &str, conf: &Path| {
+        let mut me = Self {
+            procs: Vec::new(),
+            dir,
+        };
+        for (name, conf) in confs {
+            let mut cmd = ns.command(&format!("{FRR_DIR}/{name}"));
             cmd.args(["-u", "frr", "-g", "frr", "-P", "0", "-f"])
-                .arg(conf)
+                .arg(&conf)
                 .arg("-i")
-                .arg(dir.join(format!("{name}.pid")))
+                .arg(me.dir.join(format!("{name}.pid")))
                 .arg("--vty_socket")
-                .arg(&dir)
+                .arg(&me.dir)
                 .arg("-z")
                 .arg(&zserv);
-        };
-        let mut z = ns.command(&format!("{FRR_DIR}/zebra"));
-        common(&mut z, "zebra", &zconf);
-        let zlog = dir.join("zebra.log");
-        let zebra = ChildGuard::spawn(z, "zebra", Some(&zlog))?;
-        wait_file(&zserv, "zebra", &zlog)?;
-        let mut b = ns.command(&format!("{FRR_DIR}/bgpd"));
-        common(&mut b, "bgpd", &bconf);
-        let blog = dir.join("bgpd.log");
-        let bgpd = ChildGuard::spawn(b, "bgpd", Some(&blog))?;
-        wait_file(&dir.join("bgpd.vty"), "bgpd", &blog)?;
-        Ok(Self {
-            _bgpd: bgpd,
-            _zebra: zebra,
-            dir,
-        })
+            if name == "bfdd" {
+                cmd.arg("--bfdctl").arg(me.dir.join("bfdd.sock"));
+            }
+            let log = me.dir.join(format!("{name}.log"));
+            me.procs.push(ChildGuard::spawn(cmd, name, Some(&log))?);
+            let ready = if name == "zebra" {
+                zserv.clone()
+            } else {
+                me.dir.join(format!("{name}.vty"))
+            };
+            wait_file(&ready, name, &log)?;
+        }
+        Ok(me)
     }
 
-    /// Runs `vtysh -c cmd` against bgpd.
+    /// Runs `vtysh -c cmd` against every daemon.
     pub fn vtysh(&self, cmd: &str) -> String {
-        Command::new("vtysh")
-            .arg("--vty_socket")
-            .arg(&self.dir)
-            .args(["-c", cmd])
-            .output()
+        self.vtysh_daemon(None, &[cmd])
+    }
+
+    /// Runs `vtysh [-d daemon] -c cmd...`.
+    pub fn vtysh_daemon(&self, daemon: Option<&str>, cmds: &[&str]) -> String {
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(&self.dir);
+        if let Some(d) = daemon {
+            c.args(["-d", d]);
+        }
+        for x in cmds {
+            c.args(["-c", x]);
+        }
+        c.output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// The directory holding the configs, sockets and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

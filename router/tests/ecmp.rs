@@ -25,15 +25,15 @@ mod peers;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use netsim::frr::Frr;
 use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
 use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess};
-use peers::{Bird, Proc, TempDir, output, wait_for_file};
+use peers::{Bird, TempDir, output};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const NODE: &str = "172.31.0.1";
@@ -343,67 +343,27 @@ protocol bgp node {{
 }
 
 /// FRR: zebra, bfdd (the single-hop peer at 300 ms × 3) and bgpd with
-/// `neighbor X bfd`, files in a private directory the frr user can write.
-/// Without `-n`: with it zebra takes every network namespace on the host
-/// for a VRF, and bfdd opens its UDP 3784 sockets in all of them (the
-/// other ToR's, the node's, other tests'), where they take the packets of
-/// the BFD sessions that live there.
+/// `neighbor X bfd`, through netsim's FRR starter (zebra without `-n`,
+/// see `netsim::frr`).
 fn frr_tor(ns: &Netns, i: u8) -> Tor {
     let dir = TempDir::new(&format!("hefrr{i}"));
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (tor, node) = (tor_addr(i), node_addr(i));
-    let conf = |d: &str, c: String| std::fs::write(dir.path(&format!("{d}.conf")), c).unwrap();
-    conf("zebra", "hostname z\n".into());
     // The single-hop peer with its timers; bgpd's `neighbor X bfd` uses it.
-    conf(
-        "bfdd",
-        format!(
-            "hostname b\nbfd\n peer {node} local-address {tor} interface dn0\n  \
-             receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n \
-             exit\nexit\n"
-        ),
+    let bfdd = format!(
+        "hostname b\nbfd\n peer {node} local-address {tor} interface dn0\n  \
+         receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n \
+         exit\nexit\n"
     );
-    conf(
-        "bgpd",
-        format!(
-            "frr defaults traditional\nhostname g\nrouter bgp {TOR_ASN}\n bgp router-id {tor}\n\
-             no bgp ebgp-requires-policy\n no bgp network import-check\n\
-             neighbor {node} remote-as {ASN}\n neighbor {node} timers 30 90\n\
-             neighbor {node} timers connect 1\n neighbor {node} bfd\n\
-             address-family ipv4 unicast\n  network {PREFIX}\n exit-address-family\n"
-        ),
+    let bgpd = format!(
+        "frr defaults traditional\nhostname g\nrouter bgp {TOR_ASN}\n bgp router-id {tor}\n\
+         no bgp ebgp-requires-policy\n no bgp network import-check\n\
+         neighbor {node} remote-as {ASN}\n neighbor {node} timers 30 90\n\
+         neighbor {node} timers connect 1\n neighbor {node} bfd\n\
+         address-family ipv4 unicast\n  network {PREFIX}\n exit-address-family\n"
     );
-    let zapi = dir.path("zserv.api");
-    let mut procs = Vec::new();
-    for (daemon, extra) in [
-        ("zebra", vec![]),
-        (
-            "bfdd",
-            vec![
-                "--bfdctl".to_owned(),
-                dir.path("bfdd.sock").display().to_string(),
-            ],
-        ),
-        ("bgpd", vec!["-S".to_owned()]),
-    ] {
-        let mut cmd = ns.command(&format!("/usr/lib/frr/{daemon}"));
-        cmd.args(["-P", "0", "-f"])
-            .arg(dir.path(&format!("{daemon}.conf")))
-            .arg("-i")
-            .arg(dir.path(&format!("{daemon}.pid")))
-            .arg("--vty_socket")
-            .arg(&dir.0)
-            .arg("-z")
-            .arg(&zapi)
-            .args(extra);
-        procs.push(Proc::spawn(cmd));
-        wait_for_file(&dir.path(&format!("{daemon}.vty")));
-        if daemon == "zebra" {
-            wait_for_file(&zapi);
-        }
-    }
-    // Dropped in reverse: the daemons stop before their directory goes.
-    Box::new((dir, procs))
+    let frr = Frr::start_daemons(ns, &dir.0, "tor", &[("bfdd", &bfdd), ("bgpd", &bgpd)]).unwrap();
+    // Dropped in order: the daemons stop before their directory goes.
+    Box::new((frr, dir))
 }
 
 const FRR_TOOLS: &[&str] = &[
