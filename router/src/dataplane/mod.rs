@@ -136,21 +136,8 @@ impl Dataplane {
         }
         let format = format_of(dp.mode, dp.vxlan_vni, cfg.vtep_mac())
             .ok_or(DataplaneError::NotOverlay(dp.mode))?;
-        let mtu = dp
-            .mtu
-            .unwrap_or_else(|| underlay.mtu.saturating_sub(dp.mode.overhead()));
+        let (tun, mtu) = open_tun(cfg, underlay)?;
         let queues = dp.queues as usize;
-        let tun = Tun::open(
-            &dp.tun_name,
-            u16::try_from(mtu).unwrap_or(u16::MAX),
-            queues,
-            dp.offload,
-            cfg.graceful_restart(),
-        )
-        .map_err(|source| DataplaneError::Tun {
-            name: dp.tun_name.clone(),
-            source,
-        })?;
         let tun_offload = tun.offload;
         let tun_udp_gso = tun.udp_gso;
 
@@ -317,6 +304,28 @@ impl Dataplane {
             let _ = t.join();
         }
     }
+}
+
+/// Creates (or, after a graceful restart, adopts) the TUN with the
+/// configured queues and offloads, at the configured MTU or the underlay's
+/// less the mode's overhead; returns it with that MTU.
+fn open_tun(cfg: &Config, underlay: &UnderlayLink) -> Result<(Tun, u32), DataplaneError> {
+    let dp = &cfg.dataplane;
+    let mtu = dp
+        .mtu
+        .unwrap_or_else(|| underlay.mtu.saturating_sub(dp.mode.overhead()));
+    let tun = Tun::open(
+        &dp.tun_name,
+        u16::try_from(mtu).unwrap_or(u16::MAX),
+        dp.queues as usize,
+        dp.offload,
+        cfg.graceful_restart(),
+    )
+    .map_err(|source| DataplaneError::Tun {
+        name: dp.tun_name.clone(),
+        source,
+    })?;
+    Ok((tun, mtu))
 }
 
 /// Source of ICMPv6 replies: the first address of this node's IPv6 pod

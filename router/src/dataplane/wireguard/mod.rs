@@ -35,7 +35,6 @@ use weft_encap::format::Format;
 
 use super::encap_params::EncapParams;
 use super::io::socket::{UdpSock, Underlay};
-use super::io::tun::Tun;
 use super::peer_table::PeerTable;
 use super::publish::TablePublisher;
 use super::worker::{self, Shared};
@@ -59,21 +58,8 @@ impl Dataplane {
         let public = key.public;
         info!(public_key = %public, port = dp.wireguard_port, "WireGuard public key");
         let specs = peers::specs_from_routes(&cfg.static_routes, dp.wireguard_port);
-        let mtu = dp
-            .mtu
-            .unwrap_or_else(|| underlay.mtu.saturating_sub(dp.mode.overhead()));
+        let (tun, mtu) = super::open_tun(cfg, underlay)?;
         let queues = dp.queues as usize;
-        let tun = Tun::open(
-            &dp.tun_name,
-            u16::try_from(mtu).unwrap_or(u16::MAX),
-            queues,
-            dp.offload,
-            cfg.graceful_restart(),
-        )
-        .map_err(|source| DataplaneError::Tun {
-            name: dp.tun_name.clone(),
-            source,
-        })?;
         let (tun_offload, tun_udp_gso) = (tun.offload, tun.udp_gso);
         let mut socks = Vec::new();
         for _ in 0..queues {
