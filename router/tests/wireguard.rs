@@ -102,6 +102,21 @@ fn weftd_interoperates_with_wireguard_go() {
     assert!(link.contains("mtu 1420"), "{link}");
     let log = c.node(1).weftd.as_ref().unwrap().log_text();
     assert!(log.contains(&format!("public_key={weft_pub}")), "{log}");
+    // `weft status` shows the same key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("--socket")
+        .arg(c.dir.join("n1.sock"))
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["wireguard_public_key"],
+        weft_pub.as_str(),
+        "{status}"
+    );
+    assert_eq!(status["mode"], "wireguard", "{status}");
 
     // Count every IP packet between the nodes' underlay addresses; only
     // WireGuard UDP (port to port) may cross.

@@ -192,7 +192,8 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let source = StatusSource::new(&cfg, queries, service.files())
             .with_bgp(bgp.as_ref().map(|b| b.handle().clone()))
             .with_metrics(prom.clone())
-            .with_reload(Some(reload_tx));
+            .with_reload(Some(reload_tx))
+            .with_wireguard_key(wireguard_public_key(&cfg)?);
         let control = start_control(&cfg, &source)?;
         let metrics = match prom {
             Some(h) => start_metrics(&cfg, source, h)?,
@@ -243,6 +244,17 @@ fn run(path: &Path) -> anyhow::Result<()> {
             e => anyhow::Error::new(e),
         })
     })
+}
+
+/// This node's WireGuard public key for `weft status` (wireguard mode):
+/// the key file's, made now when absent, as the dataplane does; a file
+/// that must be refused stops weftd here, naming it.
+fn wireguard_public_key(cfg: &Config) -> anyhow::Result<Option<String>> {
+    if cfg.dataplane.mode != Mode::Wireguard {
+        return Ok(None);
+    }
+    let key = key_file::load_or_create(&cfg.dataplane.wireguard_private_key_file)?;
+    Ok(Some(key.public.to_string()))
 }
 
 /// Serves the control socket. A socket set in the config that cannot be

@@ -22,6 +22,9 @@ pub fn status(s: &NodeStatus) -> String {
     let _ = writeln!(o, "pod cidrs {}", cidrs.join(", "));
     let _ = writeln!(o, "uptime    {}", duration(s.uptime_seconds));
     let _ = writeln!(o, "routes    {}", s.routes);
+    if let Some(k) = &s.wireguard_public_key {
+        let _ = writeln!(o, "wg key    {k}");
+    }
     if s.ready {
         let _ = writeln!(o, "ready     yes");
     } else {
@@ -195,6 +198,7 @@ mod tests {
             not_ready: vec!["routes not programmed yet".into()],
             routes: 0,
             peers: vec![peer()],
+            wireguard_public_key: None,
         };
         let t = status(&s);
         assert!(t.contains("offloads  none\n"), "{t}");

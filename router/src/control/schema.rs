@@ -95,6 +95,10 @@ pub struct NodeStatus {
     pub routes: usize,
     /// BGP peers (empty without `[bgp]`).
     pub peers: Vec<PeerReport>,
+    /// This node's WireGuard public key, base64 as `wg pubkey` prints it
+    /// (wireguard mode; null otherwise).
+    #[serde(default)]
+    pub wireguard_public_key: Option<String>,
 }
 
 /// One BGP peer, as `birdc show protocols` / `calicoctl node status`.

@@ -38,6 +38,7 @@ pub struct StatusSource {
     files: watch::Receiver<Option<NodeFiles>>,
     metrics: Option<PrometheusHandle>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    wireguard_public_key: Option<String>,
 }
 
 /// Everything a status answer needs, read once.
@@ -69,7 +70,14 @@ impl StatusSource {
             files,
             metrics: None,
             reload: None,
+            wireguard_public_key: None,
         }
+    }
+
+    /// With this node's WireGuard public key (base64, as `wg pubkey`).
+    pub fn with_wireguard_key(mut self, key: Option<String>) -> Self {
+        self.wireguard_public_key = key;
+        self
     }
 
     /// With the BGP speaker to ask for peers.
@@ -138,6 +146,7 @@ impl StatusSource {
             not_ready,
             routes: g.router.as_ref().map_or(0, |r| r.routes.len()),
             peers: g.peers.iter().flatten().map(peer_report).collect(),
+            wireguard_public_key: self.wireguard_public_key.clone(),
         }
     }
 
