@@ -161,6 +161,22 @@ pub fn node_local_files(text: &str, dir: &Path, node: &str) -> String {
     out
 }
 
+/// `GET http://127.0.0.1:9420<path>` (weftd's default metrics endpoint)
+/// from inside `ns` with curl: (HTTP status, body); status 0 when curl
+/// got no answer within 5 s.
+pub fn http_get(ns: &Netns, path: &str) -> (u16, String) {
+    let out = ns
+        .command("curl")
+        .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:9420{path}"))
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
 /// The control socket of the weftd on `node` (for `weft --socket`).
 pub fn control_socket(dir: &Path, node: &str) -> PathBuf {
     dir.join(format!("{node}-weftd.sock"))

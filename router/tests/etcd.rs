@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use common::{Cluster, KernelVtep, Opts, own_routes, underlay};
 use netsim::etcd::{Etcd, Member};
 use netsim::pki::Pki;
+use netsim::weftd::http_get;
 
-const TOOLS: &[&str] = &["ip", "ping", "kill", "etcd", "etcdctl", "bridge", "openssl"];
+const TOOLS: &[&str] = &[
+    "ip", "ping", "kill", "etcd", "etcdctl", "bridge", "openssl", "curl",
+];
 const PREFIX: &str = "/coreos.com/network";
 const ETCD_IP: &str = "172.31.0.254";
 
@@ -585,10 +588,24 @@ fn tls_etcd_with_client_certificates() {
     );
     assert_ping(&c, 1, &format!("{}.2", bases[1]));
     assert_ping(&c, 2, &format!("{}.2", bases[0]));
-    // Node 3 has no client certificate: etcd refuses it.
+    // Node 3 has no client certificate: etcd refuses it. It keeps
+    // retrying, and its /readyz says so meanwhile; node 1's is ready.
     assert_eq!(lease_of(&etcd, 3), None);
     running(&mut c, 3);
     let log3 = c.nodes[2].weftd.as_ref().unwrap().log_text();
     assert!(log3.contains("etcd not ready"), "node 3 log:\n{log3}");
+    let (code, body) = http_get(&c.node(3).ns, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("etcd not ready"), "{body}");
+    assert_eq!(http_get(&c.node(3).ns, "/healthz").0, 200);
+    let end = Instant::now() + Duration::from_secs(10);
+    while http_get(&c.node(1).ns, "/readyz").0 != 200 {
+        assert!(
+            Instant::now() < end,
+            "node 1 not ready: {:?}",
+            http_get(&c.node(1).ns, "/readyz")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     etcd.stop();
 }

@@ -20,9 +20,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use netsim::bgp::{BgpSetup, with_bgp};
-use netsim::netns::{Netns, privileged_or_skip};
+use netsim::netns::privileged_or_skip;
 use netsim::process::ChildGuard;
-use netsim::weftd::{WeftdConfig, control_socket, node_local_files};
+use netsim::weftd::{WeftdConfig, control_socket, http_get, node_local_files};
 use netsim::{Cluster, Topology, WeftMode};
 use serde_json::Value;
 
@@ -41,19 +41,6 @@ fn weft_json(socket: &Path, cmd: &str) -> Value {
     let out = weft(socket, &["--json", cmd]);
     assert!(out.status.success(), "weft {cmd}: {out:?}");
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `GET url` inside `ns`: (HTTP status, body).
-fn http_get(ns: &Netns, path: &str) -> (u16, String) {
-    let out = ns
-        .command("curl")
-        .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:9420{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 /// The value of the series `name{labels}` exactly as rendered (0 if absent).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use weft_router::bgp_feed::{self, BgpFeed};
 use weft_router::cidr::Cidr;
@@ -17,7 +18,7 @@ use weft_router::control::status::StatusSource;
 use weft_router::daemon::{self, DaemonError, RunOptions};
 use weft_router::dataplane::wireguard::key_book::KeyBook;
 use weft_router::dataplane::wireguard::key_file;
-use weft_router::exporter::{self, http::MetricsServer};
+use weft_router::exporter::{self, http::MetricsServer, http::Phase};
 use weft_router::feed::RouteFeed;
 use weft_router::feed::{self, FeedItem};
 use weft_router::mode::Mode;
@@ -142,7 +143,20 @@ fn run(path: &Path) -> anyhow::Result<()> {
         let (reload_tx, reload_rx) = reload::reload_channel();
         let _sighup = reload::forward_sighup(reload_tx.clone()).context("installing SIGHUP")?;
         // With [subnet], the pod range is leased from etcd first; a stop
-        // signal while etcd is unreachable ends the wait.
+        // signal while etcd is unreachable ends the wait. The metrics
+        // endpoint serves meanwhile, `/readyz` saying what it waits for.
+        let (phase, phase_rx) = watch::channel(Phase::Starting("starting".to_owned()));
+        let early_metrics = match (&subnet, &prom) {
+            (Some(_), Some(h)) => {
+                let mc = Config::metrics_of(&text)
+                    .with_context(|| format!("config {}", path.display()))?;
+                serve_metrics(mc.endpoint(), phase_rx.clone(), h.clone())?
+            }
+            _ => None,
+        };
+        let progress = |why: String| {
+            phase.send_replace(Phase::Starting(why));
+        };
         let (cfg, keeper, load) = match subnet {
             None => (
                 Config::parse(&text).with_context(|| format!("config {}", path.display()))?,
@@ -151,7 +165,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
             ),
             Some(sc) => {
                 let leased = tokio::select! {
-                    r = leased_config(&text, &sc, feed.clone()) => r,
+                    r = leased_config(&text, &sc, feed.clone(), &progress) => r,
                     sig = signals.wait() => {
                         tracing::info!(?sig, "stopping before a subnet was leased");
                         return Ok(());
@@ -195,9 +209,11 @@ fn run(path: &Path) -> anyhow::Result<()> {
             .with_reload(Some(reload_tx))
             .with_wireguard_key(wireguard_public_key(&cfg)?);
         let control = start_control(&cfg, &source)?;
-        let metrics = match prom {
-            Some(h) => start_metrics(&cfg, source, h)?,
-            None => None,
+        phase.send_replace(Phase::Running(Box::new(source)));
+        let metrics = match (early_metrics, prom) {
+            (Some(m), _) => Some(m),
+            (None, Some(h)) => serve_metrics(cfg.metrics.endpoint(), phase_rx, h)?,
+            (None, None) => None,
         };
         let opts = RunOptions {
             keep_routes_on_stop: gr,
@@ -274,17 +290,18 @@ fn start_control(cfg: &Config, source: &StatusSource) -> anyhow::Result<Option<C
     }
 }
 
-/// Serves `/metrics`, `/healthz`, `/readyz`; like [`start_control`], a
-/// failure is fatal only for an address set in the config.
-fn start_metrics(
-    cfg: &Config,
-    source: StatusSource,
+/// Serves `/metrics`, `/healthz`, `/readyz` on `endpoint` (the address and
+/// whether the config set it); like [`start_control`], a failure is fatal
+/// only for an address set in the config.
+fn serve_metrics(
+    endpoint: Option<(std::net::SocketAddr, bool)>,
+    phase: watch::Receiver<Phase>,
     handle: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<Option<MetricsServer>> {
-    let Some((addr, explicit)) = cfg.metrics.endpoint() else {
+    let Some((addr, explicit)) = endpoint else {
         return Ok(None);
     };
-    match MetricsServer::start(addr, source, handle) {
+    match MetricsServer::start_phased(addr, phase, handle) {
         Ok(m) => Ok(Some(m)),
         Err(e) if explicit => Err(anyhow::Error::new(e).context(format!("metrics.listen {addr}"))),
         Err(e) => {
@@ -314,8 +331,9 @@ async fn leased_config(
     text: &str,
     sc: &SubnetConfig,
     feed: RouteFeed,
+    progress: subnet::start::Progress<'_>,
 ) -> anyhow::Result<(Config, LeaseKeeper)> {
-    let (store, net) = subnet::start::network(sc).await?;
+    let (store, net) = subnet::start::network(sc, progress).await?;
     // Everything but the range is known before the lease: validate it
     // with the pool's first subnet, then lease.
     let first = Cidr::new(IpAddr::V4(net.subnet_min), net.subnet_len)
@@ -343,7 +361,7 @@ async fn leased_config(
     let previous = std::fs::read_to_string(&cfg.cni.subnet_env)
         .ok()
         .and_then(|env| subnet::previous_subnet(&env));
-    let own = subnet::start::lease(&store, &net, &attrs, previous).await?;
+    let own = subnet::start::lease(&store, &net, &attrs, previous, progress).await?;
     let cfg = Config::parse_leased(text, &net.lease_defaults(), own.subnet)?;
     Ok((
         cfg,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{Config, ConfigError, ConfigErrors};
+use super::{Config, ConfigError, ConfigErrors, MetricsConfig};
 use crate::cidr::Cidr;
 use crate::mode::Mode;
 
@@ -158,6 +158,24 @@ impl Config {
         let errs = sc.validate();
         if errs.is_empty() {
             Ok(Some(sc))
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// The `[metrics]` table of a document alone, so the endpoint can
+    /// serve (`/readyz` not ready) while the pod range is being leased;
+    /// the whole document is checked once it is.
+    pub fn metrics_of(text: &str) -> Result<MetricsConfig, ConfigErrors> {
+        let table: Table = toml::from_str(text).map_err(syntax)?;
+        let Some(v) = table.get("metrics") else {
+            return Ok(MetricsConfig::default());
+        };
+        let mc = MetricsConfig::deserialize(v.clone())
+            .map_err(|e| one("metrics", e.to_string().trim_end().to_owned()))?;
+        let errs = mc.validate();
+        if errs.is_empty() {
+            Ok(mc)
         } else {
             Err(ConfigErrors(errs))
         }

@@ -1,6 +1,8 @@
 //! The HTTP endpoint (`[metrics] listen`): `GET /metrics` (Prometheus
 //! text), `/healthz` (200 while the process serves), `/readyz` (200 once
-//! the node is ready, else 503 with the reasons). HTTP/1.1 by hyper, with
+//! the node is ready, else 503 with the reasons). With `[subnet]` it
+//! serves from the start, while the pod range is leased from etcd
+//! ([`Phase::Starting`]: `/readyz` 503 with what it waits for). HTTP/1.1 by hyper, with
 //! a header read timeout, a bound on each connection's life and on the
 //! connections served at once.
 
@@ -17,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -31,6 +33,16 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection lives.
 const CONNECTION_LIFE: Duration = Duration::from_secs(60);
 
+/// What the endpoint reports on.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Before the node's config is complete (its pod range is being
+    /// leased): why it is not ready yet.
+    Starting(String),
+    /// The running node.
+    Running(Box<StatusSource>),
+}
+
 /// A running HTTP endpoint; dropped or [`MetricsServer::stop`]ped, it closes.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -40,10 +52,20 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` and serves. Must run inside a tokio runtime.
+    /// Binds `addr` and serves `source`. Must run inside a tokio runtime.
     pub fn start(
         addr: SocketAddr,
         source: StatusSource,
+        handle: PrometheusHandle,
+    ) -> std::io::Result<Self> {
+        let (_, phase) = watch::channel(Phase::Running(Box::new(source)));
+        Self::start_phased(addr, phase, handle)
+    }
+
+    /// Binds `addr` and serves whatever `phase` holds at each request.
+    pub fn start_phased(
+        addr: SocketAddr,
+        phase: watch::Receiver<Phase>,
         handle: PrometheusHandle,
     ) -> std::io::Result<Self> {
         let std = std::net::TcpListener::bind(addr)?;
@@ -51,7 +73,7 @@ impl MetricsServer {
         let listener = TcpListener::from_std(std)?;
         let local = listener.local_addr()?;
         info!(%local, "metrics endpoint listening");
-        let task = tokio::spawn(serve(listener, Arc::new((source, handle))));
+        let task = tokio::spawn(serve(listener, Arc::new((phase, handle))));
         Ok(Self { task, local })
     }
 
@@ -67,7 +89,7 @@ impl Drop for MetricsServer {
     }
 }
 
-type Shared = Arc<(StatusSource, PrometheusHandle)>;
+type Shared = Arc<(watch::Receiver<Phase>, PrometheusHandle)>;
 
 async fn serve(listener: TcpListener, shared: Shared) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -111,7 +133,8 @@ async fn respond(
     req: Request<Incoming>,
     shared: Shared,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (source, handle) = &*shared;
+    let (phase, handle) = &*shared;
+    let phase = phase.borrow().clone();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -121,7 +144,9 @@ async fn respond(
     }
     Ok(match req.uri().path() {
         "/metrics" => {
-            if let Some(peers) = source.bgp_peers().await {
+            if let Phase::Running(source) = &phase
+                && let Some(peers) = source.bgp_peers().await
+            {
                 bgp::record(&peers);
             }
             handle.run_upkeep();
@@ -133,8 +158,13 @@ async fn respond(
         }
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
         "/readyz" => {
-            let g = source.gather().await;
-            let why = source.not_ready(&g);
+            let why = match &phase {
+                Phase::Starting(why) => vec![why.clone()],
+                Phase::Running(source) => {
+                    let g = source.gather().await;
+                    source.not_ready(&g)
+                }
+            };
             if why.is_empty() {
                 reply(StatusCode::OK, TEXT, "ready\n".into())
             } else {

@@ -17,9 +17,13 @@ use crate::subnet::tls::EtcdTls;
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
+/// Where start-up tells what it waits for (`/readyz` while leasing).
+pub type Progress<'a> = &'a (dyn Fn(String) + Sync);
+
 /// Retries `f` while etcd is unreachable; returns the first success or
-/// the first error that retrying cannot fix.
-async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
+/// the first error that retrying cannot fix. Each new reason goes to
+/// `progress` too.
+async fn retrying<T, F, Fut>(what: &str, progress: Progress<'_>, mut f: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -39,6 +43,7 @@ where
                 let msg = e.to_string();
                 if last.as_deref() != Some(&msg) {
                     warn!(error = %msg, "etcd not ready, retrying: {what}");
+                    progress(format!("etcd not ready ({what}): {msg}"));
                     last = Some(msg);
                 }
                 tokio::time::sleep(backoff).await;
@@ -49,9 +54,13 @@ where
 }
 
 /// Connects and reads the network config, retrying until etcd answers.
-pub async fn network(sc: &SubnetConfig) -> Result<(SubnetStore, Network), StoreError> {
+pub async fn network(
+    sc: &SubnetConfig,
+    progress: Progress<'_>,
+) -> Result<(SubnetStore, Network), StoreError> {
     let tls = EtcdTls::load(sc)?;
-    retrying("reading the network config", || async {
+    progress("waiting for etcd: reading the network config".to_owned());
+    retrying("reading the network config", progress, || async {
         let mut store =
             SubnetStore::connect(&sc.etcd_endpoints, &sc.etcd_prefix, tls.clone()).await?;
         let net = store.network().await?;
@@ -68,8 +77,10 @@ pub async fn lease(
     net: &Network,
     attrs: &LeaseAttrs,
     previous: Option<Cidr>,
+    progress: Progress<'_>,
 ) -> Result<OwnLease, StoreError> {
-    let own = retrying("leasing a subnet", || {
+    progress("waiting for etcd: leasing a subnet".to_owned());
+    let own = retrying("leasing a subnet", progress, || {
         let mut store = store.clone();
         async move { store.acquire(net, attrs, previous).await }
     })
