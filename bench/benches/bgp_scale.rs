@@ -190,6 +190,7 @@ fn weftd_config(mode: &str, graceful_restart: bool) -> WeftdConfig {
         static_routes: vec![],
         bgp: Some(bgp),
         fake_routes: 0,
+        cni_attach: None,
     }
 }
 

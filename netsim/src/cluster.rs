@@ -410,7 +410,8 @@ impl Cluster {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Sets the MTU of node `i`'s pods, their host veths and `cni0`.
+    /// Sets the MTU of node `i`'s pods, their host veths and `cni0` (none
+    /// when the pods are attached by ptp).
     fn set_pod_mtu(&self, i: usize, mtu: u32) -> Result<()> {
         let mtu = mtu.to_string();
         let node = &self.nodes[i];
@@ -418,7 +419,7 @@ impl Cluster {
             pod.ns.ip(&["link", "set", POD_IF, "mtu", &mtu])?;
             node.ns.ip(&["link", "set", &pod.host_veth, "mtu", &mtu])?;
         }
-        if !self.pods[i].is_empty() {
+        if !self.pods[i].is_empty() && self.topo.cni_attach.as_deref() != Some("ptp") {
             node.ns.ip(&["link", "set", POD_BRIDGE, "mtu", &mtu])?;
         }
         Ok(())

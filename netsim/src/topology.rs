@@ -75,6 +75,9 @@ pub struct Topology {
     /// underlay addresses in 100.64.0.0/10 nobody answers, with weftd's
     /// cluster range widened to 10.0.0.0/8. For peer-table scale benchmarks.
     pub fake_peers: usize,
+    /// How weftd's conflist attaches pods (`[cni] attach`: `bridge`, the
+    /// default, or `ptp`).
+    pub cni_attach: Option<String>,
 }
 
 impl Default for Topology {
@@ -89,6 +92,7 @@ impl Default for Topology {
             underlay_mtu: 1500,
             prefix_tag: "ns".into(),
             fake_peers: 0,
+            cni_attach: None,
         }
     }
 }
@@ -258,6 +262,12 @@ impl TopologyBuilder {
     /// Pods per node.
     pub fn pods_per_node(mut self, m: usize) -> Self {
         self.topo.pods_per_node = m;
+        self
+    }
+
+    /// The conflist's attachment (`[cni] attach`: `bridge` or `ptp`).
+    pub fn cni_attach(mut self, attach: &str) -> Self {
+        self.topo.cni_attach = Some(attach.to_owned());
         self
     }
 

@@ -42,6 +42,10 @@ pub struct WeftdConfig {
     /// How many of `static_routes` (at the end) go to fake peers.
     #[serde(skip)]
     pub fake_routes: usize,
+    /// `[cni] attach` (`bridge` when unset, or `ptp`), written with the
+    /// node-local CNI paths (see [`node_local_files`]).
+    #[serde(skip)]
+    pub cni_attach: Option<String>,
 }
 
 /// `[dataplane]`.
@@ -94,6 +98,7 @@ impl WeftdConfig {
             static_routes,
             bgp: None,
             fake_routes: topo.fake_peers,
+            cni_attach: topo.cni_attach.clone(),
         })
     }
 
@@ -217,7 +222,10 @@ impl WeftdProcess {
             )));
         }
         let cfg_path = dir.join(format!("{}.toml", node.name()));
-        let text = node_local_files(&cfg.to_toml()?, dir, node.name());
+        let mut text = node_local_files(&cfg.to_toml()?, dir, node.name());
+        if let Some(attach) = &cfg.cni_attach {
+            text = text.replacen("\n[cni]\n", &format!("\n[cni]\nattach = {attach:?}\n"), 1);
+        }
         std::fs::write(&cfg_path, text)
             .map_err(|e| Error::io(format!("write {}", cfg_path.display()), e))?;
         let log = dir.join(format!("{}-weftd.log", node.name()));

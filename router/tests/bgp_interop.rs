@@ -40,6 +40,7 @@ fn weftd_config() -> WeftdConfig {
         static_routes: vec![],
         bgp: Some(bgp),
         fake_routes: 0,
+        cni_attach: None,
     }
 }
 

@@ -304,6 +304,7 @@ fn weftd_config(bfd: bool) -> WeftdConfig {
         static_routes: vec![],
         bgp: Some(toml::from_str(&bgp).unwrap()),
         fake_routes: 0,
+        cni_attach: None,
         ip_masq: None,
     }
 }

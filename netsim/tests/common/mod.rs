@@ -30,21 +30,33 @@ pub fn plugins() -> PathBuf {
 /// A cluster of `nodes` nodes with `pods` pods each, attached through the
 /// CNI chain, routes over `routing`, namespaces tagged `hc`.
 pub fn cluster(nodes: usize, pods: usize, routing: Routing) -> Cluster {
+    cluster_attached(nodes, pods, routing, None)
+}
+
+/// [`cluster`] with weftd's conflist attaching pods by `attach` (`ptp`).
+pub fn cluster_attached(
+    nodes: usize,
+    pods: usize,
+    routing: Routing,
+    attach: Option<&str>,
+) -> Cluster {
     let w = weftd();
     assert!(
         w.exists(),
         "{} missing: cargo build -p weft-router",
         w.display()
     );
-    Topology::builder()
+    let mut b = Topology::builder()
         .nodes(nodes)
         .pods_per_node(pods)
         .prefix_tag("hc")
         .weftd(&w)
         .cni(plugins())
-        .routing(routing)
-        .build()
-        .unwrap()
+        .routing(routing);
+    if let Some(a) = attach {
+        b = b.cni_attach(a);
+    }
+    b.build().unwrap()
 }
 
 /// Every weftd's log tail, for failure messages.
