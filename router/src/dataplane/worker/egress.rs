@@ -15,8 +15,8 @@ use weft_encap::{IpVersion, MAX_HEADROOM, icmp, tunnel_frame, vxlan};
 use super::super::counters::{LocalCounts, Reason};
 use super::super::encap_params::EncapParams;
 use super::super::io::send::{EMPTY, send_all};
-use super::super::io::socket::{Underlay, read_fd, wait_readable, write_vectored};
-use super::{IDLE_WAIT, Shared, View, tun_fd, tun_has_vnet_hdr};
+use super::super::io::socket::{Underlay, read_fd, write_vectored};
+use super::{Shared, View, tun_fd, tun_has_vnet_hdr};
 
 /// Segments one egress batch holds.
 const EGRESS_BATCH: usize = 256;
@@ -105,8 +105,7 @@ pub(crate) fn egress(
             if reads > 0 {
                 view.flush();
             } else {
-                view.release();
-                let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
+                view.sleep(tun_fd(tun));
             }
             continue;
         }

@@ -8,9 +8,9 @@ use tun_rs::SyncDevice;
 
 use super::super::counters::Reason;
 use super::super::encap_params::EncapParams;
-use super::super::io::socket::{MAX_DATAGRAM, RecvBatch, Underlay, wait_readable};
+use super::super::io::socket::{MAX_DATAGRAM, RecvBatch, Underlay};
 use super::super::io::tun_writer::TunWriter;
-use super::{IDLE_WAIT, Shared, View, tun_fd, tun_has_vnet_hdr};
+use super::{Shared, View, tun_fd, tun_has_vnet_hdr};
 use weft_encap::format::Format;
 
 /// Datagrams (or GRO batches) one receive takes.
@@ -37,8 +37,7 @@ pub(crate) fn ingress(
     while !shared.stop.load(Ordering::Relaxed) {
         // WouldBlock or a socket error: wait (bounded) and retry.
         let Ok(n) = rx.recv_batch(&mut batch) else {
-            view.release();
-            let _ = wait_readable(fd, IDLE_WAIT);
+            view.sleep(fd);
             continue;
         };
         view.refresh(shared);

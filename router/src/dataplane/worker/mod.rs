@@ -17,6 +17,7 @@ use std::time::Duration;
 use tun_rs::SyncDevice;
 
 use super::counters::{CounterHandles, LocalCounts};
+use super::io::socket::wait_readable;
 use super::peer_table::PeerTable;
 
 pub(crate) use egress::{TapQueue, egress};
@@ -93,13 +94,15 @@ impl View {
         }
     }
 
-    /// Lets go of the table before sleeping, so that the control side can
-    /// bring it up to date in place instead of copying (see `publish`);
-    /// the next [`View::refresh`] takes the current one.
-    fn release(&mut self) {
+    /// Waits (bounded by [`IDLE_WAIT`]) until `fd` is readable, having let
+    /// go of the table first, so that the control side can bring it up to
+    /// date in place instead of copying (see `publish`); the next
+    /// [`View::refresh`] takes the current one.
+    fn sleep(&mut self, fd: i32) {
         self.flush();
         self.table = Arc::clone(&self.empty);
         self.released = true;
+        let _ = wait_readable(fd, IDLE_WAIT);
     }
 
     /// Hands the local counts to the metrics registry.

@@ -20,11 +20,11 @@ use weft_encap::egress::{Egress, EgressDrop, EgressPath, plan};
 use super::super::counters::Reason;
 use super::super::encap_params::EncapParams;
 use super::super::io::send::{EMPTY, send_all};
-use super::super::io::socket::{MAX_DATAGRAM, RecvBatch, UdpSock, Underlay, wait_readable};
+use super::super::io::socket::{MAX_DATAGRAM, RecvBatch, UdpSock, Underlay};
 use super::super::io::tun_writer::TunWriter;
 use super::super::wireguard::tunnels::{PeerSet, Received, Tunnels};
 use super::egress::too_big_reply;
-use super::{IDLE_WAIT, Shared, View, tun_fd, tun_has_vnet_hdr};
+use super::{Shared, View, tun_fd, tun_has_vnet_hdr};
 
 /// Packets one egress batch holds.
 const EGRESS_BATCH: usize = 256;
@@ -99,7 +99,7 @@ pub(crate) fn egress(
             if reads > 0 {
                 view.flush();
             } else {
-                let _ = wait_readable(tun_fd(tun), IDLE_WAIT);
+                view.sleep(tun_fd(tun));
             }
             continue;
         }
@@ -171,7 +171,7 @@ pub(crate) fn ingress(
 
     while !shared.stop.load(Ordering::Relaxed) {
         let Ok(n) = rx.recv_batch(&mut batch) else {
-            let _ = wait_readable(fd, IDLE_WAIT);
+            view.sleep(fd);
             continue;
         };
         view.refresh(shared);
