@@ -4,10 +4,12 @@
 //! session must not notice.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use common::collect_until;
 use weft_bgp::fsm::State;
 use weft_bgp::{
     BgpConfig, Error, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle,
@@ -68,29 +70,6 @@ async fn wait_state(h: &SpeakerHandle, addr: &str, want: State, within: Duration
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-/// Route events (markers left out) until `f` says done or time runs out.
-async fn collect_until(
-    rx: &mut mpsc::Receiver<Vec<RouteEvent>>,
-    within: Duration,
-    mut f: impl FnMut(&[RouteEvent]) -> bool,
-) -> Vec<RouteEvent> {
-    let mut all = Vec::new();
-    let _ = tokio::time::timeout(within, async {
-        while let Some(batch) = rx.recv().await {
-            all.extend(
-                batch
-                    .into_iter()
-                    .filter(|e| !matches!(e, RouteEvent::EndOfRib { .. })),
-            );
-            if f(&all) {
-                return;
-            }
-        }
-    })
-    .await;
-    all
 }
 
 #[tokio::test]

@@ -1,9 +1,12 @@
 //! Two of our speakers over real TCP on loopback (127.0.0.1 and 127.0.0.2).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use common::collect_until;
 use tokio::sync::mpsc;
 use weft_bgp::fsm::State;
 use weft_bgp::wire::Family;
@@ -70,30 +73,6 @@ async fn wait_established(h: &SpeakerHandle, within: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-/// Collects route events (End-of-RIB markers left out) until `f` says
-/// done or the time runs out.
-async fn collect_until(
-    rx: &mut mpsc::Receiver<Vec<RouteEvent>>,
-    within: Duration,
-    mut f: impl FnMut(&[RouteEvent]) -> bool,
-) -> Vec<RouteEvent> {
-    let mut all = Vec::new();
-    let _ = tokio::time::timeout(within, async {
-        while let Some(batch) = rx.recv().await {
-            all.extend(
-                batch
-                    .into_iter()
-                    .filter(|e| !matches!(e, RouteEvent::EndOfRib { .. })),
-            );
-            if f(&all) {
-                return;
-            }
-        }
-    })
-    .await;
-    all
 }
 
 /// Collects every event, markers included, until `f` says done or the

@@ -549,3 +549,27 @@ impl Daemon for Gobgp {
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
+
+/// Collects route events (End-of-RIB markers left out) until `f` says
+/// done or the time runs out.
+pub async fn collect_until(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<weft_bgp::RouteEvent>>,
+    within: Duration,
+    mut f: impl FnMut(&[weft_bgp::RouteEvent]) -> bool,
+) -> Vec<weft_bgp::RouteEvent> {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while let Some(batch) = rx.recv().await {
+            all.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| !matches!(e, weft_bgp::RouteEvent::EndOfRib { .. })),
+            );
+            if f(&all) {
+                return;
+            }
+        }
+    })
+    .await;
+    all
+}
