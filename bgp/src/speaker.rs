@@ -9,7 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -30,44 +29,12 @@ mod stats;
 
 use membership::{PeerDefaults, spawn_peer};
 use stats::PeerStats;
-pub use stats::{Direction, NotificationCount, PeerKind};
+pub use stats::{Direction, NotificationCount, PeerKind, PeerStatus};
 
 /// Most route events in one batch on the consumer channel.
 const EVENT_BATCH: usize = 2048;
 /// Event batches held for a slow consumer before peers are throttled.
 const OUT_QUEUE: usize = 1;
-
-/// A peer as seen from outside.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct PeerStatus {
-    /// Peer address.
-    pub address: IpAddr,
-    /// Peer AS.
-    pub asn: u32,
-    /// iBGP, eBGP or iBGP to a route-reflector client.
-    pub kind: PeerKind,
-    /// Session state.
-    pub state: State,
-    /// How long the session has been in `state`.
-    pub state_for: Duration,
-    /// Prefixes the peer announces now, before import policy.
-    pub prefixes_received: usize,
-    /// Routes accepted from the peer (import policy and loop checks passed).
-    pub routes_received: usize,
-    /// Prefixes we advertise to it.
-    pub routes_advertised: usize,
-    /// UPDATE messages received since the speaker started.
-    pub updates_received: u64,
-    /// NOTIFICATIONs sent and received since the speaker started.
-    pub notifications: Vec<NotificationCount>,
-    /// The peer sent End-of-RIB for every family of the current session.
-    pub end_of_rib: bool,
-    /// Last reason the session went down.
-    pub last_error: Option<String>,
-    /// BFD session state, when BFD runs with this peer.
-    pub bfd: Option<BfdState>,
-}
 
 enum Command {
     Announce(Vec<Prefix>),

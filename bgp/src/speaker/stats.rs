@@ -1,15 +1,50 @@
 //! Per-peer statistics the speaker keeps for status queries and metrics:
 //! prefixes the peer announces (before import policy), UPDATEs received,
-//! NOTIFICATIONs by direction and code, and when the state last changed.
+//! NOTIFICATIONs by direction and code, and when the state last changed;
+//! and [`PeerStatus`], a peer as the speaker's status query reports it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::bfd::BfdState;
 use crate::fsm::{DownReason, State};
 use crate::prefix::Prefix;
 use crate::wire::Update;
+
+/// A peer as seen from outside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PeerStatus {
+    /// Peer address.
+    pub address: IpAddr,
+    /// Peer AS.
+    pub asn: u32,
+    /// iBGP, eBGP or iBGP to a route-reflector client.
+    pub kind: PeerKind,
+    /// Session state.
+    pub state: State,
+    /// How long the session has been in `state`.
+    pub state_for: Duration,
+    /// Prefixes the peer announces now, before import policy.
+    pub prefixes_received: usize,
+    /// Routes accepted from the peer (import policy and loop checks passed).
+    pub routes_received: usize,
+    /// Prefixes we advertise to it.
+    pub routes_advertised: usize,
+    /// UPDATE messages received since the speaker started.
+    pub updates_received: u64,
+    /// NOTIFICATIONs sent and received since the speaker started.
+    pub notifications: Vec<NotificationCount>,
+    /// The peer sent End-of-RIB for every family of the current session.
+    pub end_of_rib: bool,
+    /// Last reason the session went down.
+    pub last_error: Option<String>,
+    /// BFD session state, when BFD runs with this peer.
+    pub bfd: Option<BfdState>,
+}
 
 /// Which way a NOTIFICATION went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
