@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -64,8 +65,8 @@ impl Node {
 }
 
 /// Starts weftd on node `i` (vxlan, BGP full mesh) with `cni` as its
-/// `[cni]` table when given.
-fn start(c: &Cluster, i: usize, cni: Option<&str>) -> Node {
+/// `[cni]` table and `group` owning its control socket when given.
+fn start(c: &Cluster, i: usize, cni: Option<&str>, group: Option<&str>) -> Node {
     let topo = c.topology();
     let mut cfg = with_bgp(
         WeftdConfig::for_node(topo, i, WeftMode::Vxlan).unwrap(),
@@ -83,6 +84,10 @@ fn start(c: &Cluster, i: usize, cni: Option<&str>) -> Node {
     let mut text = cfg.to_toml().unwrap();
     if let Some(cni) = cni {
         text += &format!("\n[cni]\n{cni}\n");
+    }
+    if let Some(g) = group {
+        let socket = control_socket(c.run_dir(), &name);
+        text += &format!("\n[control]\nsocket = {socket:?}\ngroup = {g:?}\n");
     }
     let text = node_local_files(&text, c.run_dir(), &name);
     let path = c.run_dir().join(format!("{name}.toml"));
@@ -137,7 +142,7 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
         .unwrap();
 
     // Node 1 alone: routes programmed, CNI files written, no peer yet.
-    let mut n1 = start(&c, 0, None);
+    let mut n1 = start(&c, 0, None, None);
     let ns1 = c.node(0).ns();
     wait(Duration::from_secs(15), "node 1 /healthz", &[&n1], || {
         http_get(ns1, "/healthz") == (200, "ok\n".into())
@@ -158,7 +163,8 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
     // Node 3's conf_dir lies under a regular file: not writable.
     let blocker = c.run_dir().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
-    let n2 = start(&c, 1, None);
+    // Node 2's socket belongs to the group "daemon" (gid 1 on Debian).
+    let n2 = start(&c, 1, None, Some("daemon"));
     let n3 = start(
         &c,
         2,
@@ -166,6 +172,7 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
             "conf_dir = {:?}\nsubnet_env = \"\"",
             blocker.join("net.d").display().to_string()
         )),
+        None,
     );
     let nodes = [&n1, &n2, &n3];
     for (i, n) in nodes.iter().enumerate() {
@@ -193,6 +200,15 @@ fn status_metrics_readiness_and_bad_input_on_a_bgp_cluster() {
     wait(Duration::from_secs(10), "node 1 ready", &nodes, || {
         http_get(ns1, "/readyz") == (200, "ready\n".into())
     });
+    let daemon_gid = nix::unistd::Group::from_name("daemon")
+        .unwrap()
+        .expect("group daemon")
+        .gid
+        .as_raw();
+    let meta = |n: &Node| std::fs::metadata(&n.socket).unwrap();
+    assert_eq!(meta(&n2).gid(), daemon_gid, "control.group");
+    assert_eq!(meta(&n2).mode() & 0o777, 0o660);
+    assert_eq!(meta(&n1).gid(), 0, "no control.group: weftd's own group");
     let s = weft_json(&n1.socket, "status");
     assert_eq!(s["node"], "node-1", "{s}");
     assert_eq!(s["mode"], "vxlan", "{s}");

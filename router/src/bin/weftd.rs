@@ -280,7 +280,8 @@ fn start_control(cfg: &Config, source: &StatusSource) -> anyhow::Result<Option<C
     let Some((path, explicit)) = cfg.control.endpoint() else {
         return Ok(None);
     };
-    match ControlServer::start(&path, source.clone()) {
+    let gid = cfg.control.gid().map_err(|e| anyhow::anyhow!("{e}"))?;
+    match ControlServer::start(&path, gid, source.clone()) {
         Ok(c) => Ok(Some(c)),
         Err(e) if explicit => Err(anyhow::Error::new(e).context("control.socket")),
         Err(e) => {

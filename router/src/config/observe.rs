@@ -22,6 +22,9 @@ pub struct ControlConfig {
     /// [`DEFAULT_SOCKET`], where a failure to bind is a warning instead of
     /// an error.
     pub socket: Option<PathBuf>,
+    /// The group (name or numeric id) that owns the socket, so that its
+    /// members can run `weft` without root; unset: weftd's own group.
+    pub group: Option<String>,
 }
 
 impl ControlConfig {
@@ -34,19 +37,42 @@ impl ControlConfig {
         }
     }
 
+    /// The numeric id of `group`, looked up in this machine's group
+    /// database; `Ok(None)` when unset.
+    pub fn gid(&self) -> Result<Option<u32>, ConfigError> {
+        let Some(g) = self.group.as_deref() else {
+            return Ok(None);
+        };
+        if let Ok(id) = g.parse::<u32>() {
+            return Ok(Some(id));
+        }
+        let err = |msg: String| ConfigError {
+            path: "control.group".into(),
+            msg,
+        };
+        match nix::unistd::Group::from_name(g) {
+            Ok(Some(grp)) => Ok(Some(grp.gid.as_raw())),
+            Ok(None) => Err(err(format!("no group named {g:?} on this machine"))),
+            Err(e) => Err(err(format!("looking up group {g:?}: {e}"))),
+        }
+    }
+
     /// Every problem in `[control]`, with field paths.
     pub fn validate(&self) -> Vec<ConfigError> {
-        match &self.socket {
-            Some(p)
-                if !p.as_os_str().is_empty() && (!p.is_absolute() || p.file_name().is_none()) =>
-            {
-                vec![ConfigError {
-                    path: "control.socket".into(),
-                    msg: format!("{} is not an absolute file path", p.display()),
-                }]
-            }
-            _ => Vec::new(),
+        let mut out = Vec::new();
+        if let Some(p) = &self.socket
+            && !p.as_os_str().is_empty()
+            && (!p.is_absolute() || p.file_name().is_none())
+        {
+            out.push(ConfigError {
+                path: "control.socket".into(),
+                msg: format!("{} is not an absolute file path", p.display()),
+            });
         }
+        if let Err(e) = self.gid() {
+            out.push(e);
+        }
+        out
     }
 }
 
@@ -93,15 +119,18 @@ mod tests {
         assert_eq!(c.endpoint(), Some((PathBuf::from(DEFAULT_SOCKET), false)));
         let c = ControlConfig {
             socket: Some("/tmp/x.sock".into()),
+            group: None,
         };
         assert_eq!(c.endpoint(), Some((PathBuf::from("/tmp/x.sock"), true)));
         assert!(c.validate().is_empty());
         let c = ControlConfig {
             socket: Some("".into()),
+            group: None,
         };
         assert_eq!(c.endpoint(), None);
         let c = ControlConfig {
             socket: Some("rel.sock".into()),
+            group: None,
         };
         assert_eq!(c.validate()[0].path, "control.socket");
 
@@ -121,5 +150,21 @@ mod tests {
             listen: Some("localhost".into()),
         };
         assert_eq!(m.validate()[0].path, "metrics.listen");
+    }
+
+    #[test]
+    fn group_by_id_or_name() {
+        let with = |g: &str| ControlConfig {
+            socket: None,
+            group: Some(g.into()),
+        };
+        assert_eq!(with("1234").gid(), Ok(Some(1234)));
+        // Every Linux group database has root's group.
+        assert_eq!(with("root").gid(), Ok(Some(0)));
+        assert_eq!(ControlConfig::default().gid(), Ok(None));
+        let e = with("no-such-group-here").validate();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, "control.group");
+        assert!(e[0].msg.contains("no group named"), "{}", e[0].msg);
     }
 }

@@ -57,10 +57,14 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (mode 0660, its directory created 0755; a stale socket
-    /// left by a dead weftd is replaced) and serves `source` on it. Must
-    /// run inside a tokio runtime.
-    pub fn start(path: &Path, source: StatusSource) -> Result<Self, ControlError> {
+    /// Binds `path` (mode 0660, group `gid` when given, its directory
+    /// created 0755; a stale socket left by a dead weftd is replaced) and
+    /// serves `source` on it. Must run inside a tokio runtime.
+    pub fn start(
+        path: &Path,
+        gid: Option<u32>,
+        source: StatusSource,
+    ) -> Result<Self, ControlError> {
         let err = |source| ControlError::Io {
             path: path.to_owned(),
             source,
@@ -82,6 +86,9 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(path).map_err(err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+        if gid.is_some() {
+            std::os::unix::fs::chown(path, None, gid).map_err(err)?;
+        }
         let ino = std::fs::metadata(path).map_err(err)?.ino();
         info!(socket = %path.display(), "control socket listening");
         let task = tokio::spawn(serve(listener, source));

@@ -157,6 +157,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     cmp("cni", old.cni == new.cni);
     cmp("subnet", old.subnet == new.subnet);
     cmp("log", old.log == new.log);
+    cmp("control", old.control == new.control);
+    cmp("metrics", old.metrics == new.metrics);
     cmp(
         "graceful_restart",
         old.graceful_restart == new.graceful_restart,
@@ -263,10 +265,19 @@ asn = 64512
         b.hold_time = 30;
         new.bgp = Some(b);
         new.log.level = "debug".into();
+        new.control.group = Some("adm".into());
+        new.metrics.listen = Some(String::new());
         let p = plan(&old, &new);
         assert_eq!(
             p.restart_needed,
-            vec!["node_name", "dataplane.queues", "log", "bgp.hold_time"]
+            vec![
+                "node_name",
+                "dataplane.queues",
+                "log",
+                "control",
+                "metrics",
+                "bgp.hold_time"
+            ]
         );
         assert!(p.is_empty());
     }
