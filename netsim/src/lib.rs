@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bgp;
 pub mod cluster;
 pub mod cni;
+pub mod cni_runtime;
 pub mod error;
 pub mod etcd;
 pub mod frr;
