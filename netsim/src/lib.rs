@@ -21,6 +21,7 @@ pub mod cni_runtime;
 pub mod error;
 pub mod etcd;
 pub mod frr;
+pub mod gobgp;
 pub mod health;
 pub mod measure;
 pub mod mode;
