@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 pub mod cni_exec;
+pub mod etcd;
 pub mod node_rig;
 pub mod traffic;
 pub mod wireguard;
