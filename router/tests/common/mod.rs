@@ -12,10 +12,11 @@ pub mod wireguard;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use netsim::netns::{Netns, unique_prefix};
+use netsim::process::ChildGuard;
 
 /// Topology options.
 #[derive(Debug, Clone, Default)]
@@ -45,10 +46,11 @@ pub struct Node {
     pub weftd: Option<Weftd>,
 }
 
-/// A weftd process.
+/// A weftd process (netsim's [`ChildGuard`]: killed by pid on drop) and
+/// its log.
 #[derive(Debug)]
 pub struct Weftd {
-    child: Child,
+    child: ChildGuard,
     /// Its log file (stderr).
     pub log: PathBuf,
 }
@@ -56,24 +58,18 @@ pub struct Weftd {
 impl Weftd {
     /// Wraps a weftd started elsewhere (logging to `log`).
     pub fn from_child(child: Child, log: PathBuf) -> Self {
-        Self { child, log }
+        Self {
+            child: ChildGuard::from_child(child, "weftd"),
+            log,
+        }
     }
 
-    /// SIGTERM and wait (bounded); returns the exit status.
+    /// SIGTERM and wait (10 s at most); returns the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weftd ignored SIGTERM; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.terminate(Duration::from_secs(10)) {
+            Some((st, true)) => st,
+            Some((_, false)) => panic!("weftd ignored SIGTERM; log:\n{}", self.log_text()),
+            None => panic!("weftd already reaped; log:\n{}", self.log_text()),
         }
     }
 
@@ -84,14 +80,7 @@ impl Weftd {
 
     /// Exit status if it has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Weftd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.try_wait()
     }
 }
 
@@ -331,17 +320,9 @@ impl Cluster {
         let cfg = self.dir.join(format!("n{n}.toml"));
         fs::write(&cfg, config).unwrap();
         let log = self.dir.join(format!("n{n}.log"));
-        let logf = fs::File::create(&log).unwrap();
-        let child = node
-            .ns
-            .command(weftd_bin())
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
+        let mut cmd = node.ns.command(weftd_bin());
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+        let child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
         Weftd { child, log }
     }
 
