@@ -43,21 +43,7 @@ impl Topo {
         let pfx = unique_prefix(tag);
         let us = Netns::create(&format!("{pfx}-u")).unwrap();
         let peer = Netns::create(&format!("{pfx}-p")).unwrap();
-        netsim::netns::run_checked(Command::new("ip").args([
-            "link",
-            "add",
-            "bgu0",
-            "netns",
-            us.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "bgp0",
-            "netns",
-            peer.name(),
-        ]))
-        .unwrap();
+        us.veth_to("bgu0", &peer, "bgp0", None).unwrap();
         for (ns, dev, a4, a6) in [(&us, "bgu0", US4, US6), (&peer, "bgp0", PEER4, PEER6)] {
             ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev])
                 .unwrap();
@@ -152,6 +138,7 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A command's stdout (empty when it could not run).
 pub fn output(cmd: &mut Command) -> String {
     cmd.output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

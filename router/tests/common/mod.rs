@@ -136,19 +136,14 @@ impl Cluster {
         sw.ip(&["link", "set", "br0", "up"]).unwrap();
         let dir = std::env::temp_dir().join(format!("weft-{p}"));
         fs::create_dir_all(&dir).unwrap();
-        let mtu = opts.underlay_mtu.unwrap_or(1500).to_string();
+        let mtu = opts.underlay_mtu.unwrap_or(1500);
         let mut nodes = Vec::new();
         for n in 1..=count {
             let ns = Netns::create(&format!("{p}-n{n}")).unwrap();
             let pod = Netns::create(&format!("{p}-p{n}")).unwrap();
             // Underlay: node eth0 <-> switch port.
             let port = format!("{p}s{n}");
-            ns.ip(&[
-                "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", &port, "mtu",
-                &mtu,
-            ])
-            .unwrap();
-            ns.ip(&["link", "set", &port, "netns", sw.name()]).unwrap();
+            ns.veth_to("eth0", &sw, &port, Some(mtu)).unwrap();
             sw.ip(&["link", "set", &port, "master", "br0", "up"])
                 .unwrap();
             ns.ip(&["addr", "add", &format!("{}/24", underlay(n)), "dev", "eth0"])
@@ -161,19 +156,7 @@ impl Cluster {
             sysctl(&ns, "net.ipv4.ip_forward=1");
             sysctl(&ns, "net.ipv6.conf.all.forwarding=1");
             // Pod: pod eth0 <-> node "pod0".
-            ns.ip(&[
-                "link",
-                "add",
-                "pod0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                pod.name(),
-            ])
-            .unwrap();
+            ns.veth_to("pod0", &pod, "eth0", None).unwrap();
             ns.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "pod0"])
                 .unwrap();
             ns.ip(&["link", "set", "pod0", "up"]).unwrap();
