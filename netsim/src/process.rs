@@ -39,14 +39,6 @@ impl ChildGuard {
         })
     }
 
-    /// Guards a child spawned elsewhere (its output already redirected).
-    pub fn from_child(child: Child, what: &str) -> Self {
-        Self {
-            child: Some(child),
-            what: what.to_owned(),
-        }
-    }
-
     /// The child's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -12,7 +12,7 @@ pub mod wireguard;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use netsim::netns::{Netns, unique_prefix};
@@ -56,12 +56,10 @@ pub struct Weftd {
 }
 
 impl Weftd {
-    /// Wraps a weftd started elsewhere (logging to `log`).
-    pub fn from_child(child: Child, log: PathBuf) -> Self {
-        Self {
-            child: ChildGuard::from_child(child, "weftd"),
-            log,
-        }
+    /// Spawns `cmd` (a weftd, maybe another build) logging to `log`.
+    pub fn spawn(cmd: Command, log: PathBuf) -> Self {
+        let child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
+        Self { child, log }
     }
 
     /// SIGTERM and wait (10 s at most); returns the exit status.
@@ -305,8 +303,7 @@ impl Cluster {
         let log = self.dir.join(format!("n{n}.log"));
         let mut cmd = node.ns.command(weftd_bin());
         cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
-        let child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
-        Weftd { child, log }
+        Weftd::spawn(cmd, log)
     }
 
     /// Starts weftd in `mode` on every node.
