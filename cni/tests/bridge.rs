@@ -23,7 +23,7 @@ fn traffic_masquerade_and_every_del_variant_cleans_up() {
     }
     let lab = Lab::new("cn");
     let out = lab.outside();
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let list = chain(
         "1.0.0",
         "tnet",
@@ -141,7 +141,7 @@ fn results_match_reference_per_version() {
         // The reference (v1.1.1) stops at 1.0.0; a 1.1.0 result has the 1.0.0 shape.
         let ref_version = if version == "1.1.0" { "1.0.0" } else { version };
         for (ours, rt, version) in [
-            (true, Runtime::ours(), version),
+            (true, common::ours(), version),
             (false, Runtime::reference(), ref_version),
         ] {
             let lab = Lab::new("cn");
@@ -213,7 +213,7 @@ fn failures_do_not_leak() {
         return;
     }
     let lab = Lab::new("cn");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("cf", "eth0").with_netns(Some(&netns_path(&pod)));
 
@@ -309,7 +309,7 @@ fn options_take_effect() {
         return;
     }
     let lab = Lab::new("cn");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let (p1, p2, p3) = (lab.pod(1), lab.pod(2), lab.pod(3));
     let opts = json!({"isGateway": true, "mtu": 1400, "hairpinMode": true,
         "portIsolation": true, "macspoofchk": true, "capabilities": {"mac": true}});
@@ -467,7 +467,7 @@ fn vlan_gateway_interface_and_dad_settle() {
         return;
     }
     let lab = Lab::new("cp");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("vg1", "eth0").with_netns(Some(&netns_path(&pod)));
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bridge_common::{Lab, chain, netns_path, ping, result_ip};
-use common::{Attachment, Runtime};
+use common::Attachment;
 use netsim::netns::privileged_or_skip;
 use serde_json::{Value, json};
 
@@ -44,7 +44,7 @@ fn forty_parallel_chain_adds_and_dels_leave_nothing_behind() {
         return;
     }
     let lab = Lab::new("cn");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let list = chain(
         "1.0.0",
         "cnet",

@@ -51,7 +51,7 @@ fn hairpin_with_promisc_is_refused_before_ipam() {
         json!({"hairpinMode": true, "promiscMode": true}),
     );
     let att = Attachment::new("hp1", "eth0").with_netns(Some(&netns_path(&pod)));
-    let mut refs = vec![("ours", Runtime::ours().in_netns(&lab.host_name()))];
+    let mut refs = vec![("ours", common::ours().in_netns(&lab.host_name()))];
     if common::reference_available("bridge") {
         refs.push(("reference", Runtime::reference().in_netns(&lab.host_name())));
     }
@@ -84,7 +84,7 @@ fn bridge_mac_is_stable_as_pods_come_and_go() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let (net, bridge) = ("macnet", "wcamac0");
     let c = single(
         &lab,
@@ -148,7 +148,7 @@ fn foreign_bridge_address_is_left_alone_and_gateway_answers() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let bridge = "wcaext0";
     for args in [
         &["link", "add", bridge, "type", "bridge"][..],
@@ -208,7 +208,7 @@ fn gc_removes_masquerade_of_stale_attachments() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let conf = |net: &str, bridge: &str, v4: &str| {
         let c = single(
             &lab,

@@ -47,7 +47,7 @@ fn bridge_pod_lease_renews_survives_daemon_restart_and_is_released() {
     let state = lab.path("state").display().to_string();
     let daemon = Daemon::start(&ours(), lab.dir.path(), "d", &["-statedir", &state]);
     let conf = bridge_conf("1.0.0", "dnet", &daemon.socket);
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod();
     let att = Attachment::new("c1", "eth0").with_netns(Some(&netns_path(&pod)));
 
@@ -135,7 +135,7 @@ fn rebinds_after_t2_when_the_server_was_silent() {
     let state = lab.path("state").display().to_string();
     let d = Daemon::start(&ours(), lab.dir.path(), "d", &["-statedir", &state]);
     let conf = bridge_conf("1.0.0", "dnet", &d.socket);
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod();
     let att = Attachment::new("c1", "eth0").with_netns(Some(&netns_path(&pod)));
     let r = rt.add(&conf, &att).expect_ok("ADD");
@@ -220,7 +220,7 @@ fn results_per_version_match_reference() {
             );
             normalized(r, &lab)
         };
-        let o = run(Runtime::ours().in_netns(&host), &ours_d, &format!("o{i}"));
+        let o = run(common::ours().in_netns(&host), &ours_d, &format!("o{i}"));
         assert_eq!(o["cniVersion"], *version);
         if *version == "1.1.0" {
             // The reference 1.1.1 stops at 1.0.0; 1.1.0 has the 1.0.0 shape here.
@@ -244,7 +244,7 @@ fn errors_and_idempotence() {
         return;
     }
     let mut lab = DhcpLab::new("wcf", "10.95.0", None);
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.plugged_pod();
     let att = Attachment::new("c1", "eth0").with_netns(Some(&netns_path(&pod)));
     let nowhere = lab.path("none.sock");
@@ -317,7 +317,7 @@ fn concurrent_pods_get_distinct_leases() {
     let state = lab.path("state").display().to_string();
     let d = Daemon::start(&ours(), lab.dir.path(), "d", &["-statedir", &state]);
     let conf = bridge_conf("1.0.0", "dnet", &d.socket);
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pods: Vec<_> = (0..6).map(|_| lab.pod()).collect();
     let atts: Vec<Attachment> = pods
         .iter()
@@ -327,7 +327,7 @@ fn concurrent_pods_get_distinct_leases() {
     let conf_in = |a: &Attachment| common::inject(&conf, None, None, a);
     let children: Vec<_> = atts
         .iter()
-        .map(|a| rt.spawn("ADD", Some(a), &conf_in(a)))
+        .map(|a| rt.spawn("ADD", Some(a), &conf_in(a)).unwrap())
         .collect();
     let mut ips = Vec::new();
     for c in children {
@@ -365,7 +365,7 @@ fn concurrent_pods_get_distinct_leases() {
     );
     let children: Vec<_> = atts
         .iter()
-        .map(|a| rt.spawn("DEL", Some(a), &conf_in(a)))
+        .map(|a| rt.spawn("DEL", Some(a), &conf_in(a)).unwrap())
         .collect();
     for c in children {
         common::wait(c, Duration::from_secs(30)).expect_ok("concurrent DEL");

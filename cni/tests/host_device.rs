@@ -91,7 +91,7 @@ fn moves_in_and_back_beside_the_reference_per_version() {
         let ref_version = if version == "1.1.0" { "1.0.0" } else { version };
         let mut shapes = Vec::new();
         for (ours, rt, version) in [
-            (true, Runtime::ours(), version),
+            (true, common::ours(), version),
             (false, Runtime::reference(), ref_version),
         ] {
             let lab = Lab::new("wcbh");
@@ -169,7 +169,7 @@ fn selects_by_mac_and_kernel_path_like_the_reference() {
     {
         return;
     }
-    for (ours, rt) in [(true, Runtime::ours()), (false, Runtime::reference())] {
+    for (ours, rt) in [(true, common::ours()), (false, Runtime::reference())] {
         let lab = Lab::new("wcbh");
         let rt = rt.in_netns(&lab.host_name());
         // "ab0" sorts first under /sys/devices/virtual/net (before "lo").
@@ -204,7 +204,7 @@ fn failed_add_gives_the_device_back_and_errors_are_coded() {
     }
     let lab = Lab::new("wcbh");
     nic(&lab, "hd0");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("cf", "net1").with_netns(Some(&netns_path(&pod)));
     // A route via an unreachable gateway fails after the device moved and

@@ -36,7 +36,7 @@ fn both(f: impl Fn(&Runtime, &Path) -> Vec<Value>) -> Option<(Vec<Value>, Vec<Va
     }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     Some((
-        f(&Runtime::ours(), a.path()),
+        f(&common::ours(), a.path()),
         f(&Runtime::reference(), b.path()),
     ))
 }
@@ -92,7 +92,7 @@ fn results_and_files_match_reference_per_version() {
 #[test]
 fn v1_1_results_have_the_1_0_shape() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = Runtime::ours();
+    let rt = common::ours();
     let v = rt
         .add(
             &dual("1.1.0", tmp.path(), None),
@@ -236,7 +236,7 @@ fn bad_input_error_codes_match_reference() {
     }
     let tmp = tempfile::tempdir().unwrap();
     for (what, env, stdin) in bad_inputs(tmp.path()) {
-        let ours = Runtime::ours().exec_raw("host-local", &env, &stdin);
+        let ours = common::ours().exec_raw("host-local", &env, &stdin);
         let theirs = Runtime::reference().exec_raw("host-local", &env, &stdin);
         assert_eq!(
             ours.exit_code, theirs.exit_code,
@@ -285,7 +285,7 @@ fn invalid_configs_are_code_7_with_the_reference_message() {
     let have_ref = reference_available("host-local");
     for ipam in cases {
         let conf = host_local_conf("1.0.0", "bad", tmp.path(), ipam.clone());
-        let ours = Runtime::ours().add(&conf, &Attachment::new("c1", "eth0"));
+        let ours = common::ours().add(&conf, &Attachment::new("c1", "eth0"));
         assert_eq!(ours.code(), Some(7), "{ipam}: {}", ours.stdout);
         if have_ref {
             let theirs = Runtime::reference().add(&conf, &Attachment::new("c1", "eth0"));
@@ -294,7 +294,7 @@ fn invalid_configs_are_code_7_with_the_reference_message() {
         }
     }
     let no_ipam = json!({"cniVersion": "1.0.0", "name": "x", "type": "host-local"});
-    let r = Runtime::ours().add(&no_ipam, &Attachment::new("c1", "eth0"));
+    let r = common::ours().add(&no_ipam, &Attachment::new("c1", "eth0"));
     assert_eq!(
         (r.code(), r.msg()),
         (Some(7), "IPAM config missing 'ipam' key")
@@ -316,7 +316,7 @@ fn lease_directory_is_interchangeable_both_ways() {
             json!({"ranges": [[{"subnet": "10.55.0.0/28"}], [{"subnet": "fd55::/124"}]]}),
         )
     };
-    let (ours, theirs) = (Runtime::ours(), Runtime::reference());
+    let (ours, theirs) = (common::ours(), Runtime::reference());
     let ip = |v: &Value| v["ips"][0]["address"].as_str().unwrap().to_owned();
     // Reference allocates first.
     for i in 0..4 {
@@ -463,7 +463,7 @@ fn requested_addresses_match_reference() {
 #[test]
 fn gc_releases_leases_not_in_valid_attachments() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = Runtime::ours();
+    let rt = common::ours();
     let conf = host_local_conf("1.1.0", "gc", tmp.path(), json!({"subnet": "10.88.0.0/24"}));
     for c in ["keep1", "drop1", "keep2", "drop2"] {
         rt.add(&conf, &Attachment::new(c, "eth0")).expect_ok("add");
@@ -505,7 +505,7 @@ fn gc_releases_leases_not_in_valid_attachments() {
 #[test]
 fn status_reports_50_when_the_pool_is_exhausted() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = Runtime::ours();
+    let rt = common::ours();
     // 10.89.0.0/29 with rangeStart .5: .5 and .6 are assignable.
     let conf = host_local_conf(
         "1.1.0",
@@ -548,7 +548,7 @@ fn lock_contention_is_code_11() {
     use nix::fcntl::{Flock, FlockArg};
     let tmp = tempfile::tempdir().unwrap();
     let conf = host_local_conf("1.0.0", "lk", tmp.path(), json!({"subnet": "10.90.0.0/24"}));
-    let rt = Runtime::ours().with_env("WEFT_CNI_LOCK_TIMEOUT_MS", "200");
+    let rt = common::ours().with_env("WEFT_CNI_LOCK_TIMEOUT_MS", "200");
     rt.add(&conf, &Attachment::new("a", "eth0"))
         .expect_ok("add");
     let f = std::fs::File::open(tmp.path().join("lk/lock")).unwrap();

@@ -39,7 +39,7 @@ fn run_concurrently(
 ) -> Vec<common::Reply> {
     let children: Vec<_> = jobs
         .iter()
-        .map(|(rt, cmd, att)| rt.spawn(cmd, Some(att), conf))
+        .map(|(rt, cmd, att)| rt.spawn(cmd, Some(att), conf).unwrap())
         .collect();
     children.into_iter().map(|c| wait(c, T)).collect()
 }
@@ -64,7 +64,7 @@ fn assert_fills_pool(dir: &Path, name: &str, replies: &[common::Reply]) {
 fn concurrent_adds_fill_the_pool_exactly_then_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let conf = pool120(tmp.path(), "p120");
-    let rt = Runtime::ours();
+    let rt = common::ours();
     let jobs = (0..120)
         .map(|i| (rt.clone(), "ADD", Attachment::new(&format!("c{i}"), "eth0")))
         .collect();
@@ -100,7 +100,7 @@ fn concurrent_adds_mixed_with_the_reference_share_the_pool() {
     let jobs = (0..120)
         .map(|i| {
             let rt = if i % 2 == 0 {
-                Runtime::ours()
+                common::ours()
             } else {
                 Runtime::reference()
             };
@@ -109,13 +109,13 @@ fn concurrent_adds_mixed_with_the_reference_share_the_pool() {
         .collect();
     let replies = run_concurrently(jobs, &conf);
     assert_fills_pool(tmp.path(), "mix", &replies);
-    let r = Runtime::ours().add(&conf, &Attachment::new("late", "eth0"));
+    let r = common::ours().add(&conf, &Attachment::new("late", "eth0"));
     assert_eq!(r.code(), Some(50));
     // Each implementation releases the other's leases.
     let jobs = (0..120)
         .map(|i| {
             let rt = if i % 2 == 1 {
-                Runtime::ours()
+                common::ours()
             } else {
                 Runtime::reference()
             };
@@ -131,7 +131,7 @@ fn concurrent_adds_mixed_with_the_reference_share_the_pool() {
 /// Every lease file names exactly one owner, nobody holds two addresses,
 /// and the next ADD/DEL work (no stale lock).
 fn assert_usable(dir: &Path, conf: &Value, killed: &[String]) {
-    let rt = Runtime::ours().with_env("WEFT_CNI_LOCK_TIMEOUT_MS", "5000");
+    let rt = common::ours().with_env("WEFT_CNI_LOCK_TIMEOUT_MS", "5000");
     let before = lease_ips(dir, "crash");
     let mut owners = BTreeSet::new();
     for (ip, owner) in &before {
@@ -179,12 +179,12 @@ fn add_killed_right_after_reserving_leaves_a_usable_store() {
         tmp.path(),
         json!({"subnet": "10.121.0.0/24"}),
     );
-    let rt = Runtime::ours();
+    let rt = common::ours();
     for i in 0..3 {
         rt.add(&conf, &Attachment::new(&format!("live{i}"), "eth0"))
             .expect_ok("add");
     }
-    let faulty = Runtime::ours().with_env("WEFT_CNI_TEST_FAULT", "abort-after-reserve");
+    let faulty = common::ours().with_env("WEFT_CNI_TEST_FAULT", "abort-after-reserve");
     let r = faulty.add(&conf, &Attachment::new("dead0", "eth0"));
     assert!(!r.ok());
     // Its lease file exists; the index does not know it yet.
@@ -205,7 +205,7 @@ fn adds_killed_at_random_points_leave_a_usable_store() {
         tmp.path(),
         json!({"subnet": "10.122.0.0/24"}),
     );
-    let rt = Runtime::ours();
+    let rt = common::ours();
     rt.add(&conf, &Attachment::new("live0", "eth0"))
         .expect_ok("add");
     // Time one ADD to spread the kill points over its whole run.
@@ -222,7 +222,9 @@ fn adds_killed_at_random_points_leave_a_usable_store() {
             .wrapping_add(1_442_695_040_888_963_407);
         let delay = (seed >> 33) % (span + span / 2);
         let cid = format!("k{i}");
-        let mut child = rt.spawn("ADD", Some(&Attachment::new(&cid, "eth0")), &conf);
+        let mut child = rt
+            .spawn("ADD", Some(&Attachment::new(&cid, "eth0")), &conf)
+            .unwrap();
         std::thread::sleep(Duration::from_micros(delay));
         let _ = child.kill();
         let _ = child.wait();

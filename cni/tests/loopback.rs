@@ -63,7 +63,7 @@ fn add_check_del_match_the_reference() {
             assert!(!lo_up(ns));
         }
         let c = conf(v);
-        let r = Runtime::ours().add(&c, &att(&ours_ns)).expect_ok("ADD");
+        let r = common::ours().add(&c, &att(&ours_ns)).expect_ok("ADD");
         assert!(lo_up(&ours_ns), "{v}: lo not up");
         let ours = normal(r, &ours_ns);
         assert_eq!(
@@ -85,11 +85,11 @@ fn add_check_del_match_the_reference() {
         }
 
         if *v >= "0.4.0" {
-            Runtime::ours()
+            common::ours()
                 .check(&c, &att(&ours_ns), None)
                 .expect_ok("CHECK");
             ours_ns.ip(&["link", "set", "lo", "down"]).unwrap();
-            let r = Runtime::ours().check(&c, &att(&ours_ns), None);
+            let r = common::ours().check(&c, &att(&ours_ns), None);
             assert!(
                 !r.ok() && r.msg().contains("loopback interface is down"),
                 "{r:?}"
@@ -104,11 +104,11 @@ fn add_check_del_match_the_reference() {
         }
 
         // DEL brings lo down, like the reference; again is fine.
-        Runtime::ours()
+        common::ours()
             .del(&c, &att(&ours_ns), None)
             .expect_ok("DEL");
         assert!(!lo_up(&ours_ns), "{v}: lo still up after DEL");
-        Runtime::ours()
+        common::ours()
             .del(&c, &att(&ours_ns), None)
             .expect_ok("DEL again");
         if with_ref && *v != "1.1.0" {
@@ -119,11 +119,11 @@ fn add_check_del_match_the_reference() {
         }
         // Without a namespace, or with one that is gone: success.
         let gone = Attachment::new("lo1", "lo").with_netns(Some("/run/netns/wca-no-such-ns"));
-        Runtime::ours()
+        common::ours()
             .del(&c, &gone, None)
             .expect_ok("DEL gone netns");
         let none = Attachment::new("lo1", "lo").with_netns(None);
-        Runtime::ours()
+        common::ours()
             .del(&c, &none, None)
             .expect_ok("DEL no netns");
     }
@@ -142,7 +142,7 @@ fn prev_result_passes_through_and_errors_have_codes() {
         "dns": {"nameservers": ["10.9.0.1"]}});
     let mut c = conf("1.0.0");
     c["prevResult"] = prev.clone();
-    let r = Runtime::ours()
+    let r = common::ours()
         .add(&c, &att(&ns))
         .expect_ok("ADD with prevResult");
     assert_eq!(r, prev);
@@ -154,16 +154,16 @@ fn prev_result_passes_through_and_errors_have_codes() {
         assert_eq!(theirs, prev);
     }
     // ADD without CNI_NETNS: code 4; a namespace that does not exist: 999.
-    let r = Runtime::ours().add(&conf("1.0.0"), &Attachment::new("x", "lo").with_netns(None));
+    let r = common::ours().add(&conf("1.0.0"), &Attachment::new("x", "lo").with_netns(None));
     assert_eq!(r.code(), Some(4), "{r:?}");
     let gone = Attachment::new("x", "lo").with_netns(Some("/run/netns/wca-no-such-ns"));
-    let r = Runtime::ours().add(&conf("1.0.0"), &gone);
+    let r = common::ours().add(&conf("1.0.0"), &gone);
     assert_eq!(r.code(), Some(999), "{r:?}");
     // An interface name that does not exist in the namespace.
     let bad = Attachment::new("x", "nolo").with_netns(Some(&format!("/run/netns/{}", ns.name())));
-    let r = Runtime::ours().add(&conf("1.0.0"), &bad);
+    let r = common::ours().add(&conf("1.0.0"), &bad);
     assert_eq!(r.code(), Some(999), "{r:?}");
     // CHECK needs 0.4.0+.
-    let r = Runtime::ours().check(&conf("0.3.1"), &att(&ns), None);
+    let r = common::ours().check(&conf("0.3.1"), &att(&ns), None);
     assert_eq!(r.code(), Some(1), "{r:?}");
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use bridge_common::{
     HOST_OUT4, Lab, OUTSIDE4, chain, netns_path, result_ip, spawn_in, tcp_probe, tcp_server,
 };
-use common::{Attachment, Runtime, inject};
+use common::{Attachment, inject};
 use netsim::netns::privileged_or_skip;
 use serde_json::{Value, json};
 
@@ -38,7 +38,7 @@ fn hostport_from_outside_host_localhost_and_hairpin() {
     }
     let lab = Lab::new("cn");
     let out = lab.outside();
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let list = chain(
         "1.0.0",
         "pnet",
@@ -248,7 +248,7 @@ fn options_are_accepted_by_the_kernel_and_conflicts_fail_cleanly() {
         return;
     }
     let lab = Lab::new("cn");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let m = json!([{"hostPort": 9000, "containerPort": 90, "protocol": "sctp"},
                    {"hostPort": 9001, "containerPort": 91, "protocol": "tcp", "hostIP": "fd62::1"}]);
     let cases = [

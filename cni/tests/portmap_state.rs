@@ -8,7 +8,7 @@ mod bridge_common;
 mod common;
 
 use bridge_common::Lab;
-use common::{Attachment, Runtime};
+use common::Attachment;
 use netsim::netns::privileged_or_skip;
 use serde_json::{Value, json};
 
@@ -58,7 +58,7 @@ fn check_fails_when_dnat_state_is_removed() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let m = json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
                    {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]);
     for v in ["0.4.0", "1.0.0", "1.1.0"] {
@@ -115,7 +115,7 @@ fn gc_removes_dnat_of_stale_containers() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let map = |port: u16| json!([{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]);
     let list = |net: &str| {
         json!({"cniVersion": "1.1.0", "name": net,

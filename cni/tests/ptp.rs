@@ -99,7 +99,7 @@ fn result_and_kernel_state_match_reference_per_version() {
         let ref_version = if version == "1.1.0" { "1.0.0" } else { version };
         let mut seen = Vec::new();
         for (ours, rt, version) in [
-            (true, Runtime::ours(), version),
+            (true, common::ours(), version),
             (false, Runtime::reference(), ref_version),
         ] {
             let lab = Lab::new("wcbp");
@@ -165,7 +165,7 @@ fn pods_talk_through_the_host_and_masquerade_out() {
     }
     let lab = Lab::new("wcbp");
     let out = lab.outside();
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let c = conf("1.0.0", &lab, "10.62.0.0/24", "fd62::/64", json!({}));
     let (p1, p2) = (lab.pod(1), lab.pod(2));
     let a1 = Attachment::new("c1", "eth0").with_netns(Some(&netns_path(&p1)));
@@ -223,7 +223,7 @@ fn failed_add_leaves_nothing_and_errors_are_coded() {
         return;
     }
     let lab = Lab::new("wcbp");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("cf", "eth0").with_netns(Some(&netns_path(&pod)));
     // static IPAM without a gateway: the lease is taken, then ADD fails
@@ -278,7 +278,7 @@ fn status_and_gc_reach_ipam() {
         return;
     }
     let lab = Lab::new("wcbp");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let mut p = conf("1.1.0", &lab, "10.64.0.0/24", "fd64::/64", json!({}));
     let list = json!({"cniVersion": "1.1.0", "name": "pnet", "plugins": [p.take()]});
     rt.status_list(&list).unwrap();

@@ -94,7 +94,7 @@ fn results_match_the_reference_per_version() {
         for (name, ipam, extra, args, caps) in cases() {
             let att = attachment(&args, &caps);
             let c = conf(v, ipam.clone(), extra.clone());
-            let ours = Runtime::ours()
+            let ours = common::ours()
                 .add(&c, &att)
                 .expect_ok(&format!("{name} {v}"));
             assert_eq!(ours["cniVersion"], *v);
@@ -114,7 +114,7 @@ fn results_match_the_reference_per_version() {
             theirs["cniVersion"] = json!(v);
             assert_eq!(ours, theirs, "{name} {v}");
             // DEL does nothing and succeeds, for both.
-            Runtime::ours().del(&c, &att, None).expect_ok("DEL");
+            common::ours().del(&c, &att, None).expect_ok("DEL");
         }
     }
 }
@@ -181,7 +181,7 @@ fn bad_inputs_fail_like_the_reference_with_codes() {
             c.as_object_mut().unwrap().remove("ipam");
         }
         let att = attachment(&args, &json!({}));
-        let r = Runtime::ours().add(&c, &att);
+        let r = common::ours().add(&c, &att);
         assert_eq!(r.code(), Some(code), "{c} {args:?}: {r:?}");
         if with_ref {
             let r = Runtime::reference().add(&c, &att);
@@ -190,7 +190,7 @@ fn bad_inputs_fail_like_the_reference_with_codes() {
     }
     // 0.2.0 results hold one address per family.
     let two = json!({"type": "static", "addresses": [{"address": "10.10.0.1/24"}, {"address": "10.11.0.1/24"}]});
-    let r = Runtime::ours().add(
+    let r = common::ours().add(
         &conf("0.2.0", two, json!({})),
         &Attachment::new("s", "eth0"),
     );
@@ -205,19 +205,19 @@ fn check_compares_with_prev_result() {
     let ipam = json!({"type": "static", "addresses": [{"address": "10.10.0.1/24", "gateway": "10.10.0.9"}]});
     for v in ["0.4.0", "1.0.0", "1.1.0"] {
         let c = conf(v, ipam.clone(), json!({}));
-        let good = Runtime::ours().add(&c, &att).expect_ok("ADD");
-        Runtime::ours()
+        let good = common::ours().add(&c, &att).expect_ok("ADD");
+        common::ours()
             .check(&c, &att, Some(&good))
             .expect_ok("CHECK");
         let mut wrong_gw = good.clone();
         wrong_gw["ips"][0]["gateway"] = json!("10.10.0.8");
-        let r = Runtime::ours().check(&c, &att, Some(&wrong_gw));
+        let r = common::ours().check(&c, &att, Some(&wrong_gw));
         assert!(!r.ok() && r.msg().contains("Failed to match addr"), "{r:?}");
         let mut other_ip = good.clone();
         other_ip["ips"][0]["address"] = json!("10.10.0.2/24");
-        let r = Runtime::ours().check(&c, &att, Some(&other_ip));
+        let r = common::ours().check(&c, &att, Some(&other_ip));
         assert!(!r.ok(), "CHECK passed without the configured address");
-        let r = Runtime::ours().check(&c, &att, None);
+        let r = common::ours().check(&c, &att, None);
         assert_eq!(r.code(), Some(7), "{r:?}");
         if with_ref && v != "1.1.0" {
             Runtime::reference()
@@ -236,7 +236,7 @@ fn static_as_the_bridge_ipam() {
     }
     let lab = bridge_common::Lab::new("wca");
     let pod = lab.pod(1);
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let c = json!({"cniVersion": "1.0.0", "name": "sbr", "type": "bridge", "bridge": "wcast0",
         "isGateway": true,
         "ipam": {"type": "static", "addresses": [{"address": "10.86.0.7/24", "gateway": "10.86.0.1"}],
@@ -260,11 +260,11 @@ fn status_and_gc_exist_from_1_1_0() {
         let mut c = conf("1.1.0", ipam.clone(), json!({}));
         c["type"] = json!(plugin);
         for cmd in ["STATUS", "GC"] {
-            Runtime::ours()
+            common::ours()
                 .exec(cmd, None, &c)
                 .expect_ok(&format!("{plugin} {cmd}"));
             c["cniVersion"] = json!("1.0.0");
-            let r = Runtime::ours().exec(cmd, None, &c);
+            let r = common::ours().exec(cmd, None, &c);
             assert_eq!(r.code(), Some(1), "{plugin} {cmd} at 1.0.0: {r:?}");
             c["cniVersion"] = json!("1.1.0");
         }

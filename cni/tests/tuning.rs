@@ -108,7 +108,7 @@ fn add_check_del_match_the_reference() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let with_ref = common::reference_available("tuning");
     let reference = Runtime::reference().in_netns(&lab.host_name());
     for (n, v) in VERSIONS.iter().enumerate() {
@@ -208,7 +208,7 @@ fn failures_undo_and_errors_have_codes() {
         return;
     }
     let lab = Lab::new("wca");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let pod = lab.pod(1);
     let att = Attachment::new("tf", "eth0").with_netns(Some(&netns_path(&pod)));
     let prev = rt
@@ -254,7 +254,7 @@ fn failures_undo_and_errors_have_codes() {
         ("CNI_IFNAME", Some("eth0")),
         ("CNI_NETNS", Some("/x")),
     ];
-    let r = Runtime::ours().exec_raw("tuning", &env, raw);
+    let r = common::ours().exec_raw("tuning", &env, raw);
     assert_eq!(r.code(), Some(6), "{r:?}");
     assert!(r.msg().contains("duplicated sysctl keys"), "{r:?}");
     // Unknown CNI_ARGS: code 4; with IgnoreUnknown fine; MAC= taken.
@@ -291,7 +291,7 @@ fn sysctl_allowlist_is_honoured() {
         "^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$\n\n^net[./]core[./]somaxconn$\n",
     )
     .unwrap();
-    let rt = Runtime::ours()
+    let rt = common::ours()
         .in_netns(&lab.host_name())
         .with_env("WEFT_CNI_TUNING_ALLOWLIST", list.to_str().unwrap());
     let pod = lab.pod(1);
@@ -327,7 +327,7 @@ fn gc_removes_saved_values_of_stale_attachments_only() {
         return;
     }
     let lab = Lab::new("wcd");
-    let rt = Runtime::ours().in_netns(&lab.host_name());
+    let rt = common::ours().in_netns(&lab.host_name());
     let dir = lab.data_dir().join("tuning");
     let br = bridge_conf(&lab, "1.1.0");
     // gc0, gc1 on network tnet; gc2 on another network sharing dataDir.

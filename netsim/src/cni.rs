@@ -3,23 +3,23 @@
 //! `CNI_CONTAINERID`, `CNI_NETNS=/run/netns/<pod>`, `CNI_IFNAME`,
 //! `CNI_PATH` in the environment, each plugin's config on stdin with the
 //! list's `name` and `cniVersion`; ADD runs the chain in order with
-//! `prevResult`, CHECK and DEL pass the cached result, DEL in reverse.
+//! `prevResult`, CHECK and DEL pass the cached result, DEL in reverse. The
+//! plugins run through [`crate::cni_runtime`], the one CNI runtime here.
 //!
 //! One deliberate difference from a runtime: host-local's `dataDir` is set
 //! to `<node files>/ipam` in the config handed to the plugin, so leases stay
 //! in the run directory instead of the host's `/var/lib/cni/networks`.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::attach::{AttachRequest, PodAttach};
+use crate::cni_runtime::{Attachment as RuntimeAttachment, Runtime, build_config};
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 
@@ -45,57 +45,37 @@ fn cni_err(msg: String) -> Error {
     Error::Topology(format!("CNI: {msg}"))
 }
 
-/// Execs one plugin inside `node` and parses its stdout.
+/// Execs one plugin inside `node` through [`crate::cni_runtime`] and
+/// parses its stdout.
 fn exec(node: &Netns, dir: &Path, cmd: &str, att: &Attachment, conf: &Value) -> Result<Value> {
     let ty = conf["type"]
         .as_str()
         .ok_or_else(|| cni_err("plugin without type".into()))?;
-    let bin = dir.join(ty);
-    let mut child = node
-        .command(&bin.to_string_lossy())
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", &att.container_id)
-        .env("CNI_NETNS", format!("/run/netns/{}", att.netns))
-        .env("CNI_IFNAME", &att.ifname)
-        .env("CNI_PATH", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| cni_err(format!("exec {}: {e}", bin.display())))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(conf.to_string().as_bytes())
-            .map_err(|e| cni_err(format!("{ty} {cmd}: stdin: {e}")))?;
-    }
-    let deadline = Instant::now() + PLUGIN_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(cni_err(format!("{ty} {cmd} timed out")));
-            }
-        }
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| cni_err(format!("{ty} {cmd}: {e}")))?;
-    if !out.status.success() {
+    let rt = Runtime::new(&[dir])
+        .in_netns(node.name())
+        .with_timeout(PLUGIN_TIMEOUT);
+    let reply = rt.exec(cmd, Some(&att.to_runtime()), conf);
+    if !reply.ok() {
         return Err(cni_err(format!(
-            "{ty} {cmd} for {} failed ({}): {}{}",
+            "{ty} {cmd} for {} failed (exit {}): {}{}",
             att.container_id,
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            reply.exit_code,
+            reply.stdout.trim(),
+            reply.stderr.trim()
         )));
     }
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+    if reply.stdout.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| cni_err(format!("{ty} {cmd} result: {e}")))
+    serde_json::from_str(&reply.stdout).map_err(|e| cni_err(format!("{ty} {cmd} result: {e}")))
+}
+
+impl Attachment {
+    /// The runtime's view: `CNI_NETNS=/run/netns/<netns>`.
+    pub fn to_runtime(&self) -> RuntimeAttachment {
+        RuntimeAttachment::new(&self.container_id, &self.ifname)
+            .with_netns(Some(&format!("/run/netns/{}", self.netns)))
+    }
 }
 
 /// Per-attachment inputs beyond the environment: host-local's `dataDir`
@@ -114,26 +94,13 @@ pub struct Extra<'a> {
 /// and the `runtimeConfig` keys it declares in `capabilities`.
 pub fn plugin_conf(list: &Value, i: usize, prev: &Value, extra: Extra<'_>) -> Value {
     let data_dir = extra.data_dir;
-    let mut c = list["plugins"][i].clone();
-    if let (Some(rt), Some(caps)) = (
-        extra.runtime.and_then(Value::as_object),
-        c["capabilities"].as_object().cloned(),
-    ) {
-        let mut out = serde_json::Map::new();
-        for (k, v) in rt {
-            if caps.get(k) == Some(&Value::Bool(true)) {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        if !out.is_empty() {
-            c["runtimeConfig"] = Value::Object(out);
-        }
-    }
-    c["name"] = list["name"].clone();
-    c["cniVersion"] = list["cniVersion"].clone();
-    if !prev.is_null() {
-        c["prevResult"] = prev.clone();
-    }
+    let caps = extra
+        .runtime
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let prev = (!prev.is_null()).then_some(prev);
+    let mut c = build_config(&list["plugins"][i], Some(list), prev, &caps);
     if let Some(d) = data_dir
         && c["ipam"]["type"] == "host-local"
     {

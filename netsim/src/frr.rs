@@ -1,8 +1,8 @@
 //! FRR's daemons in a namespace: zebra with bgpd as a node's routing
 //! daemon instead of weftd (it announces the node's pod CIDR to a route
 //! reflector and installs what it learns into the node's kernel, so a
-//! cluster can mix FRR and weftd nodes), or with bfdd and bgpd as a BFD
-//! peer or top-of-rack router in tests.
+//! cluster can mix FRR and weftd nodes), with bfdd and bgpd as a BFD
+//! peer or top-of-rack router in tests, or bgpd alone as a BGP peer.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,34 +108,67 @@ impl Frr {
                 dir.display()
             )));
         }
-        let zserv = dir.join("zserv.api");
         let mut me = Self {
             procs: Vec::new(),
             dir,
         };
         for (name, conf) in confs {
-            let mut cmd = ns.command(&format!("{FRR_DIR}/{name}"));
-            cmd.args(["-u", "frr", "-g", "frr", "-P", "0", "-f"])
-                .arg(&conf)
-                .arg("-i")
-                .arg(me.dir.join(format!("{name}.pid")))
-                .arg("--vty_socket")
-                .arg(&me.dir)
-                .arg("-z")
-                .arg(&zserv);
-            if name == "bfdd" {
-                cmd.arg("--bfdctl").arg(me.dir.join("bfdd.sock"));
-            }
-            let log = me.dir.join(format!("{name}.log"));
-            me.procs.push(ChildGuard::spawn(cmd, name, Some(&log))?);
-            let ready = if name == "zebra" {
-                zserv.clone()
-            } else {
-                me.dir.join(format!("{name}.vty"))
-            };
-            wait_file(&ready, name, &log)?;
+            me.spawn(ns, name, &conf, &["-u", "frr", "-g", "frr", "-P", "0"])?;
         }
         Ok(me)
+    }
+
+    /// bgpd alone inside `ns`, without zebra (`-Z`: it installs nothing in
+    /// the kernel) and as root (`-S`), with `conf`; files under
+    /// `run_dir/<tag>-frr/`. For a BGP peer that only speaks the protocol.
+    pub fn start_bgpd_alone(ns: &Netns, conf: &str, run_dir: &Path, tag: &str) -> Result<Self> {
+        let dir = run_dir.join(format!("{tag}-frr"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let path = dir.join("bgpd.conf");
+        std::fs::write(&path, conf)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        let mut me = Self {
+            procs: Vec::new(),
+            dir,
+        };
+        me.spawn(ns, "bgpd", &path, &["-S", "-Z", "-n", "-P", "0"])?;
+        Ok(me)
+    }
+
+    /// Starts daemon `name` with `flags` and config `conf`, sockets and pid
+    /// file in the directory; waits for its vty socket (zebra: its zserv).
+    fn spawn(&mut self, ns: &Netns, name: &str, conf: &Path, flags: &[&str]) -> Result<()> {
+        let zserv = self.dir.join("zserv.api");
+        let mut cmd = ns.command(&format!("{FRR_DIR}/{name}"));
+        cmd.args(flags)
+            .arg("-f")
+            .arg(conf)
+            .arg("-i")
+            .arg(self.dir.join(format!("{name}.pid")))
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .arg("-z")
+            .arg(&zserv);
+        if name == "bfdd" {
+            cmd.arg("--bfdctl").arg(self.dir.join("bfdd.sock"));
+        }
+        let log = self.dir.join(format!("{name}.log"));
+        self.procs.push(ChildGuard::spawn(cmd, name, Some(&log))?);
+        let ready = if name == "zebra" {
+            zserv
+        } else {
+            self.dir.join(format!("{name}.vty"))
+        };
+        wait_file(&ready, name, &log)
+    }
+
+    /// The pid of daemon `name` (`bgpd`, `zebra`, ...), if it runs here.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.what() == name)
+            .and_then(ChildGuard::pid)
     }
 
     /// Runs `vtysh -c cmd` against every daemon.

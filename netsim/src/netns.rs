@@ -102,6 +102,32 @@ impl Netns {
         run_checked(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// Creates a veth pair: `dev` here, `peer_dev` in `peer`, both with
+    /// `mtu` when given. Both ends stay down and unaddressed.
+    pub fn veth_to(
+        &self,
+        dev: &str,
+        peer: &Netns,
+        peer_dev: &str,
+        mtu: Option<u32>,
+    ) -> Result<(), NetnsError> {
+        let mtu = mtu.map(|m| m.to_string());
+        let mtu_args: Vec<&str> = mtu.iter().flat_map(|m| ["mtu", m.as_str()]).collect();
+        let mut args = vec!["link", "add", dev];
+        args.extend(&mtu_args);
+        args.extend([
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_dev,
+            "netns",
+            peer.name(),
+        ]);
+        args.extend(&mtu_args);
+        self.ip(&args).map(drop)
+    }
+
     /// Runs `f` on a fresh OS thread whose network namespace is this one,
     /// so sockets it opens live in the namespace. Returns `f`'s result.
     pub fn run_in<T: Send + 'static>(

@@ -36,6 +36,9 @@ struct Measured {
     /// iperf3 UDP datagrams sent and lost (a steady stream that, unlike
     /// ping, never slows down when replies stop), None if it failed.
     udp: Option<(u64, u64)>,
+    /// What the receiving pod's UDP counters gained meanwhile: datagrams
+    /// that crossed the network but that the kernel dropped at the socket.
+    rx_drops: UdpDrops,
     /// BIRD polls that found node 1's pod range missing, of all polls.
     bird_missing: usize,
     bird_polls: usize,
@@ -45,6 +48,68 @@ struct Measured {
     deleted: Vec<String>,
     /// node 1's TUN ifindex before and after (overlay modes).
     tun_index: (Option<String>, Option<String>),
+}
+
+/// The `Udp:` counters of a namespace (`/proc/net/snmp`) that count
+/// datagrams which arrived but never reached the application: iperf3's
+/// loss includes them (a receiver that stalled under a busy machine), but
+/// they are not forwarding loss.
+#[derive(Debug, Default, Clone, Copy)]
+struct UdpDrops {
+    /// `RcvbufErrors`: the socket's receive buffer was full.
+    rcvbuf: u64,
+    /// `MemErrors`: the host's UDP memory limit was hit.
+    mem: u64,
+    /// `InErrors`: every receive-side drop (the two above, bad checksums).
+    in_errors: u64,
+}
+
+impl UdpDrops {
+    /// The counters in namespace `ns`.
+    fn read(ns: &str) -> Self {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            panic!("no Udp counters in {ns}'s /proc/net/snmp: {text}");
+        };
+        let get = |name: &str| {
+            names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or_else(|| panic!("no Udp {name} in {ns}: {names}"))
+        };
+        Self {
+            rcvbuf: get("RcvbufErrors"),
+            mem: get("MemErrors"),
+            in_errors: get("InErrors"),
+        }
+    }
+
+    /// What the counters gained since `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            rcvbuf: self.rcvbuf - before.rcvbuf,
+            mem: self.mem - before.mem,
+            in_errors: self.in_errors - before.in_errors,
+        }
+    }
+
+    /// Datagrams dropped at the receiving socket.
+    fn socket_drops(self) -> u64 {
+        self.rcvbuf + self.mem
+    }
+}
+
+/// iperf3's loss minus the datagrams the receiving socket dropped: what
+/// the network (weft's forwarding) lost.
+fn forwarding_loss(lost: u64, rx: UdpDrops) -> u64 {
+    lost.saturating_sub(rx.socket_drops())
 }
 
 /// The ifindex of `weft0` on node `i`, if it exists.
@@ -160,6 +225,7 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let rx_before = UdpDrops::read(&pod1);
     let mut server = spawn_in(&pod1, &["iperf3", "-s", "-1"]);
     std::thread::sleep(Duration::from_millis(300));
     let rate = format!("{}", UDP_PPS * 8 * 1000);
@@ -207,6 +273,7 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
     let restart_ms = t.elapsed().as_millis();
     let ping = ping.wait_with_output().unwrap();
     let iperf = iperf.wait_with_output().unwrap();
+    let rx_drops = UdpDrops::read(&pod1).since(rx_before);
     stop.store(true, Ordering::Relaxed);
     let (bird_polls, bird_missing) = watcher.join().unwrap();
     let _ = monitor.kill();
@@ -237,6 +304,7 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
         received,
         gap_ms,
         udp,
+        rx_drops,
         bird_missing,
         bird_polls,
         restart_ms,
@@ -248,14 +316,20 @@ fn restart_under_traffic(c: &mut Cluster, bird: &Arc<Bird>, mode: WeftMode) -> M
 fn report(mode: WeftMode, m: &Measured) {
     println!(
         "restart {mode:?}: {} of {} pings lost, longest ping gap {:.0} ms; iperf3 UDP {}; \
+         receiver socket drops {} (RcvbufErrors {}, MemErrors {}, InErrors {}); \
          BIRD missed the route in {}/{} polls, SIGTERM to ready {} ms",
         m.sent - m.received,
         m.sent,
         m.gap_ms,
         m.udp.map_or("failed".into(), |(n, l)| format!(
-            "{l} of {n} lost = {:.1} ms gap",
-            udp_gap_ms(l)
+            "{l} of {n} lost = {:.1} ms gap, forwarding loss {}",
+            udp_gap_ms(l),
+            forwarding_loss(l, m.rx_drops)
         )),
+        m.rx_drops.socket_drops(),
+        m.rx_drops.rcvbuf,
+        m.rx_drops.mem,
+        m.rx_drops.in_errors,
         m.bird_missing,
         m.bird_polls,
         m.restart_ms
@@ -330,11 +404,20 @@ fn graceful_restart_under_traffic_keeps_forwarding() {
         };
         if mode == WeftMode::HostGw {
             assert_eq!(m.sent, m.received, "host-gw lost pings: {m:?}\n{log}");
-            assert_eq!(lost, 0, "host-gw lost datagrams: {m:?}\n{log}");
+            // iperf3 counts what the receiving socket dropped (a stalled
+            // receiver on a busy machine) as lost; only the rest is loss
+            // on the way.
+            assert_eq!(
+                forwarding_loss(lost, m.rx_drops),
+                0,
+                "host-gw lost datagrams on the way ({lost} lost, {} dropped at the \
+                 receiving socket): {m:?}\n{log}",
+                m.rx_drops.socket_drops()
+            );
         } else {
             // Generous for a loaded 2-core CI machine; the README has the
             // figures measured on a quiet one.
-            let gap = udp_gap_ms(lost);
+            let gap = udp_gap_ms(forwarding_loss(lost, m.rx_drops));
             assert!(gap < 2000.0, "{mode:?}: gap {gap:.0} ms\n{log}");
         }
         clear(&mut c);

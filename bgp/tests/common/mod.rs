@@ -1,11 +1,14 @@
 //! Interop harness: two namespaces joined by a veth pair, and BIRD 2, FRR
-//! bgpd and GoBGP run inside one of them with private config, socket and
-//! pid paths in a temp dir. Every daemon is killed on drop.
+//! bgpd and GoBGP run inside one of them through netsim's daemon wrappers
+//! (`netsim::bgp::Bird`, `netsim::frr::Frr`, `netsim::gobgp::Gobgp`: private
+//! config, socket and pid paths in a temp dir, killed on drop). This module
+//! only writes their configs for a session with our speaker and reads their
+//! tables back.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netsim::netns::{Netns, unique_prefix};
@@ -40,21 +43,7 @@ impl Topo {
         let pfx = unique_prefix(tag);
         let us = Netns::create(&format!("{pfx}-u")).unwrap();
         let peer = Netns::create(&format!("{pfx}-p")).unwrap();
-        netsim::netns::run_checked(Command::new("ip").args([
-            "link",
-            "add",
-            "bgu0",
-            "netns",
-            us.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "bgp0",
-            "netns",
-            peer.name(),
-        ]))
-        .unwrap();
+        us.veth_to("bgu0", &peer, "bgp0", None).unwrap();
         for (ns, dev, a4, a6) in [(&us, "bgu0", US4, US6), (&peer, "bgp0", PEER4, PEER6)] {
             ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev])
                 .unwrap();
@@ -126,36 +115,6 @@ pub trait Daemon: Send + 'static {
     fn pid(&self) -> u32;
 }
 
-/// Owns the child process; kills it on drop.
-pub struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    pub fn spawn(mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Self {
-            child: cmd.spawn().unwrap(),
-        }
-    }
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGCONT first in case a test left it stopped.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Sends a signal by name to `pid`.
 pub fn signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
@@ -179,14 +138,7 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub fn wait_for_file(p: &Path) {
-    assert!(
-        eventually(Duration::from_secs(10), || p.exists()),
-        "{} never appeared",
-        p.display()
-    );
-}
-
+/// A command's stdout (empty when it could not run).
 pub fn output(cmd: &mut Command) -> String {
     cmd.output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -195,9 +147,10 @@ pub fn output(cmd: &mut Command) -> String {
 
 // ---- BIRD 2 ----------------------------------------------------------------
 
+/// BIRD peering with us; stopped before its directory goes.
 pub struct Bird {
-    dir: TempDir,
-    proc: Proc,
+    bird: netsim::bgp::Bird,
+    _dir: TempDir,
 }
 
 impl Bird {
@@ -253,35 +206,14 @@ protocol bgp weft {{
     /// directory named after `tag`; waits until it answers.
     pub fn with_config(ns: &Netns, tag: &str, conf: &str) -> Self {
         let dir = TempDir::new(tag);
-        std::fs::write(dir.path("bird.conf"), conf).unwrap();
-        let mut cmd = ns.command("bird");
-        cmd.arg("-c")
-            .arg(dir.path("bird.conf"))
-            .arg("-s")
-            .arg(dir.path("bird.ctl"))
-            .arg("-P")
-            .arg(dir.path("bird.pid"))
-            .arg("-f");
-        let proc = Proc::spawn(cmd);
-        wait_for_file(&dir.path("bird.ctl"));
-        let b = Self { dir, proc };
-        assert!(
-            eventually(Duration::from_secs(10), || b
-                .birdc(&["show", "status"])
-                .contains("Daemon is up")),
-            "BIRD did not start (config error?)"
-        );
-        b
+        let bird = netsim::bgp::Bird::start(ns, conf, &dir.0, "peer")
+            .unwrap_or_else(|e| panic!("BIRD did not start: {e}"));
+        Self { bird, _dir: dir }
     }
 
     /// `birdc` against this BIRD; its stdout.
     pub fn birdc(&self, args: &[&str]) -> String {
-        output(
-            Command::new("birdc")
-                .arg("-s")
-                .arg(self.dir.path("bird.ctl"))
-                .args(args),
-        )
+        self.bird.birdc(args)
     }
 }
 
@@ -311,15 +243,16 @@ impl Daemon for Bird {
         assert!(out.contains("disabled"), "{out}");
     }
     fn pid(&self) -> u32 {
-        self.proc.pid()
+        self.bird.pid().expect("BIRD runs")
     }
 }
 
 // ---- FRR bgpd ----------------------------------------------------------------
 
+/// FRR's bgpd alone (no zebra) peering with us.
 pub struct Frr {
-    dir: TempDir,
-    proc: Proc,
+    frr: netsim::frr::Frr,
+    _dir: TempDir,
     asn: u32,
 }
 
@@ -354,32 +287,17 @@ impl Frr {
                 ""
             },
         );
-        std::fs::write(dir.path("bgpd.conf"), conf).unwrap();
-        let mut cmd = ns.command("/usr/lib/frr/bgpd");
-        cmd.args(["-S", "-Z", "-n", "-P", "0", "-f"])
-            .arg(dir.path("bgpd.conf"))
-            .arg("-i")
-            .arg(dir.path("bgpd.pid"))
-            .arg("--vty_socket")
-            .arg(&dir.0)
-            .arg("-z")
-            .arg(dir.path("zserv.api"));
-        let proc = Proc::spawn(cmd);
-        wait_for_file(&dir.path("bgpd.vty"));
+        let frr = netsim::frr::Frr::start_bgpd_alone(ns, &conf, &dir.0, "peer")
+            .unwrap_or_else(|e| panic!("bgpd did not start: {e}"));
         Self {
-            dir,
-            proc,
+            frr,
+            _dir: dir,
             asn: o.asn,
         }
     }
 
     fn vtysh(&self, cmds: &[&str]) -> String {
-        let mut c = Command::new("vtysh");
-        c.arg("--vty_socket").arg(&self.dir.0).args(["-d", "bgpd"]);
-        for x in cmds {
-            c.args(["-c", x]);
-        }
-        output(&mut c)
+        self.frr.vtysh_daemon(Some("bgpd"), cmds)
     }
 }
 
@@ -429,19 +347,17 @@ impl Daemon for Frr {
         ]);
     }
     fn pid(&self) -> u32 {
-        self.proc.pid()
+        self.frr.pid("bgpd").expect("bgpd runs")
     }
 }
 
 // ---- GoBGP ----------------------------------------------------------------
 
+/// GoBGP peering with us.
 pub struct Gobgp {
-    dir: TempDir,
-    proc: Proc,
-    ns: String,
+    gobgp: netsim::gobgp::Gobgp,
+    _dir: TempDir,
 }
-
-const GOBGP_API: &str = "127.0.0.1:50077";
 
 impl Gobgp {
     pub fn start(ns: &Netns, o: &PeerOpts) -> Self {
@@ -469,27 +385,10 @@ impl Gobgp {
             our = o.our_asn,
             hold = o.hold,
         );
-        std::fs::write(dir.path("gobgpd.toml"), conf).unwrap();
-        let mut cmd = ns.command("gobgpd");
-        cmd.arg("-f").arg(dir.path("gobgpd.toml")).args([
-            "-t",
-            "toml",
-            "--api-hosts",
-            GOBGP_API,
-            "--pprof-disable",
-        ]);
-        let proc = Proc::spawn(cmd);
-        let g = Self {
-            dir,
-            proc,
-            ns: ns.name().to_owned(),
-        };
-        assert!(
-            eventually(Duration::from_secs(10), || g
-                .cli(&["global"])
-                .contains("AS")),
-            "gobgpd API never came up"
-        );
+        let gobgp =
+            netsim::gobgp::Gobgp::start(ns, &conf, &dir.0, "peer", netsim::gobgp::DEFAULT_API)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let g = Self { gobgp, _dir: dir };
         g.cli(&[
             "global",
             "rib",
@@ -516,12 +415,7 @@ impl Gobgp {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let (host, port) = GOBGP_API.split_once(':').unwrap();
-        output(
-            Command::new("ip")
-                .args(["netns", "exec", &self.ns, "gobgp", "-u", host, "-p", port])
-                .args(args),
-        )
+        self.gobgp.cli(args)
     }
 }
 
@@ -541,7 +435,7 @@ impl Daemon for Gobgp {
         self.cli(&["global", "rib", "del", "-a", af, prefix, "nexthop", nh]);
     }
     fn pid(&self) -> u32 {
-        self.proc.pid()
+        self.gobgp.pid().expect("gobgpd runs")
     }
 }
 

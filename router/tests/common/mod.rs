@@ -5,16 +5,18 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 pub mod cni_exec;
+pub mod etcd;
 pub mod node_rig;
 pub mod traffic;
 pub mod wireguard;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use netsim::netns::{Netns, unique_prefix};
+use netsim::process::ChildGuard;
 
 /// Topology options.
 #[derive(Debug, Clone, Default)]
@@ -44,35 +46,28 @@ pub struct Node {
     pub weftd: Option<Weftd>,
 }
 
-/// A weftd process.
+/// A weftd process (netsim's [`ChildGuard`]: killed by pid on drop) and
+/// its log.
 #[derive(Debug)]
 pub struct Weftd {
-    child: Child,
+    child: ChildGuard,
     /// Its log file (stderr).
     pub log: PathBuf,
 }
 
 impl Weftd {
-    /// Wraps a weftd started elsewhere (logging to `log`).
-    pub fn from_child(child: Child, log: PathBuf) -> Self {
+    /// Spawns `cmd` (a weftd, maybe another build) logging to `log`.
+    pub fn spawn(cmd: Command, log: PathBuf) -> Self {
+        let child = ChildGuard::spawn(cmd, "weftd", Some(&log)).unwrap();
         Self { child, log }
     }
 
-    /// SIGTERM and wait (bounded); returns the exit status.
+    /// SIGTERM and wait (10 s at most); returns the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weftd ignored SIGTERM; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.terminate(Duration::from_secs(10)) {
+            Some((st, true)) => st,
+            Some((_, false)) => panic!("weftd ignored SIGTERM; log:\n{}", self.log_text()),
+            None => panic!("weftd already reaped; log:\n{}", self.log_text()),
         }
     }
 
@@ -83,14 +78,7 @@ impl Weftd {
 
     /// Exit status if it has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Weftd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.try_wait()
     }
 }
 
@@ -146,19 +134,14 @@ impl Cluster {
         sw.ip(&["link", "set", "br0", "up"]).unwrap();
         let dir = std::env::temp_dir().join(format!("weft-{p}"));
         fs::create_dir_all(&dir).unwrap();
-        let mtu = opts.underlay_mtu.unwrap_or(1500).to_string();
+        let mtu = opts.underlay_mtu.unwrap_or(1500);
         let mut nodes = Vec::new();
         for n in 1..=count {
             let ns = Netns::create(&format!("{p}-n{n}")).unwrap();
             let pod = Netns::create(&format!("{p}-p{n}")).unwrap();
             // Underlay: node eth0 <-> switch port.
             let port = format!("{p}s{n}");
-            ns.ip(&[
-                "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", &port, "mtu",
-                &mtu,
-            ])
-            .unwrap();
-            ns.ip(&["link", "set", &port, "netns", sw.name()]).unwrap();
+            ns.veth_to("eth0", &sw, &port, Some(mtu)).unwrap();
             sw.ip(&["link", "set", &port, "master", "br0", "up"])
                 .unwrap();
             ns.ip(&["addr", "add", &format!("{}/24", underlay(n)), "dev", "eth0"])
@@ -171,19 +154,7 @@ impl Cluster {
             sysctl(&ns, "net.ipv4.ip_forward=1");
             sysctl(&ns, "net.ipv6.conf.all.forwarding=1");
             // Pod: pod eth0 <-> node "pod0".
-            ns.ip(&[
-                "link",
-                "add",
-                "pod0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                pod.name(),
-            ])
-            .unwrap();
+            ns.veth_to("pod0", &pod, "eth0", None).unwrap();
             ns.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "pod0"])
                 .unwrap();
             ns.ip(&["link", "set", "pod0", "up"]).unwrap();
@@ -330,18 +301,9 @@ impl Cluster {
         let cfg = self.dir.join(format!("n{n}.toml"));
         fs::write(&cfg, config).unwrap();
         let log = self.dir.join(format!("n{n}.log"));
-        let logf = fs::File::create(&log).unwrap();
-        let child = node
-            .ns
-            .command(weftd_bin())
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
-        Weftd { child, log }
+        let mut cmd = node.ns.command(weftd_bin());
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+        Weftd::spawn(cmd, log)
     }
 
     /// Starts weftd in `mode` on every node.

@@ -6,29 +6,30 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use netsim::process::ChildGuard;
 
 use super::{Cluster, Node, Weftd, own_routes, pod_cidr, underlay};
 
 /// wireguard-go in a node's namespace with a private /run.
 pub struct WgGo {
-    child: Child,
+    child: ChildGuard,
+    pid: u32,
     log: PathBuf,
 }
 
 impl WgGo {
     pub fn start(node: &Node, dir: &Path) -> Self {
         let log = dir.join(format!("wggo-{}.log", node.n));
-        let child = Command::new("ip")
-            .args(["netns", "exec", node.ns.name(), "unshare", "-m"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", node.ns.name(), "unshare", "-m"])
             .args(["--propagation", "private", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /run && exec wireguard-go -f wg0")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let w = Self { child, log };
+            .arg("mount -t tmpfs tmpfs /run && exec wireguard-go -f wg0");
+        let child = ChildGuard::spawn(cmd, "wireguard-go", Some(&log)).unwrap();
+        let pid = child.pid().unwrap();
+        let w = Self { child, pid, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         while w.wg(&["show", "wg0"]).is_err() {
             assert!(
@@ -44,7 +45,7 @@ impl WgGo {
     /// `wg args..` inside wireguard-go's mount and network namespaces.
     pub fn wg(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("nsenter")
-            .args(["-t", &self.child.id().to_string(), "-m", "-n", "wg"])
+            .args(["-t", &self.pid.to_string(), "-m", "-n", "wg"])
             .args(args)
             .output()
             .unwrap();
@@ -62,15 +63,8 @@ impl WgGo {
 
 impl Drop for WgGo {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM lets wireguard-go remove wg0; SIGKILL after 5 s.
+        let _ = self.child.terminate(Duration::from_secs(5));
     }
 }
 
@@ -124,17 +118,9 @@ pub fn start_weftd(c: &mut Cluster, n: u8, config: &str, peer: u8, bin: Option<&
         drop(w);
         let cfg = c.dir.join(format!("n{n}.toml"));
         let log = c.dir.join(format!("n{n}.log"));
-        let child = c
-            .node(n)
-            .ns
-            .command(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        w = Weftd::from_child(child, log);
+        let mut cmd = c.node(n).ns.command(bin);
+        cmd.arg("--config").arg(&cfg);
+        w = Weftd::spawn(cmd, log);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
