@@ -1,0 +1,189 @@
+//! Full-mesh scale: N real weftd nodes (host-gw, own netsim namespaces)
+//! in an iBGP full mesh, every weftd peering with every other, as calico
+//! runs without route reflectors. Per N, measured:
+//! - convergence: from starting all N weftds at once to every node having
+//!   every other node's pod CIDR in its kernel;
+//! - join: from an (N+1)th node's weftd start to its pod CIDR routed on
+//!   all N others (its address is in every peer list from the start, as
+//!   once a mesh has learnt of a new node);
+//! - established BGP sessions per node after the join (N expected);
+//! - each weftd's peak RSS (VmHWM), and the CPU the mesh's keepalives cost
+//!   a weftd in steady state.
+//!
+//! `MESH_SCALE_N` (default `10,25,50`) lists the node counts. Root only;
+//! not run in CI. Run with the release weftd next to the bench:
+//! `cargo build --release -p weft-router --bin weftd && flock
+//! /tmp/weft-bench.lock cargo bench -p weft-bench --bench mesh_scale`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod route_scale;
+
+use netsim::netns::privileged_or_skip;
+use netsim::weftd::{WeftdProcess, default_weftd_path};
+use netsim::{Cluster, Routing, Topology, WeftMode};
+use route_scale::{fib_prefixes, peak_rss_mib, triestat};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Steady-state window for the keepalive CPU figure.
+const STEADY: Duration = Duration::from_secs(5);
+
+struct Figures {
+    converge: Duration,
+    join: Duration,
+    sessions_min: usize,
+    sessions_max: usize,
+    rss_max: f64,
+    rss_mean: f64,
+    steady_cpu_pct: f64,
+}
+
+/// Starts weftd on each of `nodes` at once (one thread each).
+fn start_all(c: &Cluster, weftd: &Path, nodes: &[usize]) -> Vec<WeftdProcess> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|&i| {
+                let cfg = c.weftd_config(i, WeftMode::HostGw).unwrap();
+                s.spawn(move || WeftdProcess::start(weftd, c.node(i).ns(), &cfg, c.run_dir()))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    })
+}
+
+/// Waits until node `i` routes every CIDR in `cidrs`: polls the FIB's
+/// prefix count (cheap) until it could hold them, then checks each.
+fn wait_routes(c: &Cluster, i: usize, f: &mut std::fs::File, base: usize, cidrs: &[String]) {
+    let t = Instant::now();
+    loop {
+        if fib_prefixes(f) >= base + cidrs.len() && c.has_routes(i, cidrs) {
+            return;
+        }
+        assert!(
+            t.elapsed() < TIMEOUT,
+            "node {} lacks some of {cidrs:?}",
+            i + 1
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Established TCP sessions on port 179 in node `i`.
+fn bgp_sessions(c: &Cluster, i: usize) -> usize {
+    let out = c
+        .node(i)
+        .ns()
+        .run(
+            "ss",
+            &[
+                "-Htn",
+                "state",
+                "established",
+                "( sport = :179 or dport = :179 )",
+            ],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn run(n: usize, weftd: &Path) -> Figures {
+    let c = Topology::builder()
+        .nodes(n + 1)
+        .pods_per_node(0)
+        .prefix_tag("sc")
+        .weftd(weftd)
+        .routing(Routing::Mesh)
+        .build()
+        .unwrap();
+    let cidr = |i: usize| c.node(i).pod_cidr().to_string();
+    let mut fibs: Vec<_> = (0..=n).map(|i| triestat(c.node(i).ns())).collect();
+    let base: Vec<usize> = fibs.iter_mut().map(fib_prefixes).collect();
+
+    let first: Vec<usize> = (0..n).collect();
+    let t0 = Instant::now();
+    let mut weftds = start_all(&c, weftd, &first);
+    for &i in &first {
+        let others: Vec<String> = first
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| cidr(j))
+            .collect();
+        wait_routes(&c, i, &mut fibs[i], base[i], &others);
+    }
+    let converge = t0.elapsed();
+
+    let t1 = Instant::now();
+    weftds.extend(start_all(&c, weftd, &[n]));
+    let new = [cidr(n)];
+    for &i in &first {
+        let have = base[i] + n - 1;
+        wait_routes(&c, i, &mut fibs[i], have, &new);
+    }
+    let join = t1.elapsed();
+
+    // Settle (the new node's own routes, collisions resolved), then count.
+    let all: Vec<usize> = (0..=n).collect();
+    for &i in &all {
+        let others: Vec<String> = all.iter().filter(|&&j| j != i).map(|&j| cidr(j)).collect();
+        wait_routes(&c, i, &mut fibs[i], base[i], &others);
+    }
+    let cpu0: f64 = weftds.iter().filter_map(WeftdProcess::cpu_seconds).sum();
+    std::thread::sleep(STEADY);
+    let cpu1: f64 = weftds.iter().filter_map(WeftdProcess::cpu_seconds).sum();
+    let sessions: Vec<usize> = all.iter().map(|&i| bgp_sessions(&c, i)).collect();
+    let rss: Vec<f64> = weftds
+        .iter()
+        .filter_map(WeftdProcess::pid)
+        .map(peak_rss_mib)
+        .collect();
+    drop(weftds);
+    Figures {
+        converge,
+        join,
+        sessions_min: sessions.iter().copied().min().unwrap_or(0),
+        sessions_max: sessions.iter().copied().max().unwrap_or(0),
+        rss_max: rss.iter().copied().fold(0.0, f64::max),
+        rss_mean: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
+        steady_cpu_pct: (cpu1 - cpu0) / STEADY.as_secs_f64() / (n + 1) as f64 * 100.0,
+    }
+}
+
+fn main() {
+    if !privileged_or_skip("mesh_scale", &["ip", "ss"]) {
+        return;
+    }
+    let weftd = default_weftd_path();
+    assert!(weftd.exists(), "{} missing", weftd.display());
+    let ns: Vec<usize> = std::env::var("MESH_SCALE_N")
+        .unwrap_or_else(|_| "10,25,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!("mesh_scale: N weftd nodes (host-gw) in an iBGP full mesh + 1 joining\n");
+    println!(
+        "| nodes | all routes everywhere | new node's route on all others | BGP sessions per node | weftd peak RSS max / mean | steady CPU per weftd |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &n in &ns {
+        let f = run(n, &weftd);
+        let sessions = if f.sessions_min == f.sessions_max {
+            f.sessions_min.to_string()
+        } else {
+            format!("{}–{}", f.sessions_min, f.sessions_max)
+        };
+        println!(
+            "| {n} + 1 | {:.0} ms | {:.0} ms | {sessions} | {:.1} / {:.1} MiB | {:.2} % |",
+            f.converge.as_secs_f64() * 1000.0,
+            f.join.as_secs_f64() * 1000.0,
+            f.rss_max,
+            f.rss_mean,
+            f.steady_cpu_pct
+        );
+    }
+}
