@@ -4,8 +4,8 @@
 //! node, from the node, hairpin), masquerade, node join, graceful restart
 //! under traffic, node failure (SIGKILL) and recovery, route reflector
 //! failure. udp and ipip (weft's, userspace over the TUN) run hostPort,
-//! masquerade and node failure, one after the other in one test, which
-//! runs beside vxlan's (the two take about as long).
+//! masquerade, graceful restart and node failure, one after the other in
+//! one test, which runs beside vxlan's (the two take about as long).
 //!
 //! A graceful restart in an overlay mode is not loss-free: the TUN stays,
 //! the packet workers restart with the process, so pod traffic across the
@@ -42,7 +42,8 @@ fn vxlan_cluster_scenarios() {
     eprintln!("vxlan: all scenarios in {:?}", t.elapsed());
 }
 
-/// hostPort, masquerade and node failure on 3 nodes in `mode`.
+/// hostPort, masquerade, graceful restart and node failure on 3 nodes in
+/// `mode`.
 fn short_scenarios(mode: WeftMode) {
     let t = Instant::now();
     let mut s = Scenario::new(mode, 3, 1);
@@ -50,6 +51,7 @@ fn short_scenarios(mode: WeftMode) {
     s.matrix(&[0, 1, 2], "3 nodes");
     s.host_port();
     s.masquerade();
+    s.graceful_restart(1);
     s.node_failure(2);
     eprintln!("{mode:?}: scenarios in {:?}", t.elapsed());
 }
