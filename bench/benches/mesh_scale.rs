@@ -26,13 +26,17 @@ use netsim::weftd::{WeftdProcess, default_weftd_path};
 use netsim::{Cluster, Routing, Topology, WeftMode};
 use route_scale::{fib_prefixes, peak_rss_mib, triestat};
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the mesh may take to settle after the join before counting.
+const SETTLE: Duration = Duration::from_secs(10);
 /// Steady-state window for the keepalive CPU figure.
 const STEADY: Duration = Duration::from_secs(5);
 
 struct Figures {
-    converge: Duration,
-    join: Duration,
+    /// Or (routes missing, routes wanted) after [`TIMEOUT`].
+    converge: Result<Duration, (usize, usize)>,
+    /// Or the number of nodes still without the new node's route.
+    join: Result<Duration, usize>,
     sessions_min: usize,
     sessions_max: usize,
     rss_max: f64,
@@ -57,19 +61,27 @@ fn start_all(c: &Cluster, weftd: &Path, nodes: &[usize]) -> Vec<WeftdProcess> {
     })
 }
 
-/// Waits until node `i` routes every CIDR in `cidrs`: polls the FIB's
-/// prefix count (cheap) until it could hold them, then checks each.
-fn wait_routes(c: &Cluster, i: usize, f: &mut std::fs::File, base: usize, cidrs: &[String]) {
-    let t = Instant::now();
+/// Waits until node `i` routes every CIDR in `cidrs` or `deadline`
+/// passes: polls the FIB's prefix count (cheap) until it could hold them,
+/// then checks each. Returns how many are missing (0: all there).
+fn wait_routes(
+    c: &Cluster,
+    i: usize,
+    f: &mut std::fs::File,
+    base: usize,
+    cidrs: &[String],
+    deadline: Instant,
+) -> usize {
     loop {
         if fib_prefixes(f) >= base + cidrs.len() && c.has_routes(i, cidrs) {
-            return;
+            return 0;
         }
-        assert!(
-            t.elapsed() < TIMEOUT,
-            "node {} lacks some of {cidrs:?}",
-            i + 1
-        );
+        if Instant::now() > deadline {
+            return cidrs
+                .iter()
+                .filter(|x| !c.has_routes(i, std::slice::from_ref(x)))
+                .count();
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -106,32 +118,64 @@ fn run(n: usize, weftd: &Path) -> Figures {
     let base: Vec<usize> = fibs.iter_mut().map(fib_prefixes).collect();
 
     let first: Vec<usize> = (0..n).collect();
+    let others = |i: usize, of: &[usize]| -> Vec<String> {
+        of.iter().filter(|&&j| j != i).map(|&j| cidr(j)).collect()
+    };
     let t0 = Instant::now();
     let mut weftds = start_all(&c, weftd, &first);
-    for &i in &first {
-        let others: Vec<String> = first
-            .iter()
-            .filter(|&&j| j != i)
-            .map(|&j| cidr(j))
-            .collect();
-        wait_routes(&c, i, &mut fibs[i], base[i], &others);
-    }
-    let converge = t0.elapsed();
+    let missing: Vec<usize> = first
+        .iter()
+        .map(|&i| {
+            wait_routes(
+                &c,
+                i,
+                &mut fibs[i],
+                base[i],
+                &others(i, &first),
+                t0 + TIMEOUT,
+            )
+        })
+        .collect();
+    let missing_all: usize = missing.iter().sum();
+    let converge = if missing_all == 0 {
+        Ok(t0.elapsed())
+    } else {
+        Err((missing_all, n * (n - 1)))
+    };
 
     let t1 = Instant::now();
     weftds.extend(start_all(&c, weftd, &[n]));
     let new = [cidr(n)];
+    let mut lacking = 0;
     for &i in &first {
-        let have = base[i] + n - 1;
-        wait_routes(&c, i, &mut fibs[i], have, &new);
+        let have = base[i] + n - 1 - missing[i];
+        let m = wait_routes(&c, i, &mut fibs[i], have, &new, t1 + TIMEOUT);
+        lacking += usize::from(m > 0);
     }
-    let join = t1.elapsed();
+    let join = if lacking == 0 {
+        Ok(t1.elapsed())
+    } else {
+        Err(lacking)
+    };
 
     // Settle (the new node's own routes, collisions resolved), then count.
     let all: Vec<usize> = (0..=n).collect();
+    let t2 = Instant::now();
     for &i in &all {
-        let others: Vec<String> = all.iter().filter(|&&j| j != i).map(|&j| cidr(j)).collect();
-        wait_routes(&c, i, &mut fibs[i], base[i], &others);
+        wait_routes(&c, i, &mut fibs[i], base[i], &others(i, &all), t2 + SETTLE);
+    }
+    if converge.is_err() || join.is_err() {
+        let keep = std::env::temp_dir().join("mesh_scale-logs");
+        let _ = std::fs::remove_dir_all(&keep);
+        let _ = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(c.run_dir())
+            .arg(&keep)
+            .status();
+        eprintln!(
+            "mesh_scale: {n} nodes: logs and configs in {}",
+            keep.display()
+        );
     }
     let cpu0: f64 = weftds.iter().filter_map(WeftdProcess::cpu_seconds).sum();
     std::thread::sleep(STEADY);
@@ -177,13 +221,17 @@ fn main() {
         } else {
             format!("{}–{}", f.sessions_min, f.sessions_max)
         };
+        let converge = match f.converge {
+            Ok(d) => format!("{:.0} ms", d.as_secs_f64() * 1000.0),
+            Err((m, w)) => format!("not in {TIMEOUT:?}: {m} of {w} routes missing"),
+        };
+        let join = match f.join {
+            Ok(d) => format!("{:.0} ms", d.as_secs_f64() * 1000.0),
+            Err(k) => format!("not in {TIMEOUT:?} on {k} nodes"),
+        };
         println!(
-            "| {n} + 1 | {:.0} ms | {:.0} ms | {sessions} | {:.1} / {:.1} MiB | {:.2} % |",
-            f.converge.as_secs_f64() * 1000.0,
-            f.join.as_secs_f64() * 1000.0,
-            f.rss_max,
-            f.rss_mean,
-            f.steady_cpu_pct
+            "| {n} + 1 | {converge} | {join} | {sessions} | {:.1} / {:.1} MiB | {:.2} % |",
+            f.rss_max, f.rss_mean, f.steady_cpu_pct
         );
     }
 }
