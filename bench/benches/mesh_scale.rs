@@ -86,6 +86,46 @@ fn wait_routes(
     }
 }
 
+/// Permanent neighbour entries for every other node on each node. The
+/// kernel's ARP table limit (`gc_thresh3`, 1024 by default) is one for
+/// all namespaces of the machine, and a mesh of N nodes on one machine
+/// needs N·(N-1) entries (2450 at 50): past it, ARP fails and SYNs go
+/// nowhere. Permanent entries do not count against it; real nodes each
+/// have their own table.
+fn static_neighbours(c: &Cluster) {
+    let macs: Vec<String> = c
+        .nodes()
+        .iter()
+        .map(|n| {
+            let out = n.ns().ip(&["-o", "link", "show", "eth0"]).unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split("link/ether ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for (i, n) in c.nodes().iter().enumerate() {
+        let batch: String = c
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, m)| {
+                format!(
+                    "neigh replace {} lladdr {} dev eth0 nud permanent\n",
+                    m.underlay_ip(),
+                    macs[j]
+                )
+            })
+            .collect();
+        let path = c.run_dir().join(format!("neigh-{i}.batch"));
+        std::fs::write(&path, batch).unwrap();
+        n.ns().ip(&["-batch", &path.display().to_string()]).unwrap();
+    }
+}
+
 /// Established TCP sessions on port 179 in node `i`.
 fn bgp_sessions(c: &Cluster, i: usize) -> usize {
     let out = c
@@ -113,6 +153,7 @@ fn run(n: usize, weftd: &Path) -> Figures {
         .routing(Routing::Mesh)
         .build()
         .unwrap();
+    static_neighbours(&c);
     let cidr = |i: usize| c.node(i).pod_cidr().to_string();
     let mut fibs: Vec<_> = (0..=n).map(|i| triestat(c.node(i).ns())).collect();
     let base: Vec<usize> = fibs.iter_mut().map(fib_prefixes).collect();
@@ -165,6 +206,14 @@ fn run(n: usize, weftd: &Path) -> Figures {
         wait_routes(&c, i, &mut fibs[i], base[i], &others(i, &all), t2 + SETTLE);
     }
     if converge.is_err() || join.is_err() {
+        if let Some(secs) = std::env::var("MESH_SCALE_HOLD")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            // Leave the stuck mesh up for a look (`weft --socket … peers`).
+            eprintln!("mesh_scale: holding {} for {secs} s", c.prefix());
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         let keep = std::env::temp_dir().join("mesh_scale-logs");
         let _ = std::fs::remove_dir_all(&keep);
         let _ = std::process::Command::new("cp")
