@@ -10,7 +10,9 @@
 //! - each weftd's peak RSS (VmHWM), and the CPU the mesh's keepalives cost
 //!   a weftd in steady state.
 //!
-//! `MESH_SCALE_N` (default `10,25,50`) lists the node counts. Root only;
+//! `MESH_SCALE_N` (default `10,25,50`) lists the node counts;
+//! `MESH_SCALE_HOLD=<s>` leaves a mesh that did not converge up that long
+//! for a look (`weft --socket … peers`). Root only;
 //! not run in CI. Run with the release weftd next to the bench:
 //! `cargo build --release -p weft-router --bin weftd && flock
 //! /tmp/weft-bench.lock cargo bench -p weft-bench --bench mesh_scale`.

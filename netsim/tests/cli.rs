@@ -10,6 +10,10 @@ use netsim::run::{STATE_DIR, list_netns};
 const BIN: &str = env!("CARGO_BIN_EXE_netsim");
 const TOOLS: &[&str] = &["ip", "bridge", "ethtool", "ping", "sysctl"];
 
+/// `netsim clean` removes every dead run, the kept demo cluster included:
+/// the tests that run it take turns.
+static CLEAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sends SIGINT to `child` and waits (at most `secs`) for it to exit.
 fn interrupt(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
     nix::sys::signal::kill(
@@ -185,6 +189,9 @@ fn clean_removes_only_dead_runs() {
     if !privileged_or_skip("clean_removes_only_dead_runs", TOOLS) {
         return;
     }
+    let _turn = CLEAN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // A live cluster of this process must survive `netsim clean`.
     let live = netsim::Topology::builder()
         .nodes(1)
@@ -247,6 +254,9 @@ fn demo_keep_then_clean() {
     if !privileged_or_skip("demo_keep_then_clean", &tools) {
         return;
     }
+    let _turn = CLEAN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = std::env::temp_dir().join(format!("netsim-keep-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Tag `sc`: the run's names cannot collide with another test's.
