@@ -10,6 +10,10 @@ use netsim::run::{STATE_DIR, list_netns};
 const BIN: &str = env!("CARGO_BIN_EXE_netsim");
 const TOOLS: &[&str] = &["ip", "bridge", "ethtool", "ping", "sysctl"];
 
+/// `netsim clean` removes every dead run, the kept demo cluster included:
+/// the tests that run it take turns.
+static CLEAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sends SIGINT to `child` and waits (at most `secs`) for it to exit.
 fn interrupt(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
     nix::sys::signal::kill(
@@ -185,6 +189,9 @@ fn clean_removes_only_dead_runs() {
     if !privileged_or_skip("clean_removes_only_dead_runs", TOOLS) {
         return;
     }
+    let _turn = CLEAN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // A live cluster of this process must survive `netsim clean`.
     let live = netsim::Topology::builder()
         .nodes(1)
@@ -215,4 +222,166 @@ fn clean_removes_only_dead_runs() {
     assert!(std::path::Path::new(STATE_DIR).join(live.prefix()).exists());
     drop(leftover);
     drop(lookalike);
+}
+
+/// Runs one printed instruction (`sh -c`, `input` on stdin) with a
+/// deadline; (success, stdout + stderr).
+fn run_line(cmd: &str, input: &str) -> (bool, String) {
+    let mut child = Command::new("timeout")
+        .args(["20", "sh", "-c", cmd])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `netsim demo --keep` on 2 nodes with a pod each (vxlan, CNI pods, BIRD):
+/// it exits 0, the cluster stays up and every printed instruction works as
+/// printed (a shell in a pod, a ping across nodes, `weft status` over the
+/// node's control socket, birdc); then `netsim clean` removes all the run
+/// made: its namespaces, its daemons (by pid), the run directory and the
+/// state file.
+#[test]
+fn demo_keep_then_clean() {
+    let tools = [TOOLS, &["bird", "birdc", "iperf3", "sockperf", "nft"]].concat();
+    if !privileged_or_skip("demo_keep_then_clean", &tools) {
+        return;
+    }
+    let _turn = CLEAN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = std::env::temp_dir().join(format!("netsim-keep-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Tag `sc`: the run's names cannot collide with another test's.
+    let topo = dir.join("topology.toml");
+    std::fs::write(&topo, "prefix_tag = \"sc\"\nnodes = 2\npods_per_node = 1\n").unwrap();
+    let log = dir.join("demo.log");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--topology"])
+        .arg(&topo)
+        .args([
+            "--modes",
+            "vxlan",
+            "--keep",
+            "--duration",
+            "1",
+            "--repeat",
+            "1",
+        ])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("demo.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    // Includes waiting for other benchmarks' lock on a shared machine.
+    let deadline = t + Duration::from_secs(300);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netsim demo --keep did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let err = std::fs::read_to_string(dir.join("demo.err")).unwrap_or_default();
+    eprintln!("demo --keep exited {status} after {:?}", t.elapsed());
+    let prefix = out
+        .lines()
+        .find_map(|l| l.strip_prefix("The cluster "))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned);
+    // Whatever happens below, nothing of this run stays behind.
+    struct Cleanup(Option<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(p) = &self.0 {
+                netsim::run::remove_run(p);
+            }
+        }
+    }
+    let _cleanup = Cleanup(prefix.clone());
+    assert!(status.success(), "{out}\n{err}");
+    let prefix = prefix.unwrap_or_else(|| panic!("no kept cluster in:\n{out}"));
+    assert!(prefix.starts_with("sc"), "{prefix}");
+
+    // Fabric, ToR, 2 nodes, 2 pods; the daemons in them run.
+    let names = owned(&prefix);
+    assert_eq!(names.len(), 6, "{names:?}");
+    let mut pids = Vec::new();
+    for n in &names {
+        let o = Command::new("ip")
+            .args(["netns", "pids", n])
+            .output()
+            .unwrap();
+        pids.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    // weftd on both nodes and BIRD on the ToR.
+    assert!(pids.len() >= 3, "{pids:?}");
+
+    let line = |label: &str| -> String {
+        out.lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {label:?} instruction in:\n{out}"))
+    };
+    let enter = line("enter a pod:");
+    let (shell, addr) = enter.split_once("   (address ").unwrap();
+    let addr = addr.trim_end_matches(')');
+    let (ok, text) = run_line(shell, "ip -4 -o addr show eth0\n");
+    assert!(
+        ok && text.contains(&format!("inet {addr}/")),
+        "{shell}: {text}"
+    );
+    let (ok, text) = run_line(&line("ping across nodes:"), "");
+    assert!(ok && text.contains("3 received"), "{text}");
+    let (ok, text) = run_line(&line("weft status:"), "");
+    assert!(ok && text.contains("vxlan"), "weft status: {text}");
+    let (ok, text) = run_line(&line("route reflector:"), "");
+    assert!(ok && text.matches("Established").count() == 2, "{text}");
+    let run_dir = netsim::run::run_dir(&prefix);
+    assert_eq!(line("configs and logs:"), run_dir.display().to_string());
+    assert!(run_dir.is_dir());
+
+    let clean = Command::new(BIN).arg("clean").output().unwrap();
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("removed run {prefix}: 6 namespaces")),
+        "{text}"
+    );
+    assert!(owned(&prefix).is_empty(), "{:?}", owned(&prefix));
+    let end = Instant::now() + Duration::from_secs(5);
+    for pid in pids {
+        // Gone, or a zombie of its (dead) parent about to be reaped.
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()))
+                .flatten()
+        };
+        while state().is_some_and(|s| s != 'Z') {
+            assert!(Instant::now() < end, "pid {pid} still runs after clean");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(!run_dir.exists(), "{}", run_dir.display());
+    assert!(!std::path::Path::new(STATE_DIR).join(&prefix).exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }

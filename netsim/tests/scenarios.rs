@@ -4,50 +4,21 @@
 //! same cluster: pod-to-pod (ping matrix, checked TCP, same node and
 //! across), CNI CHECK, hostPort (from another node, from the node, hairpin),
 //! masquerade to an "internet" namespace, node join, graceful restart under
-//! traffic, node failure (SIGKILL), route reflector failure, pod churn.
+//! traffic (no loss), node failure (SIGKILL), route reflector failure, pod
+//! churn. The steps are `common::scenario`'s, which the overlay modes run
+//! too (`tests/scenarios_overlay.rs`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::scenario::{Scenario, sh};
 use netsim::cni::{self, Attachment, Extra};
 use netsim::netns::{Netns, privileged_or_skip};
-use netsim::weftd::WeftdConfig;
-use netsim::{Cluster, PodId, Routing, WeftMode};
-use serde_json::json;
-
-/// weftd's graceful-restart time in these tests: a crashed node's routes
-/// leave the others within this plus BIRD's reaction.
-const RESTART_TIME: i64 = 4;
-
-fn config(c: &Cluster, i: usize) -> WeftdConfig {
-    let mut cfg = c.weftd_config(i, WeftMode::HostGw).unwrap();
-    cfg.ip_masq = Some(true);
-    if let Some(b) = cfg.bgp.as_mut() {
-        b.insert("restart_time".into(), RESTART_TIME.into());
-    }
-    cfg
-}
-
-fn pods_of(c: &Cluster, nodes: &[usize]) -> Vec<PodId> {
-    c.all_pods()
-        .map(netsim::Pod::id)
-        .filter(|(i, _)| nodes.contains(i))
-        .collect()
-}
-
-fn matrix(c: &Cluster, nodes: &[usize], what: &str) {
-    let r = c.ping_matrix_of(&pods_of(c, nodes)).unwrap();
-    assert!(r.all_ok(), "{what}: {r}\n{}", common::logs(c));
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use netsim::{Cluster, WeftMode};
 
 #[test]
 fn cluster_scenarios_host_gw_with_bird_reflector() {
@@ -59,232 +30,23 @@ fn cluster_scenarios_host_gw_with_bird_reflector() {
     }
     let t_all = Instant::now();
     // Node 4 joins later.
-    let mut c = common::cluster(4, 2, Routing::Rr);
-    c.start_route_reflector().unwrap();
-    let t0 = Instant::now();
-    for i in 0..3 {
-        let cfg = config(&c, i);
-        c.start_weftd(i, &cfg).unwrap();
-    }
-    let conv = c.wait_converged(Duration::from_secs(20)).unwrap();
-    eprintln!(
-        "3 nodes up and converged through BIRD in {:?} (routes {:?})",
-        t0.elapsed(),
-        conv
-    );
+    let mut s = Scenario::new(WeftMode::HostGw, 4, 2);
+    s.start(&[0, 1, 2]);
 
     // Pod-to-pod, same node and across.
-    matrix(&c, &[0, 1, 2], "3 nodes");
-    c.tcp_transfer_check((0, 0), (0, 1), 4 << 20).unwrap();
-    c.tcp_transfer_check((0, 0), (2, 1), 4 << 20).unwrap();
-    c.check_pod((1, 0)).unwrap();
+    s.matrix(&[0, 1, 2], "3 nodes");
+    s.c.tcp_transfer_check((0, 0), (0, 1), 4 << 20).unwrap();
+    s.c.tcp_transfer_check((0, 0), (2, 1), 4 << 20).unwrap();
+    s.c.check_pod((1, 0)).unwrap();
 
-    host_port(&c);
-    masquerade(&c);
-
-    // Node join: every node has the new node's route within 3 s.
-    let t = Instant::now();
-    let cfg = config(&c, 3);
-    c.start_weftd(3, &cfg).unwrap();
-    let joined = c.wait_converged(Duration::from_secs(3));
-    assert!(joined.is_ok(), "join: {joined:?}");
-    eprintln!(
-        "node 4 joined: routes everywhere {:?} after start",
-        t.elapsed()
-    );
-    matrix(&c, &[0, 1, 2, 3], "after join");
-
-    graceful_restart(&mut c);
-    node_failure(&mut c);
-    reflector_failure(&mut c);
-    churn(&c);
+    s.host_port();
+    s.masquerade();
+    s.join(3);
+    s.graceful_restart(1);
+    s.node_failure(2);
+    s.reflector_failure();
+    churn(&s.c);
     eprintln!("all scenarios in {:?}", t_all.elapsed());
-}
-
-/// A pod with portMappings 8080 → 80 on node 1, reached on node 1's
-/// address from node 2, from node 1 itself and from the pod (hairpin).
-fn host_port(c: &Cluster) {
-    let files = c.node_files_dir(0);
-    let list = cni::read_conflist(&files).unwrap();
-    let ns = Netns::create(&format!("{}-hp", c.prefix())).unwrap();
-    let att = Attachment {
-        container_id: format!("{}-hostport", c.prefix()),
-        netns: ns.name().to_owned(),
-        ifname: "eth0".into(),
-    };
-    let rt = json!({"portMappings": [
-        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
-    ]});
-    let data = cni::ipam_dir(&files);
-    let extra = Extra {
-        data_dir: Some(&data),
-        runtime: Some(&rt),
-    };
-    let node = c.node(0).ns();
-    let plugins = common::plugins();
-    let result = cni::add(node, &plugins, &list, &att, extra).unwrap();
-    let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80));
-    let target = SocketAddr::from((c.node(0).underlay_ip(), 8080));
-    for (what, client) in [
-        ("another node", c.node(1).ns()),
-        ("the node itself", node),
-        ("the pod (hairpin)", &ns),
-    ] {
-        let seen = common::tcp_probe(&ns, bind, client, target);
-        assert!(
-            seen.is_ok(),
-            "hostPort from {what}: {seen:?}\n{}",
-            sh(&["ip", "netns", "exec", node.name(), "nft", "list", "ruleset"])
-        );
-    }
-    cni::del(node, &plugins, &list, &att, &result, extra).unwrap();
-    cni::del(node, &plugins, &list, &att, &result, extra).unwrap();
-}
-
-/// A pod reaching an address outside the cluster is masqueraded: the
-/// "internet" (an address on the ToR) sees the node's address.
-fn masquerade(c: &Cluster) {
-    let tor = c.tor().unwrap();
-    tor.ip(&["link", "set", "lo", "up"]).unwrap();
-    tor.ip(&["addr", "add", "203.0.113.1/32", "dev", "lo"])
-        .unwrap();
-    let via = c.topology().tor_ip().unwrap().to_string();
-    c.node(0)
-        .ns()
-        .ip(&["route", "add", "203.0.113.0/24", "via", &via])
-        .unwrap();
-    let target = SocketAddr::from((Ipv4Addr::new(203, 0, 113, 1), 80));
-    let seen = common::tcp_probe(tor, target, c.pod(0, 0).ns(), target).unwrap();
-    assert_eq!(
-        seen.ip(),
-        std::net::IpAddr::V4(c.node(0).underlay_ip()),
-        "the internet must see the node address, not the pod's {}",
-        c.pod(0, 0).ip()
-    );
-}
-
-/// Pings (every 50 ms, 1 s timeout each) from pod `from` to pod `to` while
-/// `during` runs; returns (sent, received).
-fn ping_during(
-    c: &mut Cluster,
-    from: PodId,
-    to: PodId,
-    during: impl FnOnce(&mut Cluster),
-) -> (u32, u32) {
-    let ns = c.pod(from.0, from.1).ns().name().to_owned();
-    let ip = c.pod(to.0, to.1).ip().to_string();
-    let pinger = std::thread::spawn(move || {
-        Command::new("timeout")
-            .args(["20", "ip", "netns", "exec", &ns, "ping", "-q", "-c", "80"])
-            .args(["-i", "0.05", "-W", "1", &ip])
-            .output()
-            .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    during(c);
-    let out = pinger.join().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary: {text}"));
-    let num = |w: &str| -> u32 {
-        let toks: Vec<&str> = line.split([',', ' ']).filter(|t| !t.is_empty()).collect();
-        toks.iter()
-            .position(|t| *t == w)
-            .and_then(|p| toks.get(p.wrapping_sub(1)))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (num("packets"), num("received"))
-}
-
-/// SIGTERM + start of node 2's weftd under traffic loses nothing.
-fn graceful_restart(c: &mut Cluster) {
-    let (sent, got) = ping_during(c, (0, 0), (1, 0), |c| {
-        let cfg = config(c, 1);
-        c.start_weftd(1, &cfg).unwrap();
-    });
-    assert_eq!(sent, 80);
-    assert_eq!(
-        got,
-        sent,
-        "graceful restart lost packets\n{}",
-        common::logs(c)
-    );
-    c.wait_converged(Duration::from_secs(10)).unwrap();
-}
-
-/// SIGKILL of node 3's weftd: its route leaves the others within the
-/// restart time; the survivors still reach each other; it comes back.
-fn node_failure(c: &mut Cluster) {
-    let gone = c.node(2).pod_cidr().to_string();
-    let t = Instant::now();
-    c.kill_weftd(2);
-    let end = t + Duration::from_secs(RESTART_TIME as u64 + 5);
-    for i in [0, 1, 3] {
-        while c.has_routes(i, std::slice::from_ref(&gone)) {
-            assert!(
-                Instant::now() < end,
-                "node {} still routes {gone} {:?} after the crash\n{}",
-                i + 1,
-                t.elapsed(),
-                c.route_reflector()
-                    .map(netsim::bgp::Bird::diagnostics)
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    eprintln!(
-        "crashed node's route gone everywhere after {:?}",
-        t.elapsed()
-    );
-    matrix(c, &[0, 1, 3], "survivors");
-    let cfg = config(c, 2);
-    c.start_weftd(2, &cfg).unwrap();
-    c.wait_converged(Duration::from_secs(10)).unwrap();
-    matrix(c, &[0, 1, 2, 3], "after the node came back");
-}
-
-/// BIRD crashes: with graceful restart the nodes keep their routes and
-/// forward; BIRD returns, every session re-establishes, routes refresh.
-fn reflector_failure(c: &mut Cluster) {
-    c.kill_route_reflector();
-    // Longer than the hold time: a session without graceful restart is gone.
-    std::thread::sleep(Duration::from_secs(4));
-    let all = [0, 1, 2, 3];
-    for i in all {
-        assert!(
-            c.has_routes(i, &c.peer_cidrs(i)),
-            "node {} lost routes while the reflector was down\n{}",
-            i + 1,
-            common::logs(c)
-        );
-    }
-    matrix(c, &all, "reflector down");
-    let t = Instant::now();
-    c.start_route_reflector().unwrap();
-    let end = t + Duration::from_secs(20);
-    loop {
-        let out = c.route_reflector().unwrap().birdc(&["show", "protocols"]);
-        if out.matches("Established").count() == 4 {
-            break;
-        }
-        assert!(Instant::now() < end, "sessions not back: {out}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "reflector back, 4 sessions established after {:?}",
-        t.elapsed()
-    );
-    c.wait_converged(Duration::from_secs(10)).unwrap();
-    let routes = c
-        .route_reflector()
-        .unwrap()
-        .birdc(&["show", "route", "count"]);
-    assert!(routes.contains("4 of 4 routes"), "{routes}");
-    matrix(c, &all, "reflector back");
 }
 
 /// What a node holds for its pods: host-local leases, veths, the nft

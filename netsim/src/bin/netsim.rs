@@ -518,21 +518,42 @@ fn demo(
     Ok(true)
 }
 
-/// Leaves the cluster running and says how to use it.
+/// Leaves the cluster running and says how to use it: each instruction
+/// is a command line that works as printed.
 fn keep_cluster(c: Cluster) -> String {
     let mut s = format!(
         "\nThe cluster {} stays up (its daemons keep running; `netsim clean` removes it).\n",
         c.prefix()
     );
-    if let Some(p) = c.all_pods().next() {
+    let first = c.all_pods().next();
+    let other = c.all_pods().find(|p| p.id().0 != 0);
+    if let Some(p) = first {
         s += &format!(
             "  enter a pod:        ip netns exec {} sh   (address {})\n",
             p.ns().name(),
             p.ip()
         );
+        if let Some(q) = other {
+            s += &format!(
+                "  ping across nodes:  ip netns exec {} ping -c 3 {}\n",
+                p.ns().name(),
+                q.ip()
+            );
+        }
     }
     let n = c.node(0).ns().name().to_owned();
-    s += &format!("  weft status:        ip netns exec {n} weft status\n");
+    // weft sits next to weftd in a build; the control socket is the run's.
+    let weft = c.weftd_path().with_file_name("weft");
+    let weft = if weft.exists() {
+        weft.display().to_string()
+    } else {
+        "weft".to_owned()
+    };
+    let socket = netsim::weftd::control_socket(c.run_dir(), &n);
+    s += &format!(
+        "  weft status:        ip netns exec {n} {weft} --socket {} status\n",
+        socket.display()
+    );
     s += &format!("  node routes:        ip -n {n} route\n");
     if c.route_reflector().is_some() {
         s += &format!(

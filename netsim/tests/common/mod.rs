@@ -2,6 +2,8 @@
 //! cluster, TCP probes between arbitrary namespaces.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod scenario;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -40,6 +42,17 @@ pub fn cluster_attached(
     routing: Routing,
     attach: Option<&str>,
 ) -> Cluster {
+    cluster_tagged("hc", nodes, pods, routing, attach)
+}
+
+/// [`cluster_attached`] with namespaces tagged `tag`.
+pub fn cluster_tagged(
+    tag: &str,
+    nodes: usize,
+    pods: usize,
+    routing: Routing,
+    attach: Option<&str>,
+) -> Cluster {
     let w = weftd();
     assert!(
         w.exists(),
@@ -49,7 +62,7 @@ pub fn cluster_attached(
     let mut b = Topology::builder()
         .nodes(nodes)
         .pods_per_node(pods)
-        .prefix_tag("hc")
+        .prefix_tag(tag)
         .weftd(&w)
         .cni(plugins())
         .routing(routing);
