@@ -228,10 +228,12 @@ impl Cluster {
             ns.name(),
         ])?;
         fab.ip(&["link", "set", port, "master", FABRIC_BRIDGE, "up"])?;
-        // Always: a userspace receiver of kernel-encapsulated frames needs
-        // finished checksums on the wire.
-        fab.run("ethtool", &["-K", port, "tx", "off"])?;
-        ns.run("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
+        // Unless asked otherwise: a userspace receiver of kernel-encapsulated
+        // frames needs finished checksums on the wire.
+        if !self.topo.underlay_tx_csum {
+            fab.run("ethtool", &["-K", port, "tx", "off"])?;
+            ns.run("ethtool", &["-K", UNDERLAY_IF, "tx", "off"])?;
+        }
         let len = self.topo.underlay()?.len;
         ns.ip(&["addr", "add", &format!("{addr}/{len}"), "dev", UNDERLAY_IF])?;
         ns.ip(&["link", "set", UNDERLAY_IF, "up"])?;

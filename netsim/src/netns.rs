@@ -6,10 +6,12 @@ use std::io;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A named network namespace (`/run/netns/<name>`), deleted on drop.
+/// A named network namespace (`/run/netns/<name>`), deleted on drop
+/// (unless the handle is an [`Netns::alias`]).
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    owned: bool,
 }
 
 /// Errors from namespace handling.
@@ -66,6 +68,7 @@ impl Netns {
         run_checked(Command::new("ip").args(["netns", "add", name]))?;
         let ns = Self {
             name: name.to_owned(),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -77,6 +80,17 @@ impl Netns {
     pub(crate) fn handle_for_tests(name: &str) -> Self {
         Self {
             name: name.to_owned(),
+            owned: true,
+        }
+    }
+
+    /// A second handle to the same namespace that leaves it alone on drop
+    /// (the original handle still deletes it): for code that keeps its
+    /// own handles to namespaces a [`crate::Cluster`] owns.
+    pub fn alias(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            owned: false,
         }
     }
 
@@ -158,6 +172,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         // Kill anything still running inside, then delete the namespace.
         let _ = Command::new("ip")
             .args(["netns", "pids", &self.name])

@@ -60,8 +60,12 @@ pub struct Topology {
     /// Whether a top-of-rack router namespace sits on the underlay (at `.254`).
     pub tor: bool,
     /// `false` turns tso/gso/gro off on the node underlay veths so the wire
-    /// carries real 1500-byte frames. (tx checksum offload is always off.)
+    /// carries real 1500-byte frames.
     pub underlay_offload: bool,
+    /// `true` leaves tx checksum offload on on the underlay veths. Off by
+    /// default: a userspace receiver of kernel-encapsulated frames needs
+    /// finished checksums on the wire.
+    pub underlay_tx_csum: bool,
     /// Underlay segment, a /24; node i (from 1) gets host address i.
     pub underlay_cidr: String,
     /// Cluster CIDR, a /16; node i gets the /24 with third octet i.
@@ -87,6 +91,7 @@ impl Default for Topology {
             pods_per_node: 1,
             tor: false,
             underlay_offload: true,
+            underlay_tx_csum: false,
             underlay_cidr: "172.31.0.0/24".into(),
             cluster_cidr: "10.244.0.0/16".into(),
             underlay_mtu: 1500,
@@ -280,6 +285,12 @@ impl TopologyBuilder {
     /// Underlay offloads (tso/gso/gro) on or off.
     pub fn underlay_offload(mut self, on: bool) -> Self {
         self.topo.underlay_offload = on;
+        self
+    }
+
+    /// Underlay tx checksum offload on or off (default off).
+    pub fn underlay_tx_csum(mut self, on: bool) -> Self {
+        self.topo.underlay_tx_csum = on;
         self
     }
 

@@ -1,6 +1,7 @@
-//! Small cluster topologies for weftd's root tests: an underlay bridge in a
-//! switch namespace, N node namespaces, one pod namespace per node, and
-//! weftd processes that are stopped on drop. Traffic helpers (TCP transfer
+//! Small cluster topologies for weftd's root tests, built by netsim's
+//! library: an underlay bridge in a switch namespace, N node namespaces,
+//! one pod namespace per node (attached by [`PodVeth`]), and weftd
+//! processes that are stopped on drop. Traffic helpers (TCP transfer
 //! with a payload hash, iperf3) live in [`traffic`].
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
@@ -15,8 +16,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use netsim::netns::{Netns, unique_prefix};
+use netsim::netns::Netns;
 use netsim::process::ChildGuard;
+use netsim::{AttachRequest, Attached, PodAttach, Topology};
 
 /// Topology options.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +95,9 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// Options it was built with.
     pub opts: Opts,
+    /// netsim's cluster, which owns the namespaces (the handles above are
+    /// aliases) and the scratch directory.
+    inner: netsim::Cluster,
 }
 
 /// The underlay address of node `n`.
@@ -126,86 +131,42 @@ fn sysctl(ns: &Netns, kv: &str) {
 }
 
 impl Cluster {
-    /// Builds `count` nodes with a pod each on a fresh underlay bridge.
+    /// Builds `count` nodes with a pod each on a fresh underlay bridge:
+    /// netsim's cluster (fabric `br0`, node `eth0` at [`underlay`]) with
+    /// pods attached by [`PodVeth`].
     pub fn new(tag: &str, count: u8, opts: Opts) -> Self {
-        let p = unique_prefix(tag);
-        let sw = Netns::create(&format!("{p}-sw")).unwrap();
-        sw.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
-        sw.ip(&["link", "set", "br0", "up"]).unwrap();
-        let dir = std::env::temp_dir().join(format!("weft-{p}"));
-        fs::create_dir_all(&dir).unwrap();
-        let mtu = opts.underlay_mtu.unwrap_or(1500);
-        let mut nodes = Vec::new();
-        for n in 1..=count {
-            let ns = Netns::create(&format!("{p}-n{n}")).unwrap();
-            let pod = Netns::create(&format!("{p}-p{n}")).unwrap();
-            // Underlay: node eth0 <-> switch port.
-            let port = format!("{p}s{n}");
-            ns.veth_to("eth0", &sw, &port, Some(mtu)).unwrap();
-            sw.ip(&["link", "set", &port, "master", "br0", "up"])
-                .unwrap();
-            ns.ip(&["addr", "add", &format!("{}/24", underlay(n)), "dev", "eth0"])
-                .unwrap();
-            ns.ip(&["link", "set", "eth0", "up"]).unwrap();
-            if opts.underlay_csum_off {
-                ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-                sw.run("ethtool", &["-K", &port, "tx", "off"]).unwrap();
-            }
-            sysctl(&ns, "net.ipv4.ip_forward=1");
-            sysctl(&ns, "net.ipv6.conf.all.forwarding=1");
-            // Pod: pod eth0 <-> node "pod0".
-            ns.veth_to("pod0", &pod, "eth0", None).unwrap();
-            ns.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "pod0"])
-                .unwrap();
-            ns.ip(&["link", "set", "pod0", "up"]).unwrap();
-            pod.ip(&["addr", "add", &format!("{}/24", pod_ip(n)), "dev", "eth0"])
-                .unwrap();
-            pod.ip(&["link", "set", "eth0", "up"]).unwrap();
-            pod.ip(&["route", "add", "default", "via", &format!("10.244.{n}.1")])
-                .unwrap();
-            if opts.ipv6_pods {
-                ns.ip(&[
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("fd10:244:{n}::1/64"),
-                    "dev",
-                    "pod0",
-                    "nodad",
-                ])
-                .unwrap();
-                pod.ip(&[
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{}/64", pod_ip6(n)),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ])
-                .unwrap();
-                pod.ip(&[
-                    "-6",
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("fd10:244:{n}::1"),
-                ])
-                .unwrap();
-            }
-            nodes.push(Node {
-                n,
-                ns,
-                pod,
-                weftd: None,
-            });
-        }
+        let inner = Topology::builder()
+            .prefix_tag(&prefix_tag(tag))
+            .nodes(usize::from(count))
+            .pods_per_node(1)
+            .underlay_mtu(opts.underlay_mtu.unwrap_or(1500))
+            .underlay_tx_csum(!opts.underlay_csum_off)
+            .attach(Box::new(PodVeth {
+                ipv6: opts.ipv6_pods,
+            }))
+            .build()
+            .unwrap();
+        let nodes = (1..=count)
+            .map(|n| {
+                let i = usize::from(n - 1);
+                let ns = inner.node(i).ns().alias();
+                sysctl(&ns, "net.ipv6.conf.all.forwarding=1");
+                Node {
+                    n,
+                    ns,
+                    pod: inner.pod(i, 0).ns().alias(),
+                    weftd: None,
+                }
+            })
+            .collect();
+        let sw = inner.fabric_ns().unwrap().alias();
+        let dir = inner.run_dir().to_owned();
         Self {
             nodes,
             sw,
             dir,
             opts,
+            inner,
         }
     }
 
@@ -380,10 +341,64 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // weftd stops before netsim's cluster deletes the namespaces.
         for n in &mut self.nodes {
             n.weftd.take();
         }
-        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// netsim's run prefix tag (1-2 lowercase letters) for a test's tag:
+/// its first two lowercase letters, or `rt`.
+fn prefix_tag(tag: &str) -> String {
+    let t: String = tag
+        .chars()
+        .filter(char::is_ascii_lowercase)
+        .take(2)
+        .collect();
+    if t.is_empty() { "rt".into() } else { t }
+}
+
+/// Attaches a pod the way these tests' nodes expect: a veth `pod0` in the
+/// node carrying the gateway (`10.244.N.1/24`, and `fd10:244:N::1/64` with
+/// IPv6), `eth0` in the pod with [`pod_ip`] and a default route; no bridge.
+#[derive(Debug, Clone, Copy)]
+pub struct PodVeth {
+    /// Give the pod an IPv6 address too.
+    pub ipv6: bool,
+}
+
+impl PodAttach for PodVeth {
+    fn attach(&self, req: &AttachRequest<'_>) -> netsim::Result<Attached> {
+        let (node, pod) = (req.node, req.pod);
+        node.veth_to("pod0", pod, req.ifname, None)?;
+        let gw = req.gateway.to_string();
+        let len = req.pod_cidr.len;
+        node.ip(&["addr", "add", &format!("{gw}/{len}"), "dev", "pod0"])?;
+        node.ip(&["link", "set", "pod0", "up"])?;
+        pod.ip(&[
+            "addr",
+            "add",
+            &format!("{}/{len}", req.ip),
+            "dev",
+            req.ifname,
+        ])?;
+        pod.ip(&["link", "set", req.ifname, "up"])?;
+        pod.ip(&["route", "add", "default", "via", &gw])?;
+        if self.ipv6 {
+            // fd10:244:N::/64 from the node number in the pod CIDR.
+            let n = req.pod_cidr.addr.octets()[2];
+            let gw6 = format!("fd10:244:{n}::1");
+            let a = format!("{gw6}/64");
+            node.ip(&["-6", "addr", "add", &a, "dev", "pod0", "nodad"])?;
+            let a = format!("{}/64", pod_ip6(n));
+            pod.ip(&["-6", "addr", "add", &a, "dev", req.ifname, "nodad"])?;
+            pod.ip(&["-6", "route", "add", "default", "via", &gw6])?;
+        }
+        Ok(Attached {
+            ip: req.ip,
+            host_veth: "pod0".into(),
+        })
     }
 }
 
