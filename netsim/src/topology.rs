@@ -374,6 +374,9 @@ mod tests {
         let t = Topology::from_toml("nodes = 3\npods_per_node = 2\ntor = true\n").unwrap();
         assert_eq!((t.nodes, t.pods_per_node, t.tor), (3, 2, true));
         assert_eq!(t.cluster_cidr, "10.244.0.0/16");
+        assert!(!t.underlay_tx_csum);
+        let t = Topology::from_toml("underlay_tx_csum = true\n").unwrap();
+        assert!(t.underlay_tx_csum);
         let err = Topology::from_toml("nodez = 3\n").unwrap_err().to_string();
         assert!(err.contains("nodez"), "{err}");
     }
