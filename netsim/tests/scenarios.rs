@@ -39,12 +39,7 @@ fn cluster_scenarios_host_gw_with_bird_reflector() {
     s.c.tcp_transfer_check((0, 0), (2, 1), 4 << 20).unwrap();
     s.c.check_pod((1, 0)).unwrap();
 
-    s.host_port();
-    s.masquerade();
-    s.join(3);
-    s.graceful_restart(1);
-    s.node_failure(2);
-    s.reflector_failure();
+    s.drills();
     churn(&s.c);
     eprintln!("all scenarios in {:?}", t_all.elapsed());
 }

@@ -33,12 +33,7 @@ fn vxlan_cluster_scenarios() {
     s.start(&[0, 1, 2]);
     s.matrix(&[0, 1, 2], "3 nodes");
     s.c.tcp_transfer_check((0, 0), (2, 1), 4 << 20).unwrap();
-    s.host_port();
-    s.masquerade();
-    s.join(3);
-    s.graceful_restart(1);
-    s.node_failure(2);
-    s.reflector_failure();
+    s.drills();
     eprintln!("vxlan: all scenarios in {:?}", t.elapsed());
 }
 

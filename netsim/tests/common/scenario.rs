@@ -97,6 +97,19 @@ impl Scenario {
         );
     }
 
+    /// The drills every mode with a reflector and a spare node runs, in
+    /// order, on a cluster whose nodes 0–2 run: hostPort, masquerade, node
+    /// 3 joins, node 1 restarts gracefully, node 2 is killed and comes
+    /// back, BIRD is killed and comes back.
+    pub fn drills(&mut self) {
+        self.host_port();
+        self.masquerade();
+        self.join(3);
+        self.graceful_restart(1);
+        self.node_failure(2);
+        self.reflector_failure();
+    }
+
     /// A pod with portMappings 8080 → 80 on node 1, reached on node 1's
     /// address from node 2, from node 1 itself and from the pod (hairpin);
     /// DEL twice (idempotent).
