@@ -3,7 +3,7 @@
 //! the modes in parallel. vxlan runs all of them: hostPort (from another
 //! node, from the node, hairpin), masquerade, node join, graceful restart
 //! under traffic, node failure (SIGKILL) and recovery, route reflector
-//! failure. udp and ipip (weft's, userspace over the TUN) run hostPort,
+//! failure, pod churn. udp and ipip (weft's, userspace over the TUN) run hostPort,
 //! masquerade, graceful restart and node failure, one after the other in
 //! one test, which runs beside vxlan's (the two take about as long).
 //!
@@ -18,6 +18,7 @@ mod common;
 
 use std::time::Instant;
 
+use common::churn::churn;
 use common::scenario::Scenario;
 use netsim::WeftMode;
 use netsim::netns::privileged_or_skip;
@@ -34,6 +35,7 @@ fn vxlan_cluster_scenarios() {
     s.matrix(&[0, 1, 2], "3 nodes");
     s.c.tcp_transfer_check((0, 0), (2, 1), 4 << 20).unwrap();
     s.drills();
+    churn(&s.c);
     eprintln!("vxlan: all scenarios in {:?}", t.elapsed());
 }
 

@@ -2,6 +2,7 @@
 //! cluster, TCP probes between arbitrary namespaces.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod churn;
 pub mod scenario;
 
 use std::io::{Read, Write};
