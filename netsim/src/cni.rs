@@ -244,6 +244,30 @@ impl CniAttach {
         }
     }
 
+    /// Runs CHECK or DEL (`op`) of the node's chain with the pod's cached
+    /// ADD result.
+    fn with_cached(
+        &self,
+        req: &AttachRequest<'_>,
+        op: fn(&Netns, &Path, &Value, &Attachment, &Value, Extra<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let list = read_conflist(req.files_dir)?;
+        let data = ipam_dir(req.files_dir);
+        let extra = Extra {
+            data_dir: Some(&data),
+            runtime: None,
+        };
+        let result = self.cached(&req.container_id);
+        op(
+            req.node,
+            &self.plugins,
+            &list,
+            &Self::att(req),
+            &result,
+            extra,
+        )
+    }
+
     fn cached(&self, id: &str) -> Value {
         self.results
             .lock()
@@ -276,37 +300,11 @@ impl PodAttach for CniAttach {
     }
 
     fn check(&self, req: &AttachRequest<'_>) -> Result<()> {
-        let list = read_conflist(req.files_dir)?;
-        let data = ipam_dir(req.files_dir);
-        let result = self.cached(&req.container_id);
-        check(
-            req.node,
-            &self.plugins,
-            &list,
-            &Self::att(req),
-            &result,
-            Extra {
-                data_dir: Some(&data),
-                runtime: None,
-            },
-        )
+        self.with_cached(req, check)
     }
 
     fn detach(&self, req: &AttachRequest<'_>) -> Result<()> {
-        let list = read_conflist(req.files_dir)?;
-        let data = ipam_dir(req.files_dir);
-        let result = self.cached(&req.container_id);
-        del(
-            req.node,
-            &self.plugins,
-            &list,
-            &Self::att(req),
-            &result,
-            Extra {
-                data_dir: Some(&data),
-                runtime: None,
-            },
-        )?;
+        self.with_cached(req, del)?;
         if let Ok(mut m) = self.results.lock() {
             m.remove(&req.container_id);
         }
