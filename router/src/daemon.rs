@@ -72,9 +72,7 @@ pub async fn check_host(cfg: &Config, sync: &RouteSync) -> Result<UnderlayLink, 
         });
     }
     // A TUN of that name is one a graceful stop left: it is adopted.
-    if cfg.dataplane.mode.is_overlay()
-        && sync.link_index(&cfg.dataplane.tun_name).await?.is_some()
-        && !sync.is_tun(&cfg.dataplane.tun_name).await?
+    if cfg.dataplane.mode.is_overlay() && sync.is_tun(&cfg.dataplane.tun_name).await? == Some(false)
     {
         errs.push(ConfigError {
             path: "dataplane.tun_name".into(),

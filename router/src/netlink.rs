@@ -289,8 +289,11 @@ impl RouteSync {
         Ok(())
     }
 
-    /// Interface index of `name`, if it exists.
-    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+    /// The link named `name`, if it exists.
+    async fn link_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<netlink_packet_route::link::LinkMessage>, NetlinkError> {
         let mut s = self
             .handle
             .link()
@@ -298,7 +301,7 @@ impl RouteSync {
             .match_name(name.to_owned())
             .execute();
         match s.try_next().await {
-            Ok(m) => Ok(m.map(|m| m.header.index)),
+            Ok(m) => Ok(m),
             Err(e)
                 if is_gone(&e)
                     || matches!(&e, rtnetlink::Error::NetlinkError(m) if -m.raw_code() == libc::ENODEV) =>
@@ -309,30 +312,21 @@ impl RouteSync {
         }
     }
 
-    /// True when interface `name` exists and is a TUN/TAP device (a
-    /// persistent TUN left by a graceful stop).
-    pub async fn is_tun(&self, name: &str) -> Result<bool, NetlinkError> {
-        use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
-        let mut s = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match s.try_next().await {
-            Ok(Some(m)) => Ok(m.attributes.iter().any(|a| {
+    /// Interface index of `name`, if it exists.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        Ok(self.link_by_name(name).await?.map(|m| m.header.index))
+    }
+
+    /// Whether interface `name` is a TUN/TAP device (a persistent TUN left
+    /// by a graceful stop); `None` when there is no such interface.
+    pub async fn is_tun(&self, name: &str) -> Result<Option<bool>, NetlinkError> {
+        use netlink_packet_route::link::{InfoKind, LinkInfo};
+        Ok(self.link_by_name(name).await?.map(|m| {
+            m.attributes.iter().any(|a| {
                 matches!(a, LinkAttribute::LinkInfo(infos)
                     if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Tun))))
-            })),
-            Ok(None) => Ok(false),
-            Err(e)
-                if is_gone(&e)
-                    || matches!(&e, rtnetlink::Error::NetlinkError(m) if -m.raw_code() == libc::ENODEV) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(req(format!("looking up link {name}"))(e)),
-        }
+            })
+        }))
     }
 
     /// Sets the MTU of interface `ifindex`.
