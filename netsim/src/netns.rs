@@ -148,21 +148,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NetnsError> {
-        let path = format!("/run/netns/{}", self.name);
-        let name = self.name.clone();
-        let file = File::open(&path).map_err(|source| NetnsError::Enter {
-            name: name.clone(),
-            source,
-        })?;
-        let handle = std::thread::spawn(move || -> Result<T, NetnsError> {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                NetnsError::Enter {
-                    name,
-                    source: io::Error::from(e),
-                }
-            })?;
-            Ok(f())
-        });
+        let handle = spawn_in(&self.name, f)?;
         match handle.join() {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
