@@ -25,13 +25,13 @@ mod peers;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netsim::frr::Frr;
-use netsim::netns::{Netns, privileged_or_skip, run_checked, unique_prefix};
+use netsim::netns::{Netns, privileged_or_skip, unique_prefix};
 use netsim::weftd::{DataplaneConfig, WeftdConfig, WeftdProcess};
 use peers::{Bird, TempDir, output};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -60,24 +60,6 @@ struct Topo {
     server: Netns,
 }
 
-fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
-    run_checked(Command::new("ip").args([
-        "link",
-        "add",
-        a_dev,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_dev,
-        "netns",
-        b.name(),
-    ]))
-    .unwrap();
-}
-
 fn addr(ns: &Netns, dev: &str, cidr: &str) {
     ns.ip(&["addr", "add", cidr, "dev", dev]).unwrap();
     ns.ip(&["link", "set", dev, "up"]).unwrap();
@@ -103,10 +85,11 @@ impl Topo {
             .unwrap();
         for (k, tor) in t.tors.iter().enumerate() {
             let i = k as u8 + 1;
-            veth(&t.node, &format!("up{i}"), tor, "dn0");
+            t.node.veth_to(&format!("up{i}"), tor, "dn0", None).unwrap();
             addr(&t.node, &format!("up{i}"), &format!("{}/24", node_addr(i)));
             addr(tor, "dn0", &format!("{}/24", tor_addr(i)));
-            veth(tor, "srv0", &t.server, &format!("tor{i}"));
+            tor.veth_to("srv0", &t.server, &format!("tor{i}"), None)
+                .unwrap();
             addr(tor, "srv0", &format!("10.97.{i}.1/24"));
             addr(&t.server, &format!("tor{i}"), &format!("10.97.{i}.2/24"));
             tor.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])

@@ -5,28 +5,13 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::process::Command;
 
-use netsim::netns::{Netns, run_checked};
+use netsim::netns::Netns;
 
 /// A veth pair `a_if`–`b_if` between `a` and `b`, addressed `a_ip/len`
 /// and `b_ip/len`, both up (and both loopbacks).
 pub fn link(a: &Netns, a_if: &str, a_ip: &str, b: &Netns, b_if: &str, b_ip: &str, len: u8) {
-    run_checked(Command::new("ip").args([
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ]))
-    .unwrap();
+    a.veth_to(a_if, b, b_if, None).unwrap();
     for (ns, dev, ip) in [(a, a_if, a_ip), (b, b_if, b_ip)] {
         ns.ip(&["addr", "add", &format!("{ip}/{len}"), "dev", dev])
             .unwrap();
