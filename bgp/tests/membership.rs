@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::collect_until;
+use common::{collect_until, free_port};
 use weft_bgp::fsm::State;
 use weft_bgp::{
     BgpConfig, Error, PeerConfig, Prefix, RouteEvent, Speaker, SpeakerConfig, SpeakerHandle,
@@ -21,14 +21,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn peer(me: &str, addr: &str, port: u16) -> PeerConfig {
